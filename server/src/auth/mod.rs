@@ -1,0 +1,21 @@
+//! Protocol-neutral authentication: nothing here knows IMAP, SMTP or HTTP.
+
+pub mod directory;
+pub mod oidc;
+pub mod sasl;
+
+use std::sync::Arc;
+
+use directory::Directory;
+use oidc::TokenValidator;
+
+/// What every mechanism may need to verify credentials. Built once at start-up and shared.
+#[derive(Clone)]
+pub struct AuthBackends {
+    /// Who exists, and password checks for PLAIN/LOGIN.
+    pub directory: Arc<dyn Directory>,
+    /// Bearer-token validation; `None` when no `[oidc]` section is configured.
+    pub validator: Option<Arc<dyn TokenValidator>>,
+    /// Whether an OAUTHBEARER authzid may name another user than the token's (delegation).
+    pub allow_delegation: bool,
+}

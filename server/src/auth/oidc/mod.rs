@@ -1,0 +1,88 @@
+//! Bearer-token validation: discovery, JWKS cache, claim checks, optional introspection.
+
+mod validator;
+
+pub use validator::{OidcValidator, OidcValidatorConfig};
+
+use async_trait::async_trait;
+
+/// What a valid token says about its holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidatedToken {
+    /// The directory user (from the configured username claim, mapped through the directory).
+    pub username: String,
+    pub issuer: String,
+    pub subject: String,
+    pub sid: Option<String>,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+/// Why a token was refused. `code()` is stable: it is used in logs and (for HTTP) in
+/// `error_description`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("token is not a well-formed JWT: {0}")]
+    Malformed(String),
+    #[error("signature does not verify")]
+    BadSignature,
+    #[error("no key with kid {0:?} in the issuer's JWKS")]
+    UnknownKey(String),
+    #[error("algorithm {0} is not allowed")]
+    AlgorithmNotAllowed(String),
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not valid yet (nbf in the future)")]
+    NotYetValid,
+    #[error("issuer {0:?} is not the configured issuer")]
+    WrongIssuer(String),
+    #[error("audience does not contain the configured audience")]
+    WrongAudience,
+    #[error("required claim {0} is missing")]
+    MissingClaim(String),
+    #[error("token type {0:?} is not an access token")]
+    WrongType(String),
+    #[error("introspection says the token is not active")]
+    Inactive,
+    #[error("user {0:?} is not in the directory")]
+    UnknownUser(String),
+    /// The IdP (discovery, JWKS, introspection) or the directory could not be reached.
+    #[error("identity provider unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl TokenError {
+    /// Short stable reason code for logs and RFC 6750 `error_description`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TokenError::Malformed(_) => "malformed",
+            TokenError::BadSignature => "bad_signature",
+            TokenError::UnknownKey(_) => "unknown_kid",
+            TokenError::AlgorithmNotAllowed(_) => "alg_not_allowed",
+            TokenError::Expired => "expired",
+            TokenError::NotYetValid => "not_yet_valid",
+            TokenError::WrongIssuer(_) => "wrong_issuer",
+            TokenError::WrongAudience => "wrong_audience",
+            TokenError::MissingClaim(_) => "missing_claim",
+            TokenError::WrongType(_) => "wrong_type",
+            TokenError::Inactive => "inactive",
+            TokenError::UnknownUser(_) => "unknown_user",
+            TokenError::Unavailable(_) => "unavailable",
+        }
+    }
+
+    /// A temporary failure: the client should retry later, not discard its token.
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, TokenError::Unavailable(_))
+    }
+}
+
+/// Validates bearer tokens. The OIDC implementation is [`OidcValidator`].
+#[async_trait]
+pub trait TokenValidator: Send + Sync {
+    async fn validate(&self, token: &str) -> Result<ValidatedToken, TokenError>;
+    /// The discovery URL sent in RFC 7628 error challenges (`openid-configuration`).
+    fn discovery_url(&self) -> String;
+    /// The scope sent in RFC 7628 error challenges.
+    fn required_scope(&self) -> String;
+}

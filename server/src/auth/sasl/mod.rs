@@ -1,0 +1,124 @@
+//! The SASL SPI (JAMES-4210 in Rust terms): a mechanism starts an exchange, an exchange steps
+//! until success or failure. Front ends only frame the bytes (base64, `*` abort, continuations).
+
+mod login;
+mod oauthbearer;
+mod plain;
+mod registry;
+mod xoauth2;
+
+pub use login::Login;
+pub use oauthbearer::OAuthBearer;
+pub use plain::Plain;
+pub use registry::{SaslRegistry, default_mechanisms};
+pub use xoauth2::XOAuth2;
+
+use std::net::SocketAddr;
+
+use async_trait::async_trait;
+
+/// Which front end runs the exchange; decides defaults and reply shapes, never mechanism logic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Imap,
+    Smtp,
+    Pop3,
+    ManageSieve,
+}
+
+/// What a mechanism may know about the session it runs in.
+#[derive(Debug, Clone)]
+pub struct SessionContext {
+    pub protocol: Protocol,
+    /// The connection is protected by TLS (implicit or after STARTTLS).
+    pub tls: bool,
+    /// Plaintext mechanisms (PLAIN, LOGIN) are offered without TLS (config `allow_plaintext_auth`).
+    pub allow_plaintext_without_tls: bool,
+    pub peer: Option<SocketAddr>,
+}
+
+impl SessionContext {
+    /// Whether a mechanism that sends a password in clear may run now.
+    pub fn plaintext_allowed(&self) -> bool {
+        self.tls || self.allow_plaintext_without_tls
+    }
+}
+
+/// The OIDC session a token-based login came from, kept for revocation and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSession {
+    pub issuer: String,
+    pub subject: String,
+    pub sid: Option<String>,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+/// Who logged in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaslIdentity {
+    /// The directory user whose credentials (password or token) were verified.
+    pub authentication_id: String,
+    /// The user whose mail is accessed; equal to `authentication_id` unless delegation is allowed.
+    pub authorization_id: String,
+    /// Set for bearer-token logins.
+    pub token: Option<TokenSession>,
+}
+
+/// Why an exchange failed. Each kind maps to one wire reply per protocol.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SaslFailure {
+    /// The client's message does not follow the mechanism's syntax (bad base64, bad GS2 header).
+    #[error("malformed SASL message: {0}")]
+    Malformed(String),
+    /// Wrong password or an invalid token; `reason` is for logs (e.g. `expired`, `bad_signature`).
+    #[error("invalid credentials: {reason}")]
+    InvalidCredentials { reason: String },
+    /// The authzid names another user and delegation is not allowed.
+    #[error("authorization identity {authzid:?} differs from authenticated user {authcid:?}")]
+    DelegationForbidden { authcid: String, authzid: String },
+    /// The IdP or the directory could not be reached: try again later.
+    #[error("temporary failure: {0}")]
+    TemporaryFailure(String),
+    /// The client cancelled with `*`.
+    #[error("authentication aborted by client")]
+    Aborted,
+    /// The mechanism is not offered in this session (unknown, disabled, or plaintext before TLS).
+    #[error("mechanism not available: {0}")]
+    MechanismUnavailable(String),
+}
+
+/// The outcome of one exchange step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SaslStep {
+    /// Send these bytes (base64-encoded by the front end) and wait for the client's next message.
+    Challenge(Vec<u8>),
+    Success {
+        identity: SaslIdentity,
+        /// Additional data with outcome of success (none of our mechanisms uses it yet; SCRAM will).
+        server_data: Option<Vec<u8>>,
+    },
+    Failure(SaslFailure),
+}
+
+/// A SASL mechanism. Other crates may implement it and register it in a [`SaslRegistry`].
+pub trait SaslMechanism: Send + Sync {
+    /// IANA name, upper case (`PLAIN`, `OAUTHBEARER`).
+    fn name(&self) -> &str;
+    /// Whether the mechanism is offered in this session (e.g. PLAIN only under TLS).
+    fn available(&self, ctx: &SessionContext) -> bool;
+    /// Starts an exchange. `initial` is the decoded initial response (SASL-IR), if any; an empty
+    /// initial response (`=`) is `Some(&[])`.
+    fn start(&self, initial: Option<&[u8]>, ctx: &SessionContext) -> Box<dyn SaslExchange>;
+}
+
+/// One running authentication. Dropping it releases whatever it holds.
+#[async_trait]
+pub trait SaslExchange: Send {
+    /// Advances the exchange. `client` is `None` on the first step when there was no initial
+    /// response, otherwise the client's decoded message (possibly empty).
+    ///
+    /// OAUTHBEARER/XOAUTH2 failures follow RFC 7628: the exchange first returns
+    /// `Challenge(error JSON)`, and only after the client's dummy reply `Failure(..)`.
+    async fn step(&mut self, client: Option<&[u8]>) -> SaslStep;
+}

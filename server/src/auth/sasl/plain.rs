@@ -1,0 +1,27 @@
+//! Plain (placeholder until implemented).
+
+use super::{SaslExchange, SaslMechanism, SessionContext};
+use crate::auth::AuthBackends;
+
+pub struct Plain {
+    backends: AuthBackends,
+}
+
+impl Plain {
+    pub fn new(backends: AuthBackends) -> Self {
+        Self { backends }
+    }
+}
+
+impl SaslMechanism for Plain {
+    fn name(&self) -> &str {
+        "PLAIN"
+    }
+    fn available(&self, _ctx: &SessionContext) -> bool {
+        let _ = &self.backends;
+        false
+    }
+    fn start(&self, _initial: Option<&[u8]>, _ctx: &SessionContext) -> Box<dyn SaslExchange> {
+        todo!()
+    }
+}

@@ -1,0 +1,416 @@
+//! One TOML file configures the whole server. Every key is documented in README.md.
+//! Unknown keys are errors, so a typo is reported with its name at start-up.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value for `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerSection,
+    /// Certificate and key for STARTTLS and implicit TLS listeners.
+    pub tls: Option<TlsSection>,
+    #[serde(default)]
+    pub imap: ImapSection,
+    /// Submission (port 587/465 style): AUTH required to relay.
+    #[serde(default)]
+    pub submission: SubmissionSection,
+    /// Inbound SMTP (port 25 style): no AUTH, only local recipients known to the directory.
+    #[serde(default)]
+    pub smtp: SmtpSection,
+    pub oidc: Option<OidcSection>,
+    pub directory: DirectorySection,
+    #[serde(default)]
+    pub store: StoreSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Name in greetings and EHLO.
+    #[serde(default = "default_hostname")]
+    pub hostname: String,
+    /// `tracing` filter, e.g. `info` or `mail_oidc_server=debug`. `RUST_LOG` overrides it.
+    #[serde(default = "default_log")]
+    pub log: String,
+    /// Allow an OAUTHBEARER authzid naming another user than the token's.
+    #[serde(default)]
+    pub allow_delegation: bool,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            hostname: default_hostname(),
+            log: default_log(),
+            allow_delegation: false,
+        }
+    }
+}
+
+fn default_hostname() -> String {
+    "localhost".into()
+}
+fn default_log() -> String {
+    "info".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// SASL mechanisms one protocol offers, in order.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// Absent: the protocol's defaults (see README).
+    pub mechanisms: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImapSection {
+    /// Cleartext listener with STARTTLS; absent = none.
+    pub listen: Option<SocketAddr>,
+    /// Implicit-TLS listener; absent = none.
+    pub listen_tls: Option<SocketAddr>,
+    /// Offer PLAIN/LOGIN (and the LOGIN command) before TLS.
+    #[serde(default)]
+    pub allow_plaintext_auth: bool,
+    /// Failed authentications before `* BYE`.
+    #[serde(default = "default_max_auth_failures")]
+    pub max_auth_failures: u32,
+    /// Longest command line (or AUTHENTICATE line) accepted before authentication, in bytes.
+    #[serde(default = "default_auth_line")]
+    pub max_auth_line: usize,
+    /// Longest literal accepted before authentication, in bytes.
+    #[serde(default = "default_preauth_literal")]
+    pub max_preauth_literal: usize,
+    /// Longest literal accepted after authentication (APPEND), in bytes.
+    #[serde(default = "default_max_message")]
+    pub max_literal: usize,
+    /// Idle time after which an unauthenticated connection is closed, in seconds.
+    #[serde(default = "default_preauth_timeout")]
+    pub preauth_timeout_seconds: u64,
+    #[serde(default)]
+    pub auth: AuthSection,
+}
+
+impl Default for ImapSection {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            listen_tls: None,
+            allow_plaintext_auth: false,
+            max_auth_failures: default_max_auth_failures(),
+            max_auth_line: default_auth_line(),
+            max_preauth_literal: default_preauth_literal(),
+            max_literal: default_max_message(),
+            preauth_timeout_seconds: default_preauth_timeout(),
+            auth: AuthSection::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmissionSection {
+    /// Cleartext listener with STARTTLS; absent = none.
+    pub listen: Option<SocketAddr>,
+    /// Implicit-TLS listener; absent = none.
+    pub listen_tls: Option<SocketAddr>,
+    #[serde(default)]
+    pub allow_plaintext_auth: bool,
+    #[serde(default = "default_max_auth_failures")]
+    pub max_auth_failures: u32,
+    /// Largest message accepted (advertised with SIZE), in bytes.
+    #[serde(default = "default_max_message")]
+    pub max_message_size: usize,
+    #[serde(default)]
+    pub auth: AuthSection,
+}
+
+impl Default for SubmissionSection {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            listen_tls: None,
+            allow_plaintext_auth: false,
+            max_auth_failures: default_max_auth_failures(),
+            max_message_size: default_max_message(),
+            auth: AuthSection::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSection {
+    /// Inbound listener (STARTTLS offered when `[tls]` is set); absent = none.
+    pub listen: Option<SocketAddr>,
+    #[serde(default = "default_max_message")]
+    pub max_message_size: usize,
+    /// Domains this server accepts mail for; empty = any domain, the directory decides.
+    #[serde(default)]
+    pub local_domains: Vec<String>,
+}
+
+impl Default for SmtpSection {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            max_message_size: default_max_message(),
+            local_domains: Vec::new(),
+        }
+    }
+}
+
+fn default_max_auth_failures() -> u32 {
+    3
+}
+fn default_auth_line() -> usize {
+    16 * 1024
+}
+fn default_preauth_literal() -> usize {
+    16 * 1024
+}
+fn default_max_message() -> usize {
+    25 * 1024 * 1024
+}
+fn default_preauth_timeout() -> u64 {
+    60
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSection {
+    /// `.../.well-known/openid-configuration`; gives issuer, JWKS and introspection endpoints.
+    pub discovery_url: Option<String>,
+    /// Explicit issuer (required without `discovery_url`; checked against discovery otherwise).
+    pub issuer: Option<String>,
+    /// Explicit JWKS URL (required without `discovery_url`).
+    pub jwks_url: Option<String>,
+    /// Accepted `aud` values; the token must contain at least one. Empty = `aud` not checked.
+    #[serde(default)]
+    pub audience: Vec<String>,
+    /// Claim holding the user name, mapped through the directory.
+    #[serde(default = "default_username_claim")]
+    pub username_claim: String,
+    /// Clock skew allowed for `exp` and `nbf`, in seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: u64,
+    /// Allowed JWS algorithms; `none` and HMAC are never accepted.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Scope named in RFC 7628 error challenges.
+    #[serde(default = "default_scope")]
+    pub scope: String,
+    /// Minimum time between two JWKS refetches caused by unknown `kid`s, in seconds.
+    #[serde(default = "default_refetch")]
+    pub jwks_refetch_interval_seconds: u64,
+    /// Timeout of each HTTP call to the IdP, in seconds.
+    #[serde(default = "default_http_timeout")]
+    pub http_timeout_seconds: u64,
+    /// PEM CA certificate to trust for the IdP's HTTPS, in addition to the system roots.
+    pub ca_cert: Option<PathBuf>,
+    /// RFC 7662 introspection of every token (after local JWT checks).
+    pub introspection: Option<IntrospectionSection>,
+}
+
+fn default_username_claim() -> String {
+    "email".into()
+}
+fn default_leeway() -> u64 {
+    30
+}
+fn default_algorithms() -> Vec<String> {
+    [
+        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+fn default_scope() -> String {
+    "openid email".into()
+}
+fn default_refetch() -> u64 {
+    10
+}
+fn default_http_timeout() -> u64 {
+    5
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionSection {
+    /// Introspection endpoint; absent = the one from discovery.
+    pub endpoint: Option<String>,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum DirectorySection {
+    Ldap(LdapSection),
+    Static(StaticSection),
+}
+
+impl Default for DirectorySection {
+    fn default() -> Self {
+        DirectorySection::Static(StaticSection {
+            path: PathBuf::from("users.toml"),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapSection {
+    /// `ldap://host:port` or `ldaps://host:port`.
+    pub url: String,
+    /// Where users live, e.g. `ou=people,dc=example,dc=com`.
+    pub base_dn: String,
+    /// Service account for searches; absent = anonymous search.
+    pub bind_dn: Option<String>,
+    pub bind_password: Option<String>,
+    /// Search filter; `{user}` is replaced by the (escaped) login name.
+    #[serde(default = "default_user_filter")]
+    pub user_filter: String,
+    /// Attribute holding the canonical mail address.
+    #[serde(default = "default_mail_attribute")]
+    pub mail_attribute: String,
+    /// Timeout of each LDAP operation, in seconds.
+    #[serde(default = "default_http_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_user_filter() -> String {
+    "(&(objectClass=inetOrgPerson)(|(mail={user})(uid={user})))".into()
+}
+fn default_mail_attribute() -> String {
+    "mail".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticSection {
+    /// TOML file with `[[user]]` tables (`name`, `password`); see README.
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StoreSection {
+    /// Messages live in memory and are lost at exit.
+    #[default]
+    Memory,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            // toml's message names the key and shows the line.
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Cross-key checks serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let tls_needed = [
+            ("imap.listen_tls", self.imap.listen_tls.is_some()),
+            (
+                "submission.listen_tls",
+                self.submission.listen_tls.is_some(),
+            ),
+        ];
+        for (key, used) in tls_needed {
+            if used && self.tls.is_none() {
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    message: "an implicit-TLS listener needs the [tls] section (cert, key)".into(),
+                });
+            }
+        }
+        if let Some(oidc) = &self.oidc {
+            if oidc.discovery_url.is_none() && (oidc.issuer.is_none() || oidc.jwks_url.is_none()) {
+                return Err(ConfigError::Invalid {
+                    key: "oidc.discovery_url".into(),
+                    message: "set oidc.discovery_url, or both oidc.issuer and oidc.jwks_url".into(),
+                });
+            }
+            for alg in &oidc.algorithms {
+                let upper = alg.to_ascii_uppercase();
+                if upper == "NONE" || upper.starts_with("HS") {
+                    return Err(ConfigError::Invalid {
+                        key: "oidc.algorithms".into(),
+                        message: format!("{alg} is never allowed (no `none`, no HMAC)"),
+                    });
+                }
+            }
+            if oidc.introspection.is_some()
+                && oidc.discovery_url.is_none()
+                && oidc
+                    .introspection
+                    .as_ref()
+                    .is_some_and(|i| i.endpoint.is_none())
+            {
+                return Err(ConfigError::Invalid {
+                    key: "oidc.introspection.endpoint".into(),
+                    message: "needed when oidc.discovery_url is not set".into(),
+                });
+            }
+        }
+        if let Some(m) = &self.imap.auth.mechanisms {
+            if m.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "imap.auth.mechanisms".into(),
+                    message: "empty list: leave the key out for the defaults".into(),
+                });
+            }
+        }
+        if let Some(m) = &self.submission.auth.mechanisms {
+            if m.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "submission.auth.mechanisms".into(),
+                    message: "empty list: leave the key out for the defaults".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}

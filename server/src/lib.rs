@@ -1,0 +1,12 @@
+//! mail-oidc-server: a compact mail server whose logins go through OpenID Connect.
+//!
+//! Layout: `auth` is protocol-neutral (SASL, OIDC, directory); `imap` and `smtp` are front ends
+//! that only do framing and wire replies; `store` holds mail; `server` wires it all from `config`.
+
+pub mod auth;
+pub mod config;
+pub mod imap;
+pub mod server;
+pub mod smtp;
+pub mod store;
+pub mod tls;

@@ -1,0 +1,238 @@
+//! Builds every service from the config, binds the listeners and runs them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::AuthBackends;
+use crate::auth::directory::{Directory, LdapDirectory, LdapDirectoryConfig, StaticDirectory};
+use crate::auth::oidc::{OidcValidator, OidcValidatorConfig, TokenValidator};
+use crate::auth::sasl::{Protocol, SaslRegistry, default_mechanisms};
+use crate::config::{Config, ConfigError, DirectorySection, StoreSection};
+use crate::imap::{ImapContext, ImapListenerKind};
+use crate::smtp::{SmtpContext, SmtpListenerKind};
+use crate::store::{MailStore, MemoryStore};
+use crate::tls;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot listen on {addr} (config key `{key}`): {source}")]
+    Bind {
+        key: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The addresses actually bound (port 0 in the config becomes a real port here). Written as JSON
+/// to `--ready-file` so a harness learns the ports without racing for them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BoundAddrs {
+    pub imap: Option<SocketAddr>,
+    pub imap_tls: Option<SocketAddr>,
+    pub submission: Option<SocketAddr>,
+    pub submission_tls: Option<SocketAddr>,
+    pub smtp: Option<SocketAddr>,
+}
+
+/// A started server: its bound addresses and the tasks serving them.
+pub struct RunningServer {
+    pub addrs: BoundAddrs,
+    pub store: Arc<dyn MailStore>,
+    tasks: JoinSet<()>,
+}
+
+impl RunningServer {
+    /// Serves until every listener stops (they stop only on fatal errors).
+    pub async fn wait(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Stops every listener and session task.
+    pub fn shutdown(mut self) {
+        self.tasks.abort_all();
+    }
+}
+
+/// Everything the front ends share, built once.
+pub struct Services {
+    pub backends: AuthBackends,
+    pub store: Arc<dyn MailStore>,
+    pub tls: Option<TlsAcceptor>,
+}
+
+pub fn build_services(config: &Config) -> Result<Services, StartError> {
+    tls::install_crypto_provider();
+    let directory: Arc<dyn Directory> =
+        match &config.directory {
+            DirectorySection::Ldap(ldap) => {
+                Arc::new(LdapDirectory::new(LdapDirectoryConfig::from(ldap)))
+            }
+            DirectorySection::Static(s) => Arc::new(StaticDirectory::load(&s.path).map_err(
+                |e| ConfigError::Invalid {
+                    key: "directory.path".into(),
+                    message: e.to_string(),
+                },
+            )?),
+        };
+    let validator: Option<Arc<dyn TokenValidator>> = match &config.oidc {
+        Some(oidc) => {
+            let cfg = OidcValidatorConfig::from_section(oidc)?;
+            Some(Arc::new(OidcValidator::new(cfg, directory.clone())?))
+        }
+        None => None,
+    };
+    let store: Arc<dyn MailStore> = match config.store {
+        StoreSection::Memory => Arc::new(MemoryStore::new()),
+    };
+    let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+    Ok(Services {
+        backends: AuthBackends {
+            directory,
+            validator,
+            allow_delegation: config.server.allow_delegation,
+        },
+        store,
+        tls,
+    })
+}
+
+fn registry(
+    backends: &AuthBackends,
+    key: &str,
+    names: &Option<Vec<String>>,
+    protocol: Protocol,
+) -> Result<SaslRegistry, ConfigError> {
+    let names = names
+        .clone()
+        .unwrap_or_else(|| default_mechanisms(protocol));
+    SaslRegistry::with_builtins(backends)
+        .enable(&names)
+        .map_err(|e| ConfigError::Invalid {
+            key: key.into(),
+            message: e.to_string(),
+        })
+}
+
+async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { key, addr, source })
+}
+
+/// Binds every configured listener and starts serving.
+pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    let services = build_services(&config)?;
+    start_with(config, services).await
+}
+
+/// Like [`start`], with services built by the caller (e.g. an extra SASL mechanism).
+pub async fn start_with(config: Config, services: Services) -> Result<RunningServer, StartError> {
+    let mut tasks = JoinSet::new();
+    let mut addrs = BoundAddrs::default();
+
+    let imap_ctx = Arc::new(ImapContext {
+        hostname: config.server.hostname.clone(),
+        config: config.imap.clone(),
+        registry: registry(
+            &services.backends,
+            "imap.auth.mechanisms",
+            &config.imap.auth.mechanisms,
+            Protocol::Imap,
+        )?,
+        backends: services.backends.clone(),
+        store: services.store.clone(),
+        tls: services.tls.clone(),
+    });
+    let smtp_ctx = Arc::new(SmtpContext {
+        hostname: config.server.hostname.clone(),
+        submission: config.submission.clone(),
+        inbound: config.smtp.clone(),
+        registry: registry(
+            &services.backends,
+            "submission.auth.mechanisms",
+            &config.submission.auth.mechanisms,
+            Protocol::Smtp,
+        )?,
+        backends: services.backends.clone(),
+        store: services.store.clone(),
+        tls: services.tls.clone(),
+    });
+
+    if let Some(addr) = config.imap.listen {
+        let l = bind("imap.listen", addr).await?;
+        addrs.imap = Some(
+            l.local_addr()
+                .map_err(|e| StartError::Other(e.to_string()))?,
+        );
+        tasks.spawn(crate::imap::serve(
+            l,
+            ImapListenerKind::Plain,
+            imap_ctx.clone(),
+        ));
+    }
+    if let Some(addr) = config.imap.listen_tls {
+        let l = bind("imap.listen_tls", addr).await?;
+        addrs.imap_tls = Some(
+            l.local_addr()
+                .map_err(|e| StartError::Other(e.to_string()))?,
+        );
+        tasks.spawn(crate::imap::serve(
+            l,
+            ImapListenerKind::ImplicitTls,
+            imap_ctx.clone(),
+        ));
+    }
+    if let Some(addr) = config.submission.listen {
+        let l = bind("submission.listen", addr).await?;
+        addrs.submission = Some(
+            l.local_addr()
+                .map_err(|e| StartError::Other(e.to_string()))?,
+        );
+        tasks.spawn(crate::smtp::serve(
+            l,
+            SmtpListenerKind::Submission,
+            smtp_ctx.clone(),
+        ));
+    }
+    if let Some(addr) = config.submission.listen_tls {
+        let l = bind("submission.listen_tls", addr).await?;
+        addrs.submission_tls = Some(
+            l.local_addr()
+                .map_err(|e| StartError::Other(e.to_string()))?,
+        );
+        tasks.spawn(crate::smtp::serve(
+            l,
+            SmtpListenerKind::SubmissionImplicitTls,
+            smtp_ctx.clone(),
+        ));
+    }
+    if let Some(addr) = config.smtp.listen {
+        let l = bind("smtp.listen", addr).await?;
+        addrs.smtp = Some(
+            l.local_addr()
+                .map_err(|e| StartError::Other(e.to_string()))?,
+        );
+        tasks.spawn(crate::smtp::serve(
+            l,
+            SmtpListenerKind::Inbound,
+            smtp_ctx.clone(),
+        ));
+    }
+    tracing::info!(?addrs, "listening");
+    Ok(RunningServer {
+        addrs,
+        store: services.store,
+        tasks,
+    })
+}
