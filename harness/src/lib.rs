@@ -1,1 +1,9 @@
-//! mail-oidc-harness: stands up a real IdP, LDAP, Redis and our mail server, and drives them.
+//! mail-oidc-harness: stands up a real IdP (LemonLDAP::NG), LDAP (slapd), Redis and our mail
+//! server as local processes, and drives them with small protocol clients.
+
+pub mod clients;
+pub mod idp;
+pub mod keys;
+pub mod realm;
+pub mod stack;
+pub mod tokens;

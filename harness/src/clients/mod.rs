@@ -1,0 +1,1 @@
+//! Small protocol clients for tests (placeholder until implemented).

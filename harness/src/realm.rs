@@ -1,0 +1,1 @@
+//! Realm description (placeholder until implemented).

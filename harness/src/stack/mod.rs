@@ -1,0 +1,1 @@
+//! The test stack (placeholder until implemented).
