@@ -44,7 +44,7 @@ async fn main() -> ExitCode {
         .with_ansi(false)
         .init();
     if args.check {
-        if let Err(e) = server::build_services(&config) {
+        if let Err(e) = server::check(&config) {
             eprintln!("mail-oidc-server: {e}");
             return ExitCode::from(2);
         }

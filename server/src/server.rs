@@ -130,6 +130,34 @@ async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartE
         .map_err(|source| StartError::Bind { key, addr, source })
 }
 
+/// The IMAP and submission mechanism registries, in configured order.
+pub fn registries(
+    config: &Config,
+    backends: &AuthBackends,
+) -> Result<(SaslRegistry, SaslRegistry), ConfigError> {
+    Ok((
+        registry(
+            backends,
+            "imap.auth.mechanisms",
+            &config.imap.auth.mechanisms,
+            Protocol::Imap,
+        )?,
+        registry(
+            backends,
+            "submission.auth.mechanisms",
+            &config.submission.auth.mechanisms,
+            Protocol::Smtp,
+        )?,
+    ))
+}
+
+/// Validates everything `start` would build, without binding anything (`--check`).
+pub fn check(config: &Config) -> Result<(), StartError> {
+    let services = build_services(config)?;
+    registries(config, &services.backends)?;
+    Ok(())
+}
+
 /// Binds every configured listener and starts serving.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let services = build_services(&config)?;
@@ -141,15 +169,11 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
     let mut tasks = JoinSet::new();
     let mut addrs = BoundAddrs::default();
 
+    let (imap_registry, submission_registry) = registries(&config, &services.backends)?;
     let imap_ctx = Arc::new(ImapContext {
         hostname: config.server.hostname.clone(),
         config: config.imap.clone(),
-        registry: registry(
-            &services.backends,
-            "imap.auth.mechanisms",
-            &config.imap.auth.mechanisms,
-            Protocol::Imap,
-        )?,
+        registry: imap_registry,
         backends: services.backends.clone(),
         store: services.store.clone(),
         tls: services.tls.clone(),
@@ -158,12 +182,7 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
         hostname: config.server.hostname.clone(),
         submission: config.submission.clone(),
         inbound: config.smtp.clone(),
-        registry: registry(
-            &services.backends,
-            "submission.auth.mechanisms",
-            &config.submission.auth.mechanisms,
-            Protocol::Smtp,
-        )?,
+        registry: submission_registry,
         backends: services.backends.clone(),
         store: services.store.clone(),
         tls: services.tls.clone(),

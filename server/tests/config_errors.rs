@@ -1,0 +1,70 @@
+//! Start-up with a bad configuration fails with a message naming the offending key.
+
+use std::process::Command;
+
+fn run_check(toml: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, toml).expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_mail-oidc-server"))
+        .arg("--config")
+        .arg(&path)
+        .arg("--check")
+        .output()
+        .expect("run mail-oidc-server");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+const DIRECTORY: &str = "[directory]\nkind = \"ldap\"\nurl = \"ldap://127.0.0.1:1\"\nbase_dn = \"dc=example,dc=com\"\n";
+
+#[test]
+fn unknown_key_is_named() {
+    let (ok, text) = run_check(&format!("{DIRECTORY}[imap]\nlisten_on = \"127.0.0.1:0\"\n"));
+    assert!(!ok, "must fail: {text}");
+    assert!(text.contains("listen_on"), "message should name the key: {text}");
+}
+
+#[test]
+fn implicit_tls_without_tls_section_names_key() {
+    let (ok, text) = run_check(&format!("{DIRECTORY}[imap]\nlisten_tls = \"127.0.0.1:0\"\n"));
+    assert!(!ok, "must fail: {text}");
+    assert!(text.contains("imap.listen_tls"), "{text}");
+}
+
+#[test]
+fn hmac_algorithm_is_refused() {
+    let (ok, text) = run_check(&format!(
+        "{DIRECTORY}[oidc]\ndiscovery_url = \"http://127.0.0.1:1/.well-known/openid-configuration\"\nalgorithms = [\"RS256\", \"HS256\"]\n"
+    ));
+    assert!(!ok, "must fail: {text}");
+    assert!(text.contains("oidc.algorithms"), "{text}");
+}
+
+#[test]
+fn oidc_needs_discovery_or_issuer_and_jwks() {
+    let (ok, text) = run_check(&format!("{DIRECTORY}[oidc]\nissuer = \"http://idp\"\n"));
+    assert!(!ok, "must fail: {text}");
+    assert!(text.contains("oidc.discovery_url"), "{text}");
+}
+
+#[test]
+fn unknown_mechanism_is_named() {
+    let (ok, text) = run_check(&format!(
+        "{DIRECTORY}[imap]\nlisten = \"127.0.0.1:0\"\n[imap.auth]\nmechanisms = [\"PLAIN\", \"CRAM-MD5\"]\n"
+    ));
+    assert!(!ok, "must fail: {text}");
+    assert!(text.contains("imap.auth.mechanisms") && text.contains("CRAM-MD5"), "{text}");
+}
+
+#[test]
+fn valid_config_passes_check() {
+    let (ok, text) = run_check(&format!(
+        "{DIRECTORY}[imap]\nlisten = \"127.0.0.1:0\"\n[imap.auth]\nmechanisms = [\"OAUTHBEARER\", \"PLAIN\"]\n"
+    ));
+    assert!(ok, "must pass: {text}");
+}
