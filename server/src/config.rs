@@ -382,8 +382,7 @@ impl Config {
                     });
                 }
             }
-            if oidc.introspection.is_some()
-                && oidc.discovery_url.is_none()
+            if oidc.discovery_url.is_none()
                 && oidc
                     .introspection
                     .as_ref()
@@ -395,18 +394,14 @@ impl Config {
                 });
             }
         }
-        if let Some(m) = &self.imap.auth.mechanisms {
-            if m.is_empty() {
+        let lists = [
+            ("imap.auth.mechanisms", &self.imap.auth.mechanisms),
+            ("submission.auth.mechanisms", &self.submission.auth.mechanisms),
+        ];
+        for (key, list) in lists {
+            if list.as_ref().is_some_and(|m| m.is_empty()) {
                 return Err(ConfigError::Invalid {
-                    key: "imap.auth.mechanisms".into(),
-                    message: "empty list: leave the key out for the defaults".into(),
-                });
-            }
-        }
-        if let Some(m) = &self.submission.auth.mechanisms {
-            if m.is_empty() {
-                return Err(ConfigError::Invalid {
-                    key: "submission.auth.mechanisms".into(),
+                    key: key.into(),
                     message: "empty list: leave the key out for the defaults".into(),
                 });
             }

@@ -20,18 +20,24 @@ fn run_check(toml: &str) -> (bool, String) {
     (out.status.success(), text)
 }
 
-const DIRECTORY: &str = "[directory]\nkind = \"ldap\"\nurl = \"ldap://127.0.0.1:1\"\nbase_dn = \"dc=example,dc=com\"\n";
+const DIRECTORY: &str =
+    "[directory]\nkind = \"ldap\"\nurl = \"ldap://127.0.0.1:1\"\nbase_dn = \"dc=example,dc=com\"\n";
 
 #[test]
 fn unknown_key_is_named() {
     let (ok, text) = run_check(&format!("{DIRECTORY}[imap]\nlisten_on = \"127.0.0.1:0\"\n"));
     assert!(!ok, "must fail: {text}");
-    assert!(text.contains("listen_on"), "message should name the key: {text}");
+    assert!(
+        text.contains("listen_on"),
+        "message should name the key: {text}"
+    );
 }
 
 #[test]
 fn implicit_tls_without_tls_section_names_key() {
-    let (ok, text) = run_check(&format!("{DIRECTORY}[imap]\nlisten_tls = \"127.0.0.1:0\"\n"));
+    let (ok, text) = run_check(&format!(
+        "{DIRECTORY}[imap]\nlisten_tls = \"127.0.0.1:0\"\n"
+    ));
     assert!(!ok, "must fail: {text}");
     assert!(text.contains("imap.listen_tls"), "{text}");
 }
@@ -58,7 +64,10 @@ fn unknown_mechanism_is_named() {
         "{DIRECTORY}[imap]\nlisten = \"127.0.0.1:0\"\n[imap.auth]\nmechanisms = [\"PLAIN\", \"CRAM-MD5\"]\n"
     ));
     assert!(!ok, "must fail: {text}");
-    assert!(text.contains("imap.auth.mechanisms") && text.contains("CRAM-MD5"), "{text}");
+    assert!(
+        text.contains("imap.auth.mechanisms") && text.contains("CRAM-MD5"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -1,4 +1,17 @@
-//! SMTP front end: submission with AUTH, inbound without (placeholder until implemented).
+//! SMTP front end: submission with AUTH (RFC 6409, 4954), inbound MX without (RFC 5321).
+//!
+//! `command` parses lines, `session` is the sans-IO state machine, `data` reads DATA bodies,
+//! `delivery` stores accepted mail, `connection` owns sockets and TLS.
+
+pub mod command;
+pub mod connection;
+pub mod data;
+pub mod delivery;
+pub mod reply;
+pub mod session;
+
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
@@ -9,6 +22,8 @@ use crate::auth::AuthBackends;
 use crate::auth::sasl::SaslRegistry;
 use crate::config::{SmtpSection, SubmissionSection};
 use crate::store::MailStore;
+
+pub use connection::{ConnectionOptions, serve_with};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SmtpListenerKind {
@@ -31,6 +46,7 @@ pub struct SmtpContext {
     pub tls: Option<TlsAcceptor>,
 }
 
-pub async fn serve(_listener: TcpListener, _kind: SmtpListenerKind, _ctx: Arc<SmtpContext>) {
-    todo!()
+/// Serves one listener forever with the default timeouts (5 minutes idle).
+pub async fn serve(listener: TcpListener, kind: SmtpListenerKind, ctx: Arc<SmtpContext>) {
+    serve_with(listener, kind, ctx, ConnectionOptions::default()).await
 }

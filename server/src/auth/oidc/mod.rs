@@ -1,8 +1,21 @@
 //! Bearer-token validation: discovery, JWKS cache, claim checks, optional introspection.
 
+mod claims;
+mod config;
+mod discovery;
+mod http;
+mod introspection;
+mod jwks;
+mod jws;
 mod validator;
 
-pub use validator::{OidcValidator, OidcValidatorConfig};
+#[cfg(test)]
+mod test_support;
+#[cfg(test)]
+mod tests;
+
+pub use config::{IntrospectionConfig, OidcValidatorConfig};
+pub use validator::OidcValidator;
 
 use async_trait::async_trait;
 

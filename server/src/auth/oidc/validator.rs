@@ -1,28 +1,39 @@
-//! OIDC validator (placeholder until implemented).
+//! The OIDC bearer-token validator: structure and header, key, signature, claims, directory,
+//! then (optionally) introspection.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use jsonwebtoken::Algorithm;
 
-use super::{TokenError, TokenValidator, ValidatedToken};
+use super::claims::{self, ClaimRules};
+use super::config::OidcValidatorConfig;
+use super::discovery::{Discovery, Endpoints, Overrides};
+use super::http::IdpClient;
+use super::introspection::Introspector;
+use super::jwks::JwksCache;
+use super::{TokenError, TokenValidator, ValidatedToken, jws};
 use crate::auth::directory::Directory;
-use crate::config::{ConfigError, OidcSection};
-
-pub struct OidcValidatorConfig {
-    pub section: OidcSection,
-}
-
-impl OidcValidatorConfig {
-    pub fn from_section(section: &OidcSection) -> Result<Self, ConfigError> {
-        Ok(Self {
-            section: section.clone(),
-        })
-    }
-}
+use crate::config::ConfigError;
 
 pub struct OidcValidator {
-    config: OidcValidatorConfig,
+    discovery_url: String,
+    scope: String,
+    audience: Vec<String>,
+    username_claim: String,
+    leeway: u64,
+    algorithms: Vec<Algorithm>,
+    discovery: Discovery,
+    jwks: JwksCache,
+    introspection: Option<Introspector>,
     directory: Arc<dyn Directory>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl OidcValidator {
@@ -30,20 +41,113 @@ impl OidcValidator {
         config: OidcValidatorConfig,
         directory: Arc<dyn Directory>,
     ) -> Result<Self, ConfigError> {
-        Ok(Self { config, directory })
+        let http = IdpClient::new(config.http_timeout, config.ca_cert_pem.as_deref())?;
+        let introspection_endpoint = config
+            .introspection
+            .as_ref()
+            .and_then(|i| i.endpoint.clone());
+        let discovery = match (&config.discovery_url, &config.issuer, &config.jwks_url) {
+            (Some(url), _, _) => Discovery::remote(
+                url.clone(),
+                Overrides {
+                    issuer: config.issuer.clone(),
+                    jwks_uri: config.jwks_url.clone(),
+                    introspection_endpoint,
+                },
+                http.clone(),
+            ),
+            (None, Some(issuer), Some(jwks_url)) => Discovery::Fixed(Arc::new(Endpoints {
+                issuer: issuer.clone(),
+                jwks_uri: jwks_url.clone(),
+                introspection_endpoint,
+            })),
+            _ => {
+                return Err(ConfigError::Invalid {
+                    key: "oidc".into(),
+                    message: "set `discovery_url`, or both `issuer` and `jwks_url`".into(),
+                });
+            }
+        };
+        Ok(Self {
+            discovery_url: config.discovery_url(),
+            scope: config.scope.clone(),
+            jwks: JwksCache::new(
+                http.clone(),
+                config.jwks_refetch_interval,
+                config.jwks_max_age,
+            ),
+            introspection: config
+                .introspection
+                .as_ref()
+                .map(|i| Introspector::new(http.clone(), i)),
+            audience: config.audience,
+            username_claim: config.username_claim,
+            leeway: config.leeway.as_secs(),
+            algorithms: config.algorithms,
+            discovery,
+            directory,
+        })
+    }
+
+    async fn check(&self, token: &str) -> Result<ValidatedToken, TokenError> {
+        let jws = jws::parse(token)?;
+        let alg = jws::check_algorithm(&jws.header.alg, &self.algorithms)?;
+        jws::check_type(jws.header.typ.as_deref())?;
+        let endpoints = self.discovery.endpoints().await?;
+        let key = self
+            .jwks
+            .key_for(&endpoints.jwks_uri, &jws.header, alg)
+            .await?;
+        jws.verify(&key.key, alg)?;
+        let now = unix_now();
+        let checked = claims::check(
+            &jws.claims()?,
+            &ClaimRules {
+                issuer: &endpoints.issuer,
+                audience: &self.audience,
+                leeway: self.leeway,
+                username_claim: &self.username_claim,
+            },
+            now,
+        )?;
+        let username = match self.directory.lookup(&checked.username).await {
+            Ok(Some(canonical)) => canonical,
+            Ok(None) => return Err(TokenError::UnknownUser(checked.username)),
+            Err(e) => return Err(TokenError::Unavailable(e.to_string())),
+        };
+        if let Some(introspector) = &self.introspection {
+            let lifetime = Duration::from_secs(checked.expires_at.saturating_sub(now));
+            introspector
+                .check(endpoints.introspection_endpoint.as_deref(), token, lifetime)
+                .await?;
+        }
+        Ok(ValidatedToken {
+            username,
+            issuer: checked.issuer,
+            subject: checked.subject,
+            sid: checked.sid,
+            expires_at: checked.expires_at,
+        })
     }
 }
 
 #[async_trait]
 impl TokenValidator for OidcValidator {
-    async fn validate(&self, _token: &str) -> Result<ValidatedToken, TokenError> {
-        let _ = (&self.config, &self.directory);
-        todo!()
+    async fn validate(&self, token: &str) -> Result<ValidatedToken, TokenError> {
+        let result = self.check(token).await;
+        // The token itself is never logged: it is a credential.
+        match &result {
+            Ok(t) => tracing::debug!(user = %t.username, sub = %t.subject, "bearer token accepted"),
+            Err(e) => tracing::info!(code = e.code(), reason = %e, "bearer token refused"),
+        }
+        result
     }
+
     fn discovery_url(&self) -> String {
-        todo!()
+        self.discovery_url.clone()
     }
+
     fn required_scope(&self) -> String {
-        todo!()
+        self.scope.clone()
     }
 }

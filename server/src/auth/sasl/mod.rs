@@ -3,8 +3,11 @@
 
 mod login;
 mod oauthbearer;
+mod parse;
 mod plain;
 mod registry;
+#[cfg(test)]
+mod testkit;
 mod xoauth2;
 
 pub use login::Login;

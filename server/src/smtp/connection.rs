@@ -1,0 +1,280 @@
+//! The socket side: accept loop, TLS (implicit and STARTTLS), and the loop that feeds a
+//! [`Session`] and performs its events.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tracing::Instrument;
+
+use crate::auth::sasl::{SaslExchange, SaslFailure, SaslStep};
+
+use super::delivery;
+use super::session::{Event, Interrupt, Io, Session, SessionConfig};
+use super::{SmtpContext, SmtpListenerKind};
+
+/// Timeouts of one listener; tests shorten them.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionOptions {
+    /// Idle time (waiting for a command or DATA bytes) before `421 4.4.2`.
+    pub idle_timeout: Duration,
+    /// Limit for writing replies and for TLS handshakes.
+    pub io_timeout: Duration,
+}
+
+impl Default for ConnectionOptions {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(300),
+            io_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Accepts connections forever, one task per connection.
+pub async fn serve_with(
+    listener: TcpListener,
+    kind: SmtpListenerKind,
+    ctx: Arc<SmtpContext>,
+    options: ConnectionOptions,
+) {
+    let max_message_size = match kind {
+        SmtpListenerKind::Inbound => ctx.inbound.max_message_size,
+        SmtpListenerKind::Submission | SmtpListenerKind::SubmissionImplicitTls => {
+            ctx.submission.max_message_size
+        }
+    };
+    let config = Arc::new(SessionConfig {
+        hostname: ctx.hostname.clone(),
+        kind,
+        max_message_size,
+        max_auth_failures: ctx.submission.max_auth_failures,
+        allow_plaintext_auth: ctx.submission.allow_plaintext_auth,
+        local_domains: ctx.inbound.local_domains.clone(),
+        starttls_available: ctx.tls.is_some() && kind != SmtpListenerKind::SubmissionImplicitTls,
+        registry: ctx.registry.clone(),
+    });
+    if kind == SmtpListenerKind::SubmissionImplicitTls && ctx.tls.is_none() {
+        tracing::error!("implicit-TLS submission listener without a TLS certificate; not serving");
+        return;
+    }
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let span = tracing::info_span!("smtp", %peer, ?kind);
+                let conn = Connection {
+                    ctx: ctx.clone(),
+                    options,
+                };
+                let config = config.clone();
+                tokio::spawn(
+                    async move {
+                        tracing::debug!("connected");
+                        conn.run(stream, peer, kind, config).await;
+                        tracing::debug!("disconnected");
+                    }
+                    .instrument(span),
+                );
+            }
+            Err(e) => {
+                // Usually EMFILE: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Only while STARTTLS moves the TCP stream into the TLS acceptor.
+    Detached,
+}
+
+fn detached() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::NotConnected, "transport detached")
+}
+
+impl Transport {
+    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.read(buf).await,
+            Transport::Tls(s) => s.read(buf).await,
+            Transport::Detached => Err(detached()),
+        }
+    }
+
+    async fn write_all_flush(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Transport::Plain(s) => {
+                s.write_all(data).await?;
+                s.flush().await
+            }
+            Transport::Tls(s) => {
+                s.write_all(data).await?;
+                s.flush().await
+            }
+            Transport::Detached => Err(detached()),
+        }
+    }
+
+    async fn shutdown(&mut self) -> std::io::Result<()> {
+        match self {
+            Transport::Plain(s) => s.shutdown().await,
+            Transport::Tls(s) => s.shutdown().await,
+            Transport::Detached => Ok(()),
+        }
+    }
+}
+
+struct Connection {
+    ctx: Arc<SmtpContext>,
+    options: ConnectionOptions,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ConnectionError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("timed out writing or in the TLS handshake")]
+    Timeout,
+    #[error("no TLS configured")]
+    NoTls,
+}
+
+impl Connection {
+    async fn run(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        kind: SmtpListenerKind,
+        config: Arc<SessionConfig>,
+    ) {
+        let implicit_tls = kind == SmtpListenerKind::SubmissionImplicitTls;
+        let mut transport = Transport::Plain(stream);
+        if implicit_tls {
+            transport = match self.upgrade(transport).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::info!(error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+        }
+        let session = Session::new(config, Some(peer), implicit_tls);
+        match self.drive(&mut transport, session).await {
+            Ok(()) => {
+                let _ = tokio::time::timeout(self.options.io_timeout, transport.shutdown()).await;
+            }
+            Err(e) => tracing::info!(error = %e, "connection ended"),
+        }
+    }
+
+    async fn upgrade(&self, transport: Transport) -> Result<Transport, ConnectionError> {
+        let tcp = match transport {
+            Transport::Plain(tcp) => tcp,
+            Transport::Tls(_) | Transport::Detached => return Ok(transport),
+        };
+        let acceptor = self.ctx.tls.as_ref().ok_or(ConnectionError::NoTls)?;
+        let tls = tokio::time::timeout(self.options.io_timeout, acceptor.accept(tcp))
+            .await
+            .map_err(|_| ConnectionError::Timeout)??;
+        Ok(Transport::Tls(Box::new(tls)))
+    }
+
+    async fn flush(
+        &self,
+        transport: &mut Transport,
+        pending: &mut Vec<u8>,
+    ) -> Result<(), ConnectionError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        tokio::time::timeout(self.options.io_timeout, transport.write_all_flush(pending))
+            .await
+            .map_err(|_| ConnectionError::Timeout)??;
+        pending.clear();
+        Ok(())
+    }
+
+    /// Runs the session until it closes (`Ok`) or the connection fails.
+    async fn drive(
+        &self,
+        transport: &mut Transport,
+        mut session: Session,
+    ) -> Result<(), ConnectionError> {
+        let mut pending = Vec::new();
+        let mut buf = vec![0u8; READ_CHUNK];
+        let mut exchange: Option<Box<dyn SaslExchange>> = None;
+        loop {
+            match session.next_interrupt() {
+                Interrupt::Io(Io::Output(bytes)) => pending.extend_from_slice(&bytes),
+                Interrupt::Io(Io::Close) => {
+                    self.flush(transport, &mut pending).await?;
+                    return Ok(());
+                }
+                Interrupt::Io(Io::NeedMoreInput) => {
+                    // Replies to pipelined commands go out together (RFC 2920).
+                    self.flush(transport, &mut pending).await?;
+                    match tokio::time::timeout(self.options.idle_timeout, transport.read(&mut buf))
+                        .await
+                    {
+                        Err(_) => session.timed_out(),
+                        Ok(Ok(0)) => {
+                            tracing::debug!("client closed the connection");
+                            return Ok(());
+                        }
+                        Ok(Ok(n)) => session.enqueue_input(&buf[..n]),
+                        Ok(Err(e)) => return Err(e.into()),
+                    }
+                }
+                Interrupt::Event(Event::StartTls) => {
+                    self.flush(transport, &mut pending).await?;
+                    let plain = std::mem::replace(transport, Transport::Detached);
+                    *transport = self.upgrade(plain).await?;
+                    tracing::debug!("STARTTLS done");
+                    session.tls_established();
+                }
+                Interrupt::Event(Event::AuthStart {
+                    mechanism,
+                    initial,
+                    context,
+                }) => {
+                    let mut ex = mechanism.start(initial.as_deref(), &context);
+                    let step = ex.step(initial.as_deref()).await;
+                    exchange = matches!(step, SaslStep::Challenge(_)).then_some(ex);
+                    session.auth_step(step);
+                }
+                Interrupt::Event(Event::AuthResponse(bytes)) => {
+                    let step = match exchange.as_mut() {
+                        Some(ex) => ex.step(Some(&bytes)).await,
+                        None => SaslStep::Failure(SaslFailure::Malformed(
+                            "no exchange in progress".into(),
+                        )),
+                    };
+                    if !matches!(step, SaslStep::Challenge(_)) {
+                        exchange = None;
+                    }
+                    session.auth_step(step);
+                }
+                Interrupt::Event(Event::AuthCancelled) => exchange = None,
+                Interrupt::Event(Event::CheckRecipient(address)) => {
+                    let result = self.ctx.backends.directory.lookup(&address).await;
+                    session.recipient_checked(result);
+                }
+                Interrupt::Event(Event::Deliver(envelope)) => {
+                    let result =
+                        delivery::deliver(self.ctx.store.clone(), &self.ctx.hostname, envelope)
+                            .await;
+                    session.delivered(result);
+                }
+            }
+        }
+    }
+}

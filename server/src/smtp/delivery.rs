@@ -1,0 +1,230 @@
+//! Local delivery: trace headers, then one append per recipient. All or nothing: if one append
+//! fails, the copies already stored are expunged so a retry cannot duplicate them.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use crate::store::{MailStore, StoreError};
+
+use super::command::ReversePath;
+
+/// A message accepted by DATA, ready for delivery.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub from: ReversePath,
+    /// Canonical user names from the directory, without duplicates.
+    pub recipients: Vec<String>,
+    /// The exact submitted bytes (unstuffed, CRLF line ends).
+    pub message: Vec<u8>,
+    pub trace: Trace,
+}
+
+/// What the `Received:` header says about the session.
+#[derive(Debug, Clone)]
+pub struct Trace {
+    /// EHLO/HELO argument.
+    pub helo: String,
+    pub peer: Option<SocketAddr>,
+    /// RFC 3848 `with` keyword: SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA.
+    pub protocol: &'static str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("storing for {user} failed: {source}")]
+    Store { user: String, source: StoreError },
+    #[error("delivery task failed: {0}")]
+    Task(String),
+}
+
+/// RFC 3848 `with` keyword.
+pub fn protocol_keyword(esmtp: bool, tls: bool, authenticated: bool) -> &'static str {
+    match (esmtp, tls, authenticated) {
+        (false, _, _) => "SMTP",
+        (true, false, false) => "ESMTP",
+        (true, true, false) => "ESMTPS",
+        (true, false, true) => "ESMTPA",
+        (true, true, true) => "ESMTPSA",
+    }
+}
+
+/// A fresh queue id (reply text and `Received:` header): 16 upper-case hex digits.
+pub fn new_queue_id() -> String {
+    format!("{:016X}", rand::random::<u64>())
+}
+
+/// `Return-Path:` and `Received:` headers, each on one line (tests strip exactly two lines).
+pub fn trace_headers(envelope: &Envelope, hostname: &str, id: &str, now_unix: i64) -> Vec<u8> {
+    let peer = match envelope.trace.peer.map(|p| p.ip()) {
+        Some(IpAddr::V4(ip)) => format!("[{ip}]"),
+        Some(IpAddr::V6(ip)) => format!("[IPv6:{ip}]"),
+        None => "[unknown]".to_string(),
+    };
+    let helo = sanitize(&envelope.trace.helo);
+    format!(
+        "Return-Path: {}\r\nReceived: from {helo} ({peer}) by {hostname} with {} id {id}; {}\r\n",
+        envelope.from,
+        envelope.trace.protocol,
+        rfc2822_date(now_unix)
+    )
+    .into_bytes()
+}
+
+/// HELO names are client-chosen; keep the header parseable whatever they contain.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && !"()<>;\\\"".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Delivers to every recipient; returns the queue id once every copy is stored.
+pub async fn deliver(
+    store: Arc<dyn MailStore>,
+    hostname: &str,
+    envelope: Envelope,
+) -> Result<String, DeliveryError> {
+    let id = new_queue_id();
+    let now = now_unix();
+    let mut data = trace_headers(&envelope, hostname, &id, now);
+    data.extend_from_slice(&envelope.message);
+    let recipients = envelope.recipients;
+    // The store trait is synchronous and a persistent store may block on disk.
+    tokio::task::spawn_blocking(move || store_all(store.as_ref(), &recipients, data))
+        .await
+        .map_err(|e| DeliveryError::Task(e.to_string()))??;
+    Ok(id)
+}
+
+/// Appends `data` to each recipient's INBOX, rolling back on the first failure.
+pub fn store_all(
+    store: &dyn MailStore,
+    recipients: &[String],
+    data: Vec<u8>,
+) -> Result<(), DeliveryError> {
+    let mut stored: Vec<(&str, u32)> = Vec::with_capacity(recipients.len());
+    for user in recipients {
+        store.ensure_user(user);
+        match store.append(user, "INBOX", data.clone(), BTreeSet::new(), None) {
+            Ok(uid) => stored.push((user, uid)),
+            Err(source) => {
+                for (done, uid) in stored {
+                    if let Err(e) = store.expunge(done, "INBOX", &[uid]) {
+                        tracing::error!(user = done, uid, error = %e, "rollback of partial delivery failed");
+                    }
+                }
+                return Err(DeliveryError::Store {
+                    user: user.clone(),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// RFC 5322 date in UTC, e.g. `Thu, 01 Jan 1970 00:00:00 +0000`.
+pub fn rfc2822_date(unix: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    let weekday = DAYS[days.rem_euclid(7) as usize];
+    let mut out = String::with_capacity(31);
+    let _ = write!(
+        out,
+        "{weekday}, {day:02} {} {year:04} {:02}:{:02}:{:02} +0000",
+        MONTHS[(month - 1) as usize],
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    );
+    out
+}
+
+/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc2822_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
+        assert_eq!(
+            rfc2822_date(1_700_000_000),
+            "Tue, 14 Nov 2023 22:13:20 +0000"
+        );
+        assert_eq!(rfc2822_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
+        assert_eq!(rfc2822_date(-1), "Wed, 31 Dec 1969 23:59:59 +0000");
+    }
+
+    #[test]
+    fn trace_header_lines() {
+        let envelope = Envelope {
+            from: ReversePath::Mailbox("a@example.com".into()),
+            recipients: vec!["b@example.com".into()],
+            message: b"x".to_vec(),
+            trace: Trace {
+                helo: "client (evil)\r\nX: y".into(),
+                peer: Some("127.0.0.1:2525".parse().unwrap()),
+                protocol: protocol_keyword(true, true, true),
+            },
+        };
+        let headers = trace_headers(&envelope, "mx.example.com", "ABC", 0);
+        assert_eq!(
+            String::from_utf8(headers).unwrap(),
+            "Return-Path: <a@example.com>\r\nReceived: from client__evil___X:_y ([127.0.0.1]) \
+             by mx.example.com with ESMTPSA id ABC; Thu, 01 Jan 1970 00:00:00 +0000\r\n"
+        );
+        let v6 = Envelope {
+            from: ReversePath::Null,
+            trace: Trace {
+                peer: Some("[::1]:25".parse().unwrap()),
+                helo: "h".into(),
+                protocol: "SMTP",
+            },
+            ..envelope
+        };
+        let text = String::from_utf8(trace_headers(&v6, "h", "I", 0)).unwrap();
+        assert!(
+            text.starts_with("Return-Path: <>\r\nReceived: from h ([IPv6:::1]) by h with SMTP")
+        );
+    }
+
+    #[test]
+    fn queue_ids_are_hex() {
+        let id = new_queue_id();
+        assert_eq!(id.len(), 16);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+}

@@ -1,0 +1,241 @@
+//! Test doubles shared by the session and connection tests, and the connection-level tests.
+
+mod conn;
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+use crate::auth::AuthBackends;
+use crate::auth::directory::{Directory, DirectoryError};
+use crate::auth::sasl::{
+    SaslExchange, SaslFailure, SaslIdentity, SaslMechanism, SaslRegistry, SaslStep, SessionContext,
+};
+use crate::store::{MailStore, MailboxStatus, MemoryStore, StoreError, StoreEvent, StoredMessage};
+
+/// alice and bob at example.com (passwords `alicepw`, `bobpw`), carol at other.test.
+/// `down@example.com` makes the directory fail.
+pub struct TestDirectory {
+    down: AtomicBool,
+}
+
+const USERS: &[(&str, &str, &str)] = &[
+    ("alice@example.com", "alice", "alicepw"),
+    ("bob@example.com", "bob", "bobpw"),
+    ("carol@other.test", "carol", "carolpw"),
+];
+
+impl TestDirectory {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            down: AtomicBool::new(false),
+        })
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    fn find(&self, name: &str) -> Result<Option<(&'static str, &'static str)>, DirectoryError> {
+        if self.down.load(Ordering::SeqCst) || name.eq_ignore_ascii_case("down@example.com") {
+            return Err(DirectoryError::Unavailable("test directory down".into()));
+        }
+        Ok(USERS
+            .iter()
+            .find(|(mail, uid, _)| {
+                mail.eq_ignore_ascii_case(name) || uid.eq_ignore_ascii_case(name)
+            })
+            .map(|(mail, _, pw)| (*mail, *pw)))
+    }
+}
+
+#[async_trait]
+impl Directory for TestDirectory {
+    async fn lookup(&self, name: &str) -> Result<Option<String>, DirectoryError> {
+        Ok(self.find(name)?.map(|(mail, _)| mail.to_string()))
+    }
+    async fn verify_password(
+        &self,
+        name: &str,
+        password: &str,
+    ) -> Result<Option<String>, DirectoryError> {
+        Ok(self
+            .find(name)?
+            .filter(|(_, pw)| *pw == password)
+            .map(|(mail, _)| mail.to_string()))
+    }
+}
+
+pub fn backends(directory: Arc<TestDirectory>) -> AuthBackends {
+    AuthBackends {
+        directory,
+        validator: None,
+        allow_delegation: false,
+    }
+}
+
+/// A mechanism (`XSCRIPT`, offered without TLS, like OAUTHBEARER) that plays a fixed list of
+/// steps and records what the client sent.
+pub struct Scripted {
+    script: Mutex<VecDeque<SaslStep>>,
+    pub received: Arc<Mutex<Vec<Option<Vec<u8>>>>>,
+}
+
+impl Scripted {
+    pub fn new(steps: Vec<SaslStep>) -> Arc<Self> {
+        Arc::new(Self {
+            script: Mutex::new(steps.into()),
+            received: Arc::default(),
+        })
+    }
+}
+
+impl SaslMechanism for Scripted {
+    fn name(&self) -> &str {
+        "XSCRIPT"
+    }
+    fn available(&self, _ctx: &SessionContext) -> bool {
+        true
+    }
+    fn start(&self, _initial: Option<&[u8]>, _ctx: &SessionContext) -> Box<dyn SaslExchange> {
+        let steps = std::mem::take(&mut *self.script.lock().unwrap());
+        Box::new(ScriptedExchange {
+            steps,
+            received: self.received.clone(),
+        })
+    }
+}
+
+struct ScriptedExchange {
+    steps: VecDeque<SaslStep>,
+    received: Arc<Mutex<Vec<Option<Vec<u8>>>>>,
+}
+
+#[async_trait]
+impl SaslExchange for ScriptedExchange {
+    async fn step(&mut self, client: Option<&[u8]>) -> SaslStep {
+        self.received
+            .lock()
+            .unwrap()
+            .push(client.map(<[u8]>::to_vec));
+        self.steps
+            .pop_front()
+            .unwrap_or(SaslStep::Failure(SaslFailure::Malformed(
+                "script exhausted".into(),
+            )))
+    }
+}
+
+pub fn identity(user: &str) -> SaslIdentity {
+    SaslIdentity {
+        authentication_id: user.into(),
+        authorization_id: user.into(),
+        token: None,
+    }
+}
+
+/// Real PLAIN and LOGIN plus `XSCRIPT`, enabled in that order.
+pub fn registry(backends: &AuthBackends, scripted: Arc<Scripted>) -> SaslRegistry {
+    let mut registry = SaslRegistry::with_builtins(backends);
+    registry.register(scripted);
+    registry
+        .enable(&["PLAIN".into(), "LOGIN".into(), "XSCRIPT".into()])
+        .unwrap()
+}
+
+/// A MemoryStore whose appends fail for one user (to test all-or-nothing delivery).
+pub struct FailingStore {
+    pub inner: MemoryStore,
+    pub fail_for: String,
+}
+
+impl MailStore for FailingStore {
+    fn ensure_user(&self, user: &str) {
+        self.inner.ensure_user(user)
+    }
+    fn list_mailboxes(&self, user: &str) -> Vec<String> {
+        self.inner.list_mailboxes(user)
+    }
+    fn create_mailbox(&self, user: &str, mailbox: &str) -> Result<(), StoreError> {
+        self.inner.create_mailbox(user, mailbox)
+    }
+    fn status(&self, user: &str, mailbox: &str) -> Result<MailboxStatus, StoreError> {
+        self.inner.status(user, mailbox)
+    }
+    fn append(
+        &self,
+        user: &str,
+        mailbox: &str,
+        data: Vec<u8>,
+        flags: BTreeSet<String>,
+        internal_date: Option<i64>,
+    ) -> Result<u32, StoreError> {
+        if user.eq_ignore_ascii_case(&self.fail_for) {
+            return Err(StoreError::TooLarge(data.len()));
+        }
+        self.inner.append(user, mailbox, data, flags, internal_date)
+    }
+    fn messages(&self, user: &str, mailbox: &str) -> Result<Vec<StoredMessage>, StoreError> {
+        self.inner.messages(user, mailbox)
+    }
+    fn set_flags(
+        &self,
+        user: &str,
+        mailbox: &str,
+        uid: u32,
+        flags: BTreeSet<String>,
+    ) -> Result<(), StoreError> {
+        self.inner.set_flags(user, mailbox, uid, flags)
+    }
+    fn expunge(&self, user: &str, mailbox: &str, uids: &[u32]) -> Result<Vec<u32>, StoreError> {
+        self.inner.expunge(user, mailbox, uids)
+    }
+    fn subscribe(&self, user: &str) -> broadcast::Receiver<StoreEvent> {
+        self.inner.subscribe(user)
+    }
+}
+
+/// Strips the two trace headers delivery prepends; fails if they are not there.
+pub fn without_trace_headers(stored: &[u8]) -> &[u8] {
+    let mut rest = stored;
+    for prefix in [&b"Return-Path: "[..], b"Received: "] {
+        assert!(
+            rest.starts_with(prefix),
+            "missing {:?} in {:?}",
+            String::from_utf8_lossy(prefix),
+            String::from_utf8_lossy(stored)
+        );
+        let end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+        rest = &rest[end + 2..];
+    }
+    rest
+}
+
+#[test]
+fn rollback_on_partial_delivery() {
+    let store = FailingStore {
+        inner: MemoryStore::new(),
+        fail_for: "bob@example.com".into(),
+    };
+    let recipients = vec![
+        "alice@example.com".to_string(),
+        "bob@example.com".to_string(),
+    ];
+    let err = super::delivery::store_all(&store, &recipients, b"msg".to_vec()).unwrap_err();
+    assert!(err.to_string().contains("bob@example.com"), "{err}");
+    assert!(
+        store
+            .messages("alice@example.com", "INBOX")
+            .unwrap()
+            .is_empty()
+    );
+
+    let ok = vec!["alice@example.com".to_string()];
+    super::delivery::store_all(&store, &ok, b"msg".to_vec()).unwrap();
+    let stored = store.messages("alice@example.com", "INBOX").unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].data.as_slice(), b"msg");
+}
