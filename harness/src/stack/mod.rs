@@ -1,1 +1,562 @@
-//! The test stack (placeholder until implemented).
+//! `Stack`: the whole test environment (slapd, redis, LemonLDAP::NG, our server) started from
+//! configurations generated in a temporary directory, on free loopback ports, and stopped when
+//! dropped. `Stack::builder().start().await` is all a test needs.
+
+mod llng;
+pub mod pki;
+pub mod ports;
+pub mod process;
+mod redis;
+pub mod server;
+mod slapd;
+pub mod wait;
+
+use std::collections::HashSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use mail_oidc_server::config::Config;
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use tempfile::TempDir;
+
+use self::llng::Llng;
+use self::process::{ChildProcess, tail_file};
+pub use self::server::ServerHandle;
+use crate::idp::IdpSettings;
+use crate::keys::RsaKeyPair;
+use crate::realm::{Realm, RealmUser, ldap_attributes};
+use crate::tokens::TokenForge;
+
+/// Lines of each log printed when a test fails.
+const FAILURE_LOG_LINES: usize = 80;
+/// Audience of forged tokens: the realm's main client.
+const FORGE_AUDIENCE: &str = "mail-oidc";
+
+/// Where the services run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// The best available backend; currently always [`Backend::Native`].
+    #[default]
+    Auto,
+    /// Local processes (slapd, redis-server, Starman + LemonLDAP::NG, the server binary).
+    Native,
+}
+
+/// Every address a client or test needs.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    /// IMAP with STARTTLS.
+    pub imap: SocketAddr,
+    /// IMAP over implicit TLS.
+    pub imaps: SocketAddr,
+    /// Submission with STARTTLS.
+    pub submission: SocketAddr,
+    /// Submission over implicit TLS.
+    pub submissions: SocketAddr,
+    /// Inbound SMTP (no AUTH).
+    pub smtp: SocketAddr,
+    /// `http://localhost:<port>` (LemonLDAP::NG needs a host under its cookie domain).
+    pub issuer: String,
+    pub discovery_url: String,
+    pub token_endpoint: String,
+    pub jwks_uri: String,
+    /// `ldap://127.0.0.1:<port>`.
+    pub ldap_url: String,
+    /// `redis://127.0.0.1:<port>` (LemonLDAP::NG's sessions use databases 0 and 1).
+    pub redis_url: String,
+    /// PEM file of the CA that signed the server's certificate.
+    pub ca_cert: PathBuf,
+    pub ca_pem: String,
+}
+
+/// A user created for one test; unique per call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestUser {
+    pub uid: String,
+    pub mail: String,
+    pub password: String,
+}
+
+type ConfigEdit = Box<dyn FnOnce(&mut Config) + Send>;
+
+/// Configures and starts a [`Stack`].
+#[must_use]
+pub struct StackBuilder {
+    backend: Backend,
+    realm: Realm,
+    edits: Vec<ConfigEdit>,
+    with_server: bool,
+}
+
+impl std::fmt::Debug for StackBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StackBuilder")
+            .field("backend", &self.backend)
+            .field("with_server", &self.with_server)
+            .field("server_config_edits", &self.edits.len())
+            .finish()
+    }
+}
+
+impl StackBuilder {
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// Another realm than [`Realm::demo`]. The forge's audience stays `mail-oidc`.
+    pub fn realm(mut self, realm: Realm) -> Self {
+        self.realm = realm;
+        self
+    }
+
+    /// Edits the base server configuration before the server starts (calls compose in order).
+    pub fn server_config(mut self, edit: impl FnOnce(&mut Config) + Send + 'static) -> Self {
+        self.edits.push(Box::new(edit));
+        self
+    }
+
+    /// Skips our server (IdP, LDAP and Redis only, e.g. to test another mail server). The
+    /// server endpoints are then `0.0.0.0:0`.
+    pub fn without_server(mut self) -> Self {
+        self.with_server = false;
+        self
+    }
+
+    pub async fn start(self) -> anyhow::Result<Stack> {
+        match self.backend {
+            Backend::Auto | Backend::Native => Stack::start_native(self).await,
+        }
+    }
+}
+
+/// IdP state shared by `forge()` (sync) and the async IdP operations.
+struct SigningState {
+    key: RsaKeyPair,
+    kid: String,
+}
+
+/// The running environment. Dropping it stops every process (and prints their logs if the
+/// thread is panicking, i.e. a test failed).
+pub struct Stack {
+    // Drop order matters: the server first, the temp dir (configs, data, logs) last.
+    server: Option<ServerHandle>,
+    idp: tokio::sync::Mutex<Llng>,
+    redis: ChildProcess,
+    slapd: ChildProcess,
+    endpoints: Endpoints,
+    realm: Realm,
+    base_config: Config,
+    signing: Mutex<SigningState>,
+    server_binary: Option<PathBuf>,
+    extra_servers: AtomicUsize,
+    start_duration: Duration,
+    dir: TempDir,
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack")
+            .field("endpoints", &self.endpoints)
+            .field("dir", &self.dir.path())
+            .finish()
+    }
+}
+
+/// Random ASCII letters and digits.
+pub(crate) fn random_token(len: usize) -> String {
+    rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+/// An HTTP client for probing the IdP: no proxy (loopback), short timeouts.
+fn probe_client() -> anyhow::Result<reqwest::Client> {
+    mail_oidc_server::tls::install_crypto_provider();
+    reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .context("building the HTTP client")
+}
+
+fn unbound() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
+}
+
+impl Stack {
+    pub fn builder() -> StackBuilder {
+        StackBuilder {
+            backend: Backend::Auto,
+            realm: Realm::demo(),
+            edits: Vec::new(),
+            with_server: true,
+        }
+    }
+
+    async fn start_native(builder: StackBuilder) -> anyhow::Result<Stack> {
+        let started = Instant::now();
+        let http = probe_client()?;
+        let dir = tempfile::Builder::new()
+            .prefix("mail-oidc-stack-")
+            .tempdir()
+            .context("creating the stack's temporary directory")?;
+        let root = dir.path().to_path_buf();
+        let logs = root.join("logs");
+        std::fs::create_dir_all(&logs)?;
+        let realm = builder.realm;
+        // Fail before starting anything when the server cannot run.
+        let server_binary = if builder.with_server {
+            Some(server::find_binary()?)
+        } else {
+            None
+        };
+
+        // Independent pieces in parallel: certificates, the IdP key, slapd and redis.
+        let pki_dir = root.join("pki");
+        let pki = tokio::task::spawn_blocking(move || pki::generate(&pki_dir));
+        let key = tokio::task::spawn_blocking(RsaKeyPair::generate);
+        let (slapd_dir, redis_dir) = (root.join("slapd"), root.join("redis"));
+        let (slapd_log, redis_log) = (logs.join("slapd.log"), logs.join("redis.log"));
+        let (slapd, redis) = tokio::try_join!(
+            slapd::start(&realm, &slapd_dir, &slapd_log),
+            redis::start(&redis_dir, &redis_log),
+        )?;
+        let pki = pki.await.context("certificate task")??;
+        let key = key.await.context("key generation task")??;
+        tracing::debug!(after = ?started.elapsed(), "slapd, redis, keys ready");
+
+        let llng = Llng::start(
+            &realm,
+            &root.join("llng"),
+            &logs.join("lemonldap-ng.log"),
+            &slapd.url,
+            &redis.addr,
+            key,
+            http,
+        )
+        .await?;
+        let discovered = llng
+            .discovered()
+            .cloned()
+            .context("LemonLDAP::NG started without a discovery document")?;
+        tracing::debug!(after = ?started.elapsed(), "LemonLDAP::NG ready");
+        let issuer = llng.issuer();
+        let discovery_url = llng.discovery_url();
+
+        let mut base_config = server::base_config(&server::ServerEnv {
+            realm: &realm,
+            discovery_url: &discovery_url,
+            ldap_url: &slapd.url,
+            cert: &pki.cert,
+            key: &pki.key,
+        })?;
+        // The builder's edits shape the stack's server and every extra server.
+        for edit in builder.edits {
+            edit(&mut base_config);
+        }
+        let server = match &server_binary {
+            Some(bin) => Some(
+                server::start(
+                    bin,
+                    "server",
+                    base_config.clone(),
+                    &root.join("server"),
+                    &logs.join("server.log"),
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        let addrs = server.as_ref().map(|s| s.addrs.clone()).unwrap_or_default();
+        let endpoints = Endpoints {
+            imap: addrs.imap.unwrap_or_else(unbound),
+            imaps: addrs.imap_tls.unwrap_or_else(unbound),
+            submission: addrs.submission.unwrap_or_else(unbound),
+            submissions: addrs.submission_tls.unwrap_or_else(unbound),
+            smtp: addrs.smtp.unwrap_or_else(unbound),
+            issuer,
+            discovery_url,
+            token_endpoint: discovered.token_endpoint,
+            jwks_uri: discovered.jwks_uri,
+            ldap_url: slapd.url.clone(),
+            redis_url: format!("redis://{}", redis.addr),
+            ca_cert: pki.ca_cert.clone(),
+            ca_pem: pki.ca_pem.clone(),
+        };
+        let signing = SigningState {
+            key: llng.key().clone(),
+            kid: llng.kid().to_string(),
+        };
+        let start_duration = started.elapsed();
+        tracing::info!(
+            elapsed_ms = start_duration.as_millis() as u64,
+            dir = %root.display(),
+            issuer = %endpoints.issuer,
+            "native stack ready"
+        );
+        Ok(Stack {
+            server,
+            idp: tokio::sync::Mutex::new(llng),
+            redis: redis.process,
+            slapd: slapd.process,
+            endpoints,
+            realm,
+            base_config,
+            signing: Mutex::new(signing),
+            server_binary,
+            extra_servers: AtomicUsize::new(0),
+            start_duration,
+            dir,
+        })
+    }
+
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    pub fn realm(&self) -> &Realm {
+        &self.realm
+    }
+
+    /// How long [`StackBuilder::start`] took.
+    pub fn start_duration(&self) -> Duration {
+        self.start_duration
+    }
+
+    /// The temporary directory with every configuration, data directory and log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Settings for an [`crate::idp::IdpClient`] acting as `client_id`.
+    ///
+    /// # Panics
+    /// When the realm has no such client (a mistake in the test, not an input).
+    pub fn idp_settings(&self, client_id: &str) -> IdpSettings {
+        let client = self
+            .realm
+            .client(client_id)
+            .unwrap_or_else(|| panic!("the realm has no client {client_id:?}"));
+        IdpSettings {
+            issuer: self.endpoints.issuer.clone(),
+            client_id: client.client_id.clone(),
+            client_secret: client.secret.clone(),
+            redirect_uri: client.redirect_uris.first().cloned().unwrap_or_default(),
+        }
+    }
+
+    /// A forge holding the IdP's current signing key and `kid`, audience `mail-oidc`.
+    pub fn forge(&self) -> TokenForge {
+        let signing = self.signing.lock().unwrap_or_else(|e| e.into_inner());
+        TokenForge {
+            private_pem: signing.key.private_pem.clone(),
+            public_pem: signing.key.public_pem.clone(),
+            kid: signing.kid.clone(),
+            issuer: self.endpoints.issuer.clone(),
+            audience: FORGE_AUDIENCE.to_string(),
+        }
+    }
+
+    /// Adds a fresh LDAP user `<prefix>-<random>` with mail `<uid>@example.com` and a random
+    /// password; the IdP and the server see it at once.
+    pub async fn create_user(&self, prefix: &str) -> anyhow::Result<TestUser> {
+        let uid = format!("{prefix}-{}", random_token(10).to_ascii_lowercase());
+        let user = RealmUser {
+            mail: format!("{uid}@example.com"),
+            password: random_token(24),
+            given_name: "Test".into(),
+            family_name: uid.clone(),
+            uid,
+        };
+        let attrs: Vec<(String, HashSet<String>)> = ldap_attributes(&user)
+            .into_iter()
+            .map(|(name, values)| (name, values.into_iter().collect()))
+            .collect();
+        let mut ldap = slapd::admin_connection(&self.endpoints.ldap_url, &self.realm).await?;
+        let dn = self.realm.user_dn(&user.uid);
+        ldap.add(&dn, attrs)
+            .await?
+            .success()
+            .with_context(|| format!("adding {dn}"))?;
+        let _ = ldap.unbind().await;
+        tracing::debug!(uid = %user.uid, "test user created");
+        Ok(TestUser {
+            uid: user.uid,
+            mail: user.mail,
+            password: user.password,
+        })
+    }
+
+    /// Stops the IdP (Starman); discovery, JWKS and token requests fail until
+    /// [`Stack::start_idp`].
+    pub async fn stop_idp(&self) {
+        self.idp.lock().await.stop();
+    }
+
+    /// Starts the IdP again on the same port and configuration.
+    ///
+    /// # Panics
+    /// When it does not come back (see [`Stack::try_start_idp`]).
+    pub async fn start_idp(&self) {
+        if let Err(e) = self.try_start_idp().await {
+            panic!("restarting the IdP failed: {e:#}");
+        }
+    }
+
+    /// Starts the IdP again on the same port and configuration.
+    pub async fn try_start_idp(&self) -> anyhow::Result<()> {
+        self.idp.lock().await.restart().await
+    }
+
+    /// Replaces the IdP's signing key (new `kid`, next configuration number) and returns once
+    /// the JWKS serves only the new key; [`Stack::forge`] uses it from then on.
+    pub async fn rotate_signing_key(&self) -> anyhow::Result<String> {
+        let key = tokio::task::spawn_blocking(RsaKeyPair::generate)
+            .await
+            .context("key generation task")??;
+        let mut idp = self.idp.lock().await;
+        let kid = idp.rotate(key).await?;
+        let mut signing = self.signing.lock().unwrap_or_else(|e| e.into_inner());
+        signing.key = idp.key().clone();
+        signing.kid = kid.clone();
+        Ok(kid)
+    }
+
+    /// The stack's server configuration (builder edits included), the base for extra servers.
+    pub fn server_config(&self) -> Config {
+        self.base_config.clone()
+    }
+
+    /// Starts another server process on the same IdP and LDAP with an edited copy of
+    /// [`Stack::server_config`]. Dropping the handle stops it.
+    pub async fn start_server(
+        &self,
+        edit: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<ServerHandle> {
+        let binary = match &self.server_binary {
+            Some(b) => b.clone(),
+            None => server::find_binary()?,
+        };
+        let mut config = self.server_config();
+        edit(&mut config);
+        let n = self.extra_servers.fetch_add(1, Ordering::Relaxed) + 2;
+        let name = format!("server-{n}");
+        let log = self.dir.path().join("logs").join(format!("{name}.log"));
+        server::start(
+            &binary,
+            &name,
+            config,
+            &self.dir.path().join("server"),
+            &log,
+        )
+        .await
+    }
+
+    /// The stack's own server, if it has one.
+    pub fn server(&self) -> Option<&ServerHandle> {
+        self.server.as_ref()
+    }
+
+    /// Everything the stack's own server logged so far ("" without a server).
+    pub fn server_log(&self) -> String {
+        self.server
+            .as_ref()
+            .map(ServerHandle::log)
+            .unwrap_or_default()
+    }
+
+    /// PIDs of every process the stack started directly (server, Starman, redis, slapd).
+    pub async fn pids(&self) -> Vec<u32> {
+        let mut pids = Vec::new();
+        if let Some(s) = &self.server {
+            pids.push(s.pid());
+        }
+        if let Some(p) = self.idp.lock().await.pid() {
+            pids.push(p);
+        }
+        pids.push(self.redis.pid());
+        pids.push(self.slapd.pid());
+        pids
+    }
+
+    /// The tail of every process log, one section per process.
+    pub fn logs(&self) -> String {
+        self.log_tails(FAILURE_LOG_LINES)
+    }
+
+    fn log_tails(&self, lines: usize) -> String {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path().join("logs"))
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.sort();
+        let mut out = String::new();
+        for file in files {
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            out.push_str(&format!("----- {name} (last {lines} lines) -----\n"));
+            out.push_str(&tail_file(&file, lines));
+            out.push('\n');
+        }
+        out
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "mail-oidc stack in {} (logs follow):\n{}",
+                self.dir.path().display(),
+                self.log_tails(FAILURE_LOG_LINES)
+            );
+        }
+        // Processes stop in field order (server, IdP, redis, slapd) before the directory goes.
+        if let Some(server) = self.server.take() {
+            server.stop();
+        }
+        self.idp.get_mut().stop();
+        self.redis.terminate();
+        self.slapd.terminate();
+        if std::env::var_os("MAIL_OIDC_KEEP_STACK_DIR").is_some() {
+            let path = self.dir.path().to_path_buf();
+            eprintln!("mail-oidc stack directory kept: {}", path.display());
+            // Replace the guard by one for a fresh empty dir, and forget the real one.
+            if let Ok(empty) = tempfile::tempdir() {
+                let _kept = std::mem::replace(&mut self.dir, empty).keep();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn stack_can_be_shared_and_its_futures_spawned() {
+        assert_send_sync::<Stack>();
+        assert_send_sync::<ServerHandle>();
+        assert_send(&Stack::builder().start());
+        let _ = |stack: &'static Stack| {
+            assert_send(&stack.create_user("x"));
+            assert_send(&stack.rotate_signing_key());
+            assert_send(&stack.start_idp());
+            assert_send(&stack.stop_idp());
+            assert_send(&stack.start_server(|_| {}));
+        };
+    }
+}

@@ -1,0 +1,358 @@
+//! LemonLDAP::NG 2.21 (installed system-wide) as a PSGI app under Starman, configured by a
+//! File-backend `lmConf-<n>.json` rendered from the realm, with sessions in Redis.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+use super::ports::{START_ATTEMPTS, free_port, is_bind_failure};
+use super::process::{ChildProcess, find_program, tail};
+use super::wait::Deadline;
+use crate::keys::RsaKeyPair;
+use crate::realm::{LlngParams, Realm};
+
+/// Version the configuration is written for (the bookworm-backports packages).
+const CFG_VERSION: &str = "2.21.3";
+/// Where the Debian packages put templates and static files; override with
+/// `MAIL_OIDC_LLNG_PREFIX` (e.g. an extracted .deb tree).
+const DEFAULT_PREFIX: &str = "/usr";
+/// Perl start-up of the portal takes ~0.5-1.5 s idle; much longer on a loaded CI machine.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// A worker re-reads the configuration on its next request once `checkMsg` and `checkTime`
+/// (1 s each, in the ini) have passed on Perl's whole-second clock: at most ~2 s after a write.
+/// After this long every worker serves the newest configuration.
+const RELOAD_SETTLE: Duration = Duration::from_millis(2500);
+/// How long a rotation may take by reloading before Starman is restarted instead.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(6);
+/// Starman workers; two, because back-channel logout POSTs synchronously and an RP calling back
+/// into the OP while handling one would deadlock a single worker.
+const WORKERS: &str = "2";
+
+/// What the portal's discovery document says.
+#[derive(Debug, Clone)]
+pub struct Discovered {
+    pub token_endpoint: String,
+    pub jwks_uri: String,
+}
+
+pub struct Llng {
+    dir: PathBuf,
+    log: PathBuf,
+    realm: Realm,
+    ldap_url: String,
+    redis_addr: String,
+    port: u16,
+    key: RsaKeyPair,
+    kid: String,
+    cfg_num: u32,
+    process: Option<ChildProcess>,
+    http: reqwest::Client,
+    discovered: Option<Discovered>,
+}
+
+fn prefix() -> PathBuf {
+    PathBuf::from(
+        std::env::var("MAIL_OIDC_LLNG_PREFIX").unwrap_or_else(|_| DEFAULT_PREFIX.to_string()),
+    )
+}
+
+/// A fresh `kid`: configuration number plus a random suffix, so rotations never reuse one.
+pub fn new_kid(cfg_num: u32) -> String {
+    format!("k{cfg_num}-{}", super::random_token(8).to_ascii_lowercase())
+}
+
+impl Llng {
+    /// Writes the configuration and starts Starman on a free port (a new port, and a new
+    /// configuration carrying it, when the port was taken meanwhile).
+    pub async fn start(
+        realm: &Realm,
+        dir: &Path,
+        log: &Path,
+        ldap_url: &str,
+        redis_addr: &str,
+        key: RsaKeyPair,
+        http: reqwest::Client,
+    ) -> anyhow::Result<Self> {
+        for sub in ["conf", "cache"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        let mut llng = Self {
+            dir: dir.to_path_buf(),
+            log: log.to_path_buf(),
+            realm: realm.clone(),
+            ldap_url: ldap_url.to_string(),
+            redis_addr: redis_addr.to_string(),
+            port: 0,
+            key,
+            kid: String::new(),
+            cfg_num: 0,
+            process: None,
+            http,
+            discovered: None,
+        };
+        llng.write_static_files()?;
+        let mut last_error = None;
+        for _ in 0..START_ATTEMPTS {
+            llng.port = free_port()?;
+            llng.cfg_num += 1;
+            llng.kid = new_kid(llng.cfg_num);
+            llng.write_conf()?;
+            match llng.spawn_and_wait().await {
+                Ok(()) => return Ok(llng),
+                Err(e) if llng.last_run_failed_to_bind() => {
+                    tracing::info!(
+                        port = llng.port,
+                        "Starman could not bind; retrying on another port"
+                    );
+                    llng.stop();
+                    last_error = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("LemonLDAP::NG did not start")))
+    }
+
+    pub fn issuer(&self) -> String {
+        format!("http://localhost:{}", self.port)
+    }
+
+    pub fn discovery_url(&self) -> String {
+        format!("{}/.well-known/openid-configuration", self.issuer())
+    }
+
+    pub fn discovered(&self) -> Option<&Discovered> {
+        self.discovered.as_ref()
+    }
+
+    pub fn key(&self) -> &RsaKeyPair {
+        &self.key
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(ChildProcess::pid)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.process.is_some()
+    }
+
+    fn last_run_failed_to_bind(&self) -> bool {
+        self.process
+            .as_ref()
+            .is_some_and(|p| is_bind_failure(&p.log_of_this_run()))
+    }
+
+    fn ini_path(&self) -> PathBuf {
+        self.dir.join("lemonldap-ng.ini")
+    }
+
+    fn write_static_files(&self) -> anyhow::Result<()> {
+        let prefix = prefix();
+        let dir = self.dir.display();
+        let ini = format!(
+            r#"; Generated by mail-oidc-harness.
+[all]
+logLevel = notice
+logger = Lemonldap::NG::Common::Logger::Std
+userLogger = Lemonldap::NG::Common::Logger::Std
+; Re-read lmConf-<n>.json within ~2 s of a change (key rotation without restart).
+checkTime = 1
+checkMsg = 1
+
+[configuration]
+type = File
+dirName = {dir}/conf
+localStorage = Cache::FileCache
+localStorageOptions = {{ 'namespace' => 'lemonldap-ng-config', 'default_expires_in' => 600, 'directory_umask' => '007', 'cache_root' => '{dir}/cache', 'cache_depth' => 3 }}
+
+[portal]
+staticPrefix = /static
+templateDir = {templates}
+languages = en
+
+[handler]
+status = 0
+"#,
+            templates = prefix.join("share/lemonldap-ng/portal/templates").display(),
+        );
+        std::fs::write(self.ini_path(), ini)?;
+        let psgi = format!(
+            r#"# Generated by mail-oidc-harness: the LemonLDAP::NG portal as a plain PSGI app.
+use strict;
+use Plack::Builder;
+use Lemonldap::NG::Portal::Main;
+my $portal = Lemonldap::NG::Portal::Main->run( {{}} );
+builder {{
+    enable "Static", path => qr{{^/static/}}, root => '{htdocs}/';
+    $portal;
+}};
+"#,
+            htdocs = prefix.join("share/lemonldap-ng/portal/htdocs").display(),
+        );
+        std::fs::write(self.dir.join("portal.psgi"), psgi)?;
+        Ok(())
+    }
+
+    /// Writes `lmConf-<cfg_num>.json` atomically (the File backend serves the highest number).
+    fn write_conf(&self) -> anyhow::Result<()> {
+        let params = LlngParams {
+            portal_url: format!("{}/", self.issuer()),
+            ldap_url: self.ldap_url.clone(),
+            redis_addr: self.redis_addr.clone(),
+            signing_private_pem: self.key.private_pem.clone(),
+            signing_public_pem: self.key.public_pem.clone(),
+            kid: self.kid.clone(),
+            cfg_num: self.cfg_num,
+            run_dir: self.dir.clone(),
+            cfg_version: CFG_VERSION.to_string(),
+        };
+        let conf = self.realm.to_llng_conf(&params);
+        let path = self.dir.join(format!("conf/lmConf-{}.json", self.cfg_num));
+        // Not matched by the backend's lmConf-<n>.json pattern until renamed.
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&conf)?)?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let starman = find_program("starman")?;
+        let mut cmd = Command::new(starman);
+        cmd.arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .args(["--workers", WORKERS])
+            .arg(self.dir.join("portal.psgi"))
+            .current_dir(&self.dir)
+            .env("LLNG_DEFAULTCONFFILE", self.ini_path());
+        self.process = Some(ChildProcess::spawn("lemonldap-ng", cmd, &self.log)?);
+        Ok(())
+    }
+
+    async fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
+        self.spawn()?;
+        let deadline = Deadline::new(format!("LemonLDAP::NG at {}", self.issuer()), READY_TIMEOUT);
+        loop {
+            if let Some(p) = self.process.as_mut() {
+                p.ensure_running()?;
+            }
+            match self.probe_discovery().await {
+                Ok(d) => {
+                    self.discovered = Some(d);
+                    return Ok(());
+                }
+                Err(e) => {
+                    if let Err(timeout) = deadline.tick(&e).await {
+                        let log = self
+                            .process
+                            .as_ref()
+                            .map(|p| tail(&p.log_of_this_run(), 40))
+                            .unwrap_or_default();
+                        bail!("{timeout}\n{log}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// GET discovery: 200 with our issuer (not some other server that took the port).
+    async fn probe_discovery(&self) -> anyhow::Result<Discovered> {
+        let resp = self.http.get(self.discovery_url()).send().await?;
+        let status = resp.status();
+        if !status.is_success() {
+            bail!("discovery answered {status}");
+        }
+        let doc: Value = resp.json().await.context("discovery is not JSON")?;
+        let field = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_string);
+        if field("issuer").as_deref() != Some(self.issuer().as_str()) {
+            bail!(
+                "discovery names issuer {:?}, expected {}",
+                field("issuer"),
+                self.issuer()
+            );
+        }
+        Ok(Discovered {
+            token_endpoint: field("token_endpoint").context("no token_endpoint in discovery")?,
+            jwks_uri: field("jwks_uri").context("no jwks_uri in discovery")?,
+        })
+    }
+
+    /// The `kid`s the JWKS currently serves.
+    pub async fn jwks_kids(&self) -> anyhow::Result<Vec<String>> {
+        let uri = self
+            .discovered
+            .as_ref()
+            .map(|d| d.jwks_uri.clone())
+            .unwrap_or_else(|| format!("{}/oauth2/jwks", self.issuer()));
+        let jwks: Value = self
+            .http
+            .get(uri)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(jwks
+            .get("keys")
+            .and_then(Value::as_array)
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(|k| k.get("kid").and_then(Value::as_str).map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Stops Starman (the port is released; discovery fails until [`Llng::restart`]).
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.terminate();
+        }
+    }
+
+    /// Starts Starman again on the same port with the newest configuration.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        self.spawn_and_wait().await
+    }
+
+    /// Switches to `key` under a fresh `kid` as the next configuration number, and returns once
+    /// every worker serves it (by reload, or by a restart if reloading does not happen).
+    pub async fn rotate(&mut self, key: RsaKeyPair) -> anyhow::Result<String> {
+        self.key = key;
+        self.cfg_num += 1;
+        self.kid = new_kid(self.cfg_num);
+        self.write_conf()?;
+        let written = Instant::now();
+        if !self.is_running() {
+            // Served from the next start.
+            return Ok(self.kid.clone());
+        }
+        let deadline = Deadline::new(format!("JWKS kid {}", self.kid), RELOAD_TIMEOUT);
+        loop {
+            let kids = self.jwks_kids().await;
+            let serves_new = kids.as_ref().is_ok_and(|k| k.contains(&self.kid));
+            if serves_new && written.elapsed() >= RELOAD_SETTLE {
+                tracing::info!(kid = %self.kid, after = ?written.elapsed(), "signing key rotated by reload");
+                return Ok(self.kid.clone());
+            }
+            if deadline.tick(format!("{kids:?}")).await.is_err() {
+                break;
+            }
+        }
+        tracing::warn!(kid = %self.kid, "LemonLDAP::NG did not reload its configuration; restarting it");
+        self.restart().await?;
+        let kids = self.jwks_kids().await?;
+        if !kids.contains(&self.kid) {
+            bail!("after a restart the JWKS serves {kids:?}, not {}", self.kid);
+        }
+        Ok(self.kid.clone())
+    }
+}
