@@ -58,14 +58,14 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(path) = &args.ready_file {
-        if let Err(e) = write_atomically(path, &running.addrs) {
-            eprintln!(
-                "mail-oidc-server: cannot write ready file {}: {e}",
-                path.display()
-            );
-            return ExitCode::from(1);
-        }
+    if let Some(path) = &args.ready_file
+        && let Err(e) = write_atomically(path, &running.addrs)
+    {
+        eprintln!(
+            "mail-oidc-server: cannot write ready file {}: {e}",
+            path.display()
+        );
+        return ExitCode::from(1);
     }
     running.wait().await;
     ExitCode::SUCCESS

@@ -1,59 +1,527 @@
-//! In-memory store (placeholder until implemented).
+//! In-memory store: every user's mailboxes behind one lock, lost at exit.
+//!
+//! User names are compared ASCII-case-insensitively (the directory returns canonical addresses,
+//! but SMTP recipients and IMAP logins may differ in case). `INBOX` is case-insensitive.
+//! `\Recent` is approximated per mailbox: messages appended since the last [`MemoryStore::take_recent`]
+//! (called by IMAP SELECT) are recent, whichever session looks first claims them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::broadcast;
 
 use super::{MailStore, MailboxStatus, StoreError, StoreEvent, StoredMessage};
 
-#[derive(Default)]
-pub struct MemoryStore {}
+/// Events buffered per user before a slow subscriber sees `Lagged`.
+const EVENT_CAPACITY: usize = 1024;
+/// Hierarchy delimiter of mailbox names (what IMAP LIST reports).
+pub const DELIMITER: char = '/';
+/// Longest mailbox name accepted, in bytes.
+const MAX_NAME_LEN: usize = 512;
+
+struct Mailbox {
+    uid_validity: u32,
+    uid_next: u32,
+    /// UIDs below this were already reported as recent to some session.
+    recent_from: u32,
+    /// Ordered by UID.
+    messages: Vec<StoredMessage>,
+}
+
+impl Mailbox {
+    fn new(uid_validity: u32) -> Self {
+        Self {
+            uid_validity,
+            uid_next: 1,
+            recent_from: 1,
+            messages: Vec::new(),
+        }
+    }
+
+    fn status(&self) -> MailboxStatus {
+        let count = |f: &dyn Fn(&StoredMessage) -> bool| {
+            u32::try_from(self.messages.iter().filter(|m| f(m)).count()).unwrap_or(u32::MAX)
+        };
+        MailboxStatus {
+            uid_validity: self.uid_validity,
+            uid_next: self.uid_next,
+            exists: u32::try_from(self.messages.len()).unwrap_or(u32::MAX),
+            unseen: count(&|m| !m.flags.contains("\\Seen")),
+            recent: count(&|m| m.uid >= self.recent_from),
+        }
+    }
+
+    fn find_mut(&mut self, uid: u32) -> Option<&mut StoredMessage> {
+        self.messages
+            .binary_search_by_key(&uid, |m| m.uid)
+            .ok()
+            .and_then(|i| self.messages.get_mut(i))
+    }
+}
+
+struct UserData {
+    /// Keyed by normalized name (`INBOX` upper case).
+    mailboxes: BTreeMap<String, Mailbox>,
+    events: broadcast::Sender<StoreEvent>,
+}
+
+impl UserData {
+    fn new() -> Self {
+        Self {
+            mailboxes: BTreeMap::new(),
+            events: broadcast::channel(EVENT_CAPACITY).0,
+        }
+    }
+
+    fn mailbox(&self, name: &str) -> Result<&Mailbox, StoreError> {
+        self.mailboxes
+            .get(&normalize(name))
+            .ok_or_else(|| StoreError::NoSuchMailbox(name.to_string()))
+    }
+
+    fn mailbox_mut(&mut self, name: &str) -> Result<&mut Mailbox, StoreError> {
+        self.mailboxes
+            .get_mut(&normalize(name))
+            .ok_or_else(|| StoreError::NoSuchMailbox(name.to_string()))
+    }
+
+    fn emit(&self, event: StoreEvent) {
+        // No subscriber is the normal case; nothing to do then.
+        let _ = self.events.send(event);
+    }
+}
+
+/// The in-memory [`MailStore`].
+pub struct MemoryStore {
+    users: RwLock<HashMap<String, UserData>>,
+    /// Next UIDVALIDITY; seeded from the clock so a restarted server never reuses one.
+    next_validity: AtomicU32,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `INBOX` in any case is the inbox; every other name is kept as given.
+fn normalize(name: &str) -> String {
+    if name.eq_ignore_ascii_case("INBOX") {
+        "INBOX".to_string()
+    } else {
+        name.to_string()
+    }
+}
+
+fn user_key(user: &str) -> String {
+    user.to_ascii_lowercase()
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Flags a client may store; `\Recent` is session state, never stored.
+fn storable(flags: BTreeSet<String>) -> BTreeSet<String> {
+    flags
+        .into_iter()
+        .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+        .collect()
+}
+
+fn validate_name(name: &str) -> Result<(), StoreError> {
+    let bad = name.is_empty()
+        || name.len() > MAX_NAME_LEN
+        || name.starts_with(DELIMITER)
+        || name.ends_with(DELIMITER)
+        || name.contains("//")
+        || name.chars().any(|c| c.is_control() || c == '*' || c == '%');
+    if bad {
+        return Err(StoreError::InvalidName(name.to_string()));
+    }
+    Ok(())
+}
 
 impl MemoryStore {
     pub fn new() -> Self {
-        Self {}
+        // Truncation is fine: any value works as long as it grows across restarts mostly.
+        let seed = (now() as u32).max(1);
+        Self {
+            users: RwLock::new(HashMap::new()),
+            next_validity: AtomicU32::new(seed),
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<String, UserData>> {
+        // A poisoned lock means a panic elsewhere; the data is still consistent per operation.
+        self.users.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<String, UserData>> {
+        self.users.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn new_validity(&self) -> u32 {
+        let v = self.next_validity.fetch_add(1, Ordering::Relaxed);
+        // UIDVALIDITY must be non-zero (RFC 3501 9, nz-number).
+        if v == 0 { 1 } else { v }
+    }
+
+    fn with_user<T>(
+        &self,
+        user: &str,
+        mailbox: &str,
+        f: impl FnOnce(&UserData) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let users = self.read();
+        let data = users
+            .get(&user_key(user))
+            .ok_or_else(|| StoreError::NoSuchMailbox(mailbox.to_string()))?;
+        f(data)
+    }
+
+    fn with_user_mut<T>(
+        &self,
+        user: &str,
+        mailbox: &str,
+        f: impl FnOnce(&mut UserData) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut users = self.write();
+        let data = users
+            .get_mut(&user_key(user))
+            .ok_or_else(|| StoreError::NoSuchMailbox(mailbox.to_string()))?;
+        f(data)
     }
 }
 
 impl MailStore for MemoryStore {
-    fn ensure_user(&self, _user: &str) {
-        todo!()
+    fn ensure_user(&self, user: &str) {
+        let mut users = self.write();
+        let data = users.entry(user_key(user)).or_insert_with(UserData::new);
+        if !data.mailboxes.contains_key("INBOX") {
+            let validity = self.new_validity();
+            data.mailboxes
+                .insert("INBOX".to_string(), Mailbox::new(validity));
+        }
     }
-    fn list_mailboxes(&self, _user: &str) -> Vec<String> {
-        todo!()
+
+    fn list_mailboxes(&self, user: &str) -> Vec<String> {
+        self.read()
+            .get(&user_key(user))
+            .map(|d| d.mailboxes.keys().cloned().collect())
+            .unwrap_or_default()
     }
-    fn create_mailbox(&self, _user: &str, _mailbox: &str) -> Result<(), StoreError> {
-        todo!()
+
+    fn create_mailbox(&self, user: &str, mailbox: &str) -> Result<(), StoreError> {
+        validate_name(mailbox)?;
+        let validity = self.new_validity();
+        let mut users = self.write();
+        let data = users.entry(user_key(user)).or_insert_with(UserData::new);
+        let key = normalize(mailbox);
+        if data.mailboxes.contains_key(&key) {
+            return Err(StoreError::MailboxExists(mailbox.to_string()));
+        }
+        data.mailboxes.insert(key, Mailbox::new(validity));
+        Ok(())
     }
-    fn status(&self, _user: &str, _mailbox: &str) -> Result<MailboxStatus, StoreError> {
-        todo!()
+
+    fn status(&self, user: &str, mailbox: &str) -> Result<MailboxStatus, StoreError> {
+        self.with_user(user, mailbox, |d| Ok(d.mailbox(mailbox)?.status()))
     }
+
     fn append(
         &self,
-        _user: &str,
-        _mailbox: &str,
-        _data: Vec<u8>,
-        _flags: BTreeSet<String>,
-        _internal_date: Option<i64>,
+        user: &str,
+        mailbox: &str,
+        data: Vec<u8>,
+        flags: BTreeSet<String>,
+        internal_date: Option<i64>,
     ) -> Result<u32, StoreError> {
-        todo!()
+        self.with_user_mut(user, mailbox, |d| {
+            let mb = d.mailbox_mut(mailbox)?;
+            let uid = mb.uid_next;
+            mb.uid_next = uid.saturating_add(1);
+            mb.messages.push(StoredMessage {
+                uid,
+                flags: storable(flags),
+                internal_date: internal_date.unwrap_or_else(now),
+                data: Arc::new(data),
+            });
+            d.emit(StoreEvent::Appended {
+                mailbox: normalize(mailbox),
+                uid,
+            });
+            Ok(uid)
+        })
     }
-    fn messages(&self, _user: &str, _mailbox: &str) -> Result<Vec<StoredMessage>, StoreError> {
-        todo!()
+
+    fn messages(&self, user: &str, mailbox: &str) -> Result<Vec<StoredMessage>, StoreError> {
+        self.with_user(user, mailbox, |d| Ok(d.mailbox(mailbox)?.messages.clone()))
     }
+
     fn set_flags(
         &self,
-        _user: &str,
-        _mailbox: &str,
-        _uid: u32,
-        _flags: BTreeSet<String>,
+        user: &str,
+        mailbox: &str,
+        uid: u32,
+        flags: BTreeSet<String>,
     ) -> Result<(), StoreError> {
-        todo!()
+        self.with_user_mut(user, mailbox, |d| {
+            let mb = d.mailbox_mut(mailbox)?;
+            // A message expunged meanwhile by another session: nothing to change, not an error.
+            let Some(msg) = mb.find_mut(uid) else {
+                return Ok(());
+            };
+            let flags = storable(flags);
+            if msg.flags != flags {
+                msg.flags = flags;
+                d.emit(StoreEvent::FlagsChanged {
+                    mailbox: normalize(mailbox),
+                    uid,
+                });
+            }
+            Ok(())
+        })
     }
-    fn expunge(&self, _user: &str, _mailbox: &str, _uids: &[u32]) -> Result<Vec<u32>, StoreError> {
-        todo!()
+
+    fn expunge(&self, user: &str, mailbox: &str, uids: &[u32]) -> Result<Vec<u32>, StoreError> {
+        self.with_user_mut(user, mailbox, |d| {
+            let wanted: BTreeSet<u32> = uids.iter().copied().collect();
+            let mb = d.mailbox_mut(mailbox)?;
+            let mut removed = Vec::new();
+            mb.messages.retain(|m| {
+                let gone = wanted.contains(&m.uid);
+                if gone {
+                    removed.push(m.uid);
+                }
+                !gone
+            });
+            let name = normalize(mailbox);
+            for &uid in &removed {
+                d.emit(StoreEvent::Expunged {
+                    mailbox: name.clone(),
+                    uid,
+                });
+            }
+            Ok(removed)
+        })
     }
-    fn subscribe(&self, _user: &str) -> broadcast::Receiver<StoreEvent> {
-        todo!()
+
+    fn subscribe(&self, user: &str) -> broadcast::Receiver<StoreEvent> {
+        self.write()
+            .entry(user_key(user))
+            .or_insert_with(UserData::new)
+            .events
+            .subscribe()
+    }
+
+    fn take_recent(&self, user: &str, mailbox: &str) -> Result<BTreeSet<u32>, StoreError> {
+        self.with_user_mut(user, mailbox, |d| {
+            let mb = d.mailbox_mut(mailbox)?;
+            let recent = mb
+                .messages
+                .iter()
+                .filter(|m| m.uid >= mb.recent_from)
+                .map(|m| m.uid)
+                .collect();
+            mb.recent_from = mb.uid_next;
+            Ok(recent)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn ensure_user_creates_inbox_once() {
+        let store = MemoryStore::new();
+        assert!(store.list_mailboxes("alice@example.com").is_empty());
+        store.ensure_user("alice@example.com");
+        let before = store.status("alice@example.com", "INBOX").unwrap();
+        store.ensure_user("Alice@Example.com");
+        assert_eq!(store.list_mailboxes("alice@example.com"), vec!["INBOX"]);
+        let after = store.status("alice@example.com", "inbox").unwrap();
+        assert_eq!(before, after);
+        assert_eq!(after.exists, 0);
+        assert_eq!(after.uid_next, 1);
+        assert_ne!(after.uid_validity, 0);
+    }
+
+    #[test]
+    fn append_assigns_increasing_uids_and_counts() {
+        let store = MemoryStore::new();
+        store.ensure_user("bob");
+        let a = store
+            .append("bob", "INBOX", b"A\r\n".to_vec(), flags(&[]), Some(10))
+            .unwrap();
+        let b = store
+            .append(
+                "bob",
+                "Inbox",
+                b"B\r\n".to_vec(),
+                flags(&["\\Seen", "\\Recent"]),
+                None,
+            )
+            .unwrap();
+        assert_eq!((a, b), (1, 2));
+        let msgs = store.messages("bob", "INBOX").unwrap();
+        assert_eq!(msgs.len(), 2);
+        assert_eq!(msgs[0].internal_date, 10);
+        assert_eq!(
+            msgs[1].flags,
+            flags(&["\\Seen"]),
+            "\\Recent is never stored"
+        );
+        let st = store.status("bob", "INBOX").unwrap();
+        assert_eq!((st.exists, st.unseen, st.recent, st.uid_next), (2, 1, 2, 3));
+    }
+
+    #[test]
+    fn recent_is_claimed_once() {
+        let store = MemoryStore::new();
+        store.ensure_user("bob");
+        store
+            .append("bob", "INBOX", b"x".to_vec(), flags(&[]), None)
+            .unwrap();
+        assert_eq!(store.take_recent("bob", "INBOX").unwrap(), [1].into());
+        assert!(store.take_recent("bob", "INBOX").unwrap().is_empty());
+        assert_eq!(store.status("bob", "INBOX").unwrap().recent, 0);
+    }
+
+    #[test]
+    fn unknown_user_or_mailbox_is_an_error() {
+        let store = MemoryStore::new();
+        assert_eq!(
+            store.status("nobody", "INBOX"),
+            Err(StoreError::NoSuchMailbox("INBOX".into()))
+        );
+        store.ensure_user("bob");
+        assert!(matches!(
+            store.append("bob", "Nope", vec![], flags(&[]), None),
+            Err(StoreError::NoSuchMailbox(_))
+        ));
+    }
+
+    #[test]
+    fn create_mailbox_validates_and_refuses_duplicates() {
+        let store = MemoryStore::new();
+        store.ensure_user("bob");
+        store.create_mailbox("bob", "Work/2024").unwrap();
+        assert_eq!(
+            store.create_mailbox("bob", "inbox"),
+            Err(StoreError::MailboxExists("inbox".into()))
+        );
+        for bad in ["", "/x", "x/", "a//b", "a*", "a%b", "a\r\nb"] {
+            assert!(
+                matches!(
+                    store.create_mailbox("bob", bad),
+                    Err(StoreError::InvalidName(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        let inbox = store.status("bob", "INBOX").unwrap().uid_validity;
+        let work = store.status("bob", "Work/2024").unwrap().uid_validity;
+        assert_ne!(inbox, work);
+        assert_eq!(store.list_mailboxes("bob"), vec!["INBOX", "Work/2024"]);
+    }
+
+    #[test]
+    fn set_flags_and_expunge() {
+        let store = MemoryStore::new();
+        store.ensure_user("bob");
+        for _ in 0..3 {
+            store
+                .append("bob", "INBOX", b"m".to_vec(), flags(&[]), None)
+                .unwrap();
+        }
+        store
+            .set_flags("bob", "INBOX", 2, flags(&["\\Deleted"]))
+            .unwrap();
+        // Unknown UID: silently ignored (expunged by someone else).
+        store.set_flags("bob", "INBOX", 99, flags(&[])).unwrap();
+        assert_eq!(
+            store.expunge("bob", "INBOX", &[2, 3, 42]).unwrap(),
+            vec![2, 3]
+        );
+        let left: Vec<u32> = store
+            .messages("bob", "INBOX")
+            .unwrap()
+            .iter()
+            .map(|m| m.uid)
+            .collect();
+        assert_eq!(left, vec![1]);
+        // UIDs are never reused.
+        let uid = store
+            .append("bob", "INBOX", b"m".to_vec(), flags(&[]), None)
+            .unwrap();
+        assert_eq!(uid, 4);
+    }
+
+    #[test]
+    fn subscribers_see_events() {
+        let store = MemoryStore::new();
+        let mut rx = store.subscribe("carol");
+        store.ensure_user("carol");
+        let uid = store
+            .append("carol", "INBOX", b"m".to_vec(), flags(&[]), None)
+            .unwrap();
+        store
+            .set_flags("carol", "INBOX", uid, flags(&["\\Seen"]))
+            .unwrap();
+        store.expunge("carol", "INBOX", &[uid]).unwrap();
+        let mailbox = "INBOX".to_string();
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            StoreEvent::Appended {
+                mailbox: mailbox.clone(),
+                uid
+            }
+        );
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            StoreEvent::FlagsChanged {
+                mailbox: mailbox.clone(),
+                uid
+            }
+        );
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            StoreEvent::Expunged { mailbox, uid }
+        );
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn store_is_shared_across_threads() {
+        let store = Arc::new(MemoryStore::new());
+        store.ensure_user("dan");
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let s = store.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..25 {
+                        s.append("dan", "INBOX", b"m".to_vec(), BTreeSet::new(), None)
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let st = store.status("dan", "INBOX").unwrap();
+        assert_eq!((st.exists, st.uid_next), (100, 101));
     }
 }

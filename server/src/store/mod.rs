@@ -2,7 +2,7 @@
 
 mod memory;
 
-pub use memory::MemoryStore;
+pub use memory::{DELIMITER, MemoryStore};
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -79,4 +79,9 @@ pub trait MailStore: Send + Sync {
     fn expunge(&self, user: &str, mailbox: &str, uids: &[u32]) -> Result<Vec<u32>, StoreError>;
     /// Changes to this user's mailboxes from now on.
     fn subscribe(&self, user: &str) -> broadcast::Receiver<StoreEvent>;
+    /// UIDs that arrived since the last call (IMAP `\Recent`, claimed by the SELECTing session).
+    /// Stores that do not track it report none.
+    fn take_recent(&self, _user: &str, _mailbox: &str) -> Result<BTreeSet<u32>, StoreError> {
+        Ok(BTreeSet::new())
+    }
 }

@@ -1,0 +1,156 @@
+//! IMAP logins with OpenID Connect tokens from a real LemonLDAP::NG, and every way they must fail.
+
+mod common;
+
+use common::{Grant, assert_oauth_error_challenge, stack, user_and_token};
+use mail_oidc_harness::clients::imap::ImapClient;
+use mail_oidc_harness::tokens::Hostile;
+use rstest::rstest;
+
+async fn tls_client(stack: &mail_oidc_harness::stack::Stack) -> ImapClient {
+    ImapClient::connect_tls(stack.endpoints().imaps, &stack.endpoints().ca_pem)
+        .await
+        .expect("connect imaps")
+}
+
+/// A token from the IdP logs in with each mechanism, with and without SASL-IR, from each grant;
+/// the session is then usable (SELECT INBOX).
+#[rstest]
+#[tokio::test]
+async fn lemonldap_token_logs_in(
+    #[values("OAUTHBEARER", "XOAUTH2")] mech: &str,
+    #[values(true, false)] initial_response: bool,
+    #[values(Grant::Password, Grant::AuthCode)] grant: Grant,
+) {
+    let stack = stack().await;
+    let (user, tokens) = user_and_token(&stack, grant).await;
+    let mut imap = tls_client(&stack).await;
+    let outcome = match mech {
+        "OAUTHBEARER" => {
+            imap.oauthbearer(&user.mail, &tokens.access_token, initial_response)
+                .await
+        }
+        _ => {
+            imap.xoauth2(&user.mail, &tokens.access_token, initial_response)
+                .await
+        }
+    }
+    .expect("exchange runs");
+    assert!(
+        outcome.challenge.is_none(),
+        "no error challenge: {outcome:?}"
+    );
+    assert!(outcome.reply.tagged.starts_with("OK"), "{outcome:?}");
+    let select = imap.select("INBOX").await.expect("select");
+    assert!(select.tagged.starts_with("OK [READ-WRITE]"), "{select:?}");
+    assert!(
+        select.untagged.iter().any(|l| l.ends_with(" EXISTS")),
+        "{select:?}"
+    );
+    imap.logout().await.expect("logout");
+}
+
+/// Each hostile token gets the RFC 7628 challenge (checked field by field), then
+/// `NO [AUTHENTICATIONFAILED]`, for both mechanisms, with and without SASL-IR; the server logs
+/// the precise reason.
+#[rstest]
+#[tokio::test]
+async fn hostile_token_is_refused_with_rfc7628_challenge(
+    #[values(
+        Hostile::BadSignature,
+        Hostile::Expired,
+        Hostile::NotYetValid,
+        Hostile::WrongIssuer,
+        Hostile::WrongAudience,
+        Hostile::AlgNone,
+        Hostile::UnknownKid,
+        Hostile::HmacWithPublicKey,
+        Hostile::Garbage
+    )]
+    kind: Hostile,
+) {
+    let stack = stack().await;
+    let user = stack.create_user("h").await.expect("user");
+    let token = stack.forge().hostile(kind, &user.mail, &user.uid);
+    for mech in ["OAUTHBEARER", "XOAUTH2"] {
+        for ir in [true, false] {
+            let mut imap = tls_client(&stack).await;
+            let outcome = match mech {
+                "OAUTHBEARER" => imap.oauthbearer(&user.mail, &token, ir).await,
+                _ => imap.xoauth2(&user.mail, &token, ir).await,
+            }
+            .expect("exchange runs");
+            let challenge = outcome.challenge.as_ref().unwrap_or_else(|| {
+                panic!("{mech} ir={ir}: expected an error challenge: {outcome:?}")
+            });
+            assert_oauth_error_challenge(&stack, challenge);
+            assert_eq!(
+                outcome.reply.tagged, "NO [AUTHENTICATIONFAILED] Authentication failed.",
+                "{mech} ir={ir}"
+            );
+        }
+    }
+    let logs = stack.server_log();
+    assert!(
+        logs.contains(kind.expected_reason()),
+        "server log names the reason {}: {logs}",
+        kind.expected_reason()
+    );
+}
+
+/// A token that is valid but for another user than the authzid / XOAUTH2 user is refused.
+#[tokio::test]
+async fn token_of_another_user_is_refused() {
+    let stack = stack().await;
+    let (_alice, tokens) = user_and_token(&stack, Grant::Password).await;
+    let bob = stack.create_user("bob").await.expect("bob");
+    let mut imap = tls_client(&stack).await;
+    let outcome = imap
+        .oauthbearer(&bob.mail, &tokens.access_token, true)
+        .await
+        .expect("exchange");
+    assert!(
+        outcome
+            .reply
+            .tagged
+            .starts_with("NO [AUTHENTICATIONFAILED]"),
+        "{outcome:?}"
+    );
+    let mut imap = tls_client(&stack).await;
+    let outcome = imap
+        .xoauth2(&bob.mail, &tokens.access_token, true)
+        .await
+        .expect("exchange");
+    assert!(outcome.challenge.is_some(), "{outcome:?}");
+    assert!(
+        outcome
+            .reply
+            .tagged
+            .starts_with("NO [AUTHENTICATIONFAILED]"),
+        "{outcome:?}"
+    );
+}
+
+/// OAUTHBEARER with an empty authzid (`n,,`) is accepted.
+#[tokio::test]
+async fn oauthbearer_empty_authzid_is_accepted() {
+    let stack = stack().await;
+    let (_user, tokens) = user_and_token(&stack, Grant::Password).await;
+    let mut imap = tls_client(&stack).await;
+    let payload = mail_oidc_harness::clients::imap::oauthbearer_payload(
+        None,
+        "localhost",
+        stack.endpoints().imaps.port(),
+        &tokens.access_token,
+    );
+    let reply = imap
+        .auth_start("OAUTHBEARER", Some(&payload))
+        .await
+        .expect("auth");
+    match reply {
+        mail_oidc_harness::clients::imap::SaslReply::Done(r) => {
+            assert!(r.tagged.starts_with("OK"), "{r:?}")
+        }
+        other => panic!("expected success, got {other:?}"),
+    }
+}

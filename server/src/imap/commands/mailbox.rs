@@ -1,0 +1,360 @@
+//! Mailbox commands: SELECT/EXAMINE, CREATE, (UN)SUBSCRIBE, LIST/LSUB, STATUS, APPEND, CLOSE.
+
+use std::collections::BTreeSet;
+
+use imap_codec::imap_types::datetime::DateTime;
+use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
+use imap_codec::imap_types::flag::Flag;
+use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
+use imap_codec::imap_types::status::StatusDataItemName;
+
+use crate::imap::response::{self, Status};
+use crate::imap::selected::{Selected, SyncKind};
+use crate::imap::session::Session;
+use crate::store::{DELIMITER, StoreError};
+
+/// Flags clients may set; `\*` in PERMANENTFLAGS adds keywords.
+const SYSTEM_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
+
+/// The store name of a mailbox argument (`INBOX` in any case is the inbox).
+pub fn mailbox_name(mailbox: &Mailbox<'_>) -> Option<String> {
+    match mailbox {
+        Mailbox::Inbox => Some("INBOX".into()),
+        Mailbox::Other(other) => {
+            let name = std::str::from_utf8(other.as_ref()).ok()?;
+            if name.eq_ignore_ascii_case("INBOX") {
+                Some("INBOX".into())
+            } else {
+                Some(name.to_string())
+            }
+        }
+    }
+}
+
+/// Flag names as stored (`\Seen`, `$Label1`); `\Recent` cannot be set by clients.
+pub fn flag_names(flags: &[Flag<'_>]) -> BTreeSet<String> {
+    flags
+        .iter()
+        .map(|f| f.to_string())
+        .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+        .collect()
+}
+
+/// LIST pattern match: `*` matches anything, `%` anything but the hierarchy delimiter.
+/// Dynamic programming, so patterns full of wildcards stay linear in the name per pattern byte.
+pub fn wildcard_match(pattern: &[u8], name: &[u8]) -> bool {
+    // row[j]: pattern[i..] matches name[j..], computed from the last pattern byte backwards.
+    let mut row: Vec<bool> = (0..=name.len()).map(|j| j == name.len()).collect();
+    for &p in pattern.iter().rev() {
+        let mut next = vec![false; name.len() + 1];
+        for j in (0..=name.len()).rev() {
+            next[j] = match p {
+                b'*' => row[j] || (j < name.len() && next[j + 1]),
+                b'%' => row[j] || (j < name.len() && name[j] != DELIMITER as u8 && next[j + 1]),
+                c => j < name.len() && name[j] == c && row[j + 1],
+            };
+        }
+        row = next;
+    }
+    row[0]
+}
+
+impl Session {
+    fn user_name(&self) -> String {
+        self.user.clone().unwrap_or_default()
+    }
+
+    fn name_or_bad(&mut self, tag: &str, mailbox: &Mailbox<'_>) -> Option<String> {
+        let name = mailbox_name(mailbox);
+        if name.is_none() {
+            tracing::info!(peer = ?self.peer, "IMAP mailbox name is not UTF-8");
+            self.bad(tag, "Invalid mailbox name.");
+        }
+        name
+    }
+
+    fn store_error(&mut self, tag: &str, error: &StoreError) {
+        tracing::info!(peer = ?self.peer, user = ?self.user, error = %error, "IMAP mailbox operation refused");
+        match error {
+            StoreError::NoSuchMailbox(_) => {
+                self.no_code(tag, "NONEXISTENT", "Mailbox doesn't exist.")
+            }
+            StoreError::MailboxExists(_) => {
+                self.no_code(tag, "ALREADYEXISTS", "Mailbox already exists.")
+            }
+            StoreError::InvalidName(_) => self.no_code(tag, "CANNOT", "Invalid mailbox name."),
+            StoreError::TooLarge(_) => self.no_code(tag, "TOOBIG", "Message too large."),
+        }
+    }
+
+    pub(in crate::imap) fn select(&mut self, tag: &str, mailbox: &Mailbox<'_>, read_only: bool) {
+        // A failed SELECT leaves no mailbox selected (RFC 3501 6.3.1).
+        self.selected = None;
+        let Some(name) = self.name_or_bad(tag, mailbox) else {
+            return;
+        };
+        let user = self.user_name();
+        let store = self.ctx.store.clone();
+        let status = match store.status(&user, &name) {
+            Ok(s) => s,
+            Err(e) => return self.store_error(tag, &e),
+        };
+        let recent = if read_only {
+            BTreeSet::new()
+        } else {
+            store.take_recent(&user, &name).unwrap_or_default()
+        };
+        let messages = match store.messages(&user, &name) {
+            Ok(m) => m,
+            Err(e) => return self.store_error(tag, &e),
+        };
+        let recent_count = if read_only {
+            status.recent as usize
+        } else {
+            recent.len()
+        };
+        let sel = Selected::new(name.clone(), read_only, &messages, recent);
+        let out = &mut self.out;
+        response::untagged(out, &format!("FLAGS ({SYSTEM_FLAGS})"));
+        let permanent = if read_only {
+            "PERMANENTFLAGS ()".to_string()
+        } else {
+            format!("PERMANENTFLAGS ({SYSTEM_FLAGS} \\*)")
+        };
+        response::status(out, "*", Status::Ok, Some(&permanent), "Flags permitted.");
+        response::untagged(out, &format!("{} EXISTS", messages.len()));
+        response::untagged(out, &format!("{recent_count} RECENT"));
+        if let Some(i) = messages.iter().position(|m| !m.flags.contains("\\Seen")) {
+            let code = format!("UNSEEN {}", i + 1);
+            response::status(out, "*", Status::Ok, Some(&code), "First unseen.");
+        }
+        let code = format!("UIDVALIDITY {}", status.uid_validity);
+        response::status(out, "*", Status::Ok, Some(&code), "UIDs valid.");
+        let next = messages.last().map_or(status.uid_next, |m| {
+            status.uid_next.max(m.uid.saturating_add(1))
+        });
+        let code = format!("UIDNEXT {next}");
+        response::status(out, "*", Status::Ok, Some(&code), "Predicted next UID.");
+        self.selected = Some(sel);
+        tracing::debug!(peer = ?self.peer, mailbox = %name, read_only, "IMAP mailbox selected");
+        if read_only {
+            self.ok_code(tag, "READ-ONLY", "Examine completed.");
+        } else {
+            self.ok_code(tag, "READ-WRITE", "Select completed.");
+        }
+    }
+
+    pub(in crate::imap) fn create(&mut self, tag: &str, mailbox: &Mailbox<'_>) {
+        let Some(name) = self.name_or_bad(tag, mailbox) else {
+            return;
+        };
+        // A trailing delimiter only says the name will have children (RFC 3501 6.3.3).
+        let name = name.trim_end_matches(DELIMITER).to_string();
+        if name.is_empty() || name.split(DELIMITER).any(str::is_empty) {
+            return self.store_error(tag, &StoreError::InvalidName(name));
+        }
+        let user = self.user_name();
+        let store = self.ctx.store.clone();
+        // Superior names are created too, so LIST never shows holes in the hierarchy.
+        let mut prefix = String::new();
+        let parts: Vec<&str> = name.split(DELIMITER).collect();
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                prefix.push(DELIMITER);
+            }
+            prefix.push_str(part);
+            if i + 1 == parts.len() {
+                break;
+            }
+            match store.create_mailbox(&user, &prefix) {
+                Ok(()) | Err(StoreError::MailboxExists(_)) => {}
+                Err(e) => return self.store_error(tag, &e),
+            }
+        }
+        match store.create_mailbox(&user, &name) {
+            Ok(()) => self.ok(tag, "Create completed."),
+            Err(e) => self.store_error(tag, &e),
+        }
+    }
+
+    /// Every mailbox counts as subscribed; (UN)SUBSCRIBE only checks the name.
+    pub(in crate::imap) fn subscribe(&mut self, tag: &str, mailbox: &Mailbox<'_>) {
+        if self.name_or_bad(tag, mailbox).is_some() {
+            self.ok(tag, "Subscription updated.");
+        }
+    }
+
+    pub(in crate::imap) fn list(
+        &mut self,
+        tag: &str,
+        reference: &Mailbox<'_>,
+        pattern: &ListMailbox<'_>,
+        verb: &str,
+    ) {
+        let pattern: &[u8] = match pattern {
+            ListMailbox::Token(t) => t.as_ref(),
+            ListMailbox::String(s) => s.as_ref(),
+        };
+        let reference = match reference {
+            Mailbox::Inbox => b"INBOX".to_vec(),
+            Mailbox::Other(o) => o.as_ref().to_vec(),
+        };
+        if pattern.is_empty() {
+            // The hierarchy delimiter and root (RFC 3501 6.3.8).
+            response::untagged(
+                &mut self.out,
+                &format!("{verb} (\\Noselect) \"{DELIMITER}\" \"\""),
+            );
+            self.ok(tag, &format!("{verb} completed."));
+            return;
+        }
+        let mut full = reference;
+        full.extend_from_slice(pattern);
+        let names = self.ctx.store.list_mailboxes(&self.user_name());
+        for name in &names {
+            let matched = if name == "INBOX" {
+                wildcard_match(&full.to_ascii_uppercase(), b"INBOX")
+            } else {
+                wildcard_match(&full, name.as_bytes())
+            };
+            if !matched {
+                continue;
+            }
+            let child_prefix = format!("{name}{DELIMITER}");
+            let children = names.iter().any(|n| n.starts_with(&child_prefix));
+            let attr = if children {
+                "\\HasChildren"
+            } else {
+                "\\HasNoChildren"
+            };
+            let mut line = format!("* {verb} ({attr}) \"{DELIMITER}\" ").into_bytes();
+            response::string(&mut line, name.as_bytes());
+            line.extend_from_slice(b"\r\n");
+            self.out.extend_from_slice(&line);
+        }
+        self.ok(tag, &format!("{verb} completed."));
+    }
+
+    pub(in crate::imap) fn status(
+        &mut self,
+        tag: &str,
+        mailbox: &Mailbox<'_>,
+        items: &[StatusDataItemName],
+    ) {
+        let Some(name) = self.name_or_bad(tag, mailbox) else {
+            return;
+        };
+        let status = match self.ctx.store.status(&self.user_name(), &name) {
+            Ok(s) => s,
+            Err(e) => return self.store_error(tag, &e),
+        };
+        let mut values = Vec::new();
+        for item in items {
+            let value = match item {
+                StatusDataItemName::Messages => format!("MESSAGES {}", status.exists),
+                StatusDataItemName::Recent => format!("RECENT {}", status.recent),
+                StatusDataItemName::UidNext => format!("UIDNEXT {}", status.uid_next),
+                StatusDataItemName::UidValidity => format!("UIDVALIDITY {}", status.uid_validity),
+                StatusDataItemName::Unseen => format!("UNSEEN {}", status.unseen),
+                _ => {
+                    tracing::info!(peer = ?self.peer, item = ?item, "IMAP STATUS item not supported");
+                    return self.bad(tag, "Unsupported STATUS item.");
+                }
+            };
+            values.push(value);
+        }
+        let mut line = b"* STATUS ".to_vec();
+        response::string(&mut line, name.as_bytes());
+        line.extend_from_slice(format!(" ({})\r\n", values.join(" ")).as_bytes());
+        self.out.extend_from_slice(&line);
+        // STATUS of the selected mailbox is allowed; its own updates come as usual.
+        self.sync(SyncKind::Full);
+        self.ok(tag, "Status completed.");
+    }
+
+    pub(in crate::imap) fn append(
+        &mut self,
+        tag: &str,
+        mailbox: &Mailbox<'_>,
+        flags: &[Flag<'_>],
+        date: Option<&DateTime>,
+        message: &LiteralOrLiteral8<'_>,
+    ) {
+        let Some(name) = self.name_or_bad(tag, mailbox) else {
+            return;
+        };
+        let data: &[u8] = match message {
+            LiteralOrLiteral8::Literal(l) => l.data(),
+            LiteralOrLiteral8::Literal8(l) => &l.data,
+        };
+        if data.is_empty() {
+            tracing::info!(peer = ?self.peer, "IMAP APPEND of an empty message refused");
+            return self.no(tag, "Can't save a zero byte message.");
+        }
+        let user = self.user_name();
+        let store = self.ctx.store.clone();
+        let status = match store.status(&user, &name) {
+            Ok(s) => s,
+            Err(StoreError::NoSuchMailbox(_)) => {
+                tracing::info!(peer = ?self.peer, mailbox = %name, "IMAP APPEND to a missing mailbox");
+                return self.no_code(tag, "TRYCREATE", "Mailbox doesn't exist.");
+            }
+            Err(e) => return self.store_error(tag, &e),
+        };
+        let date = date.map(|d| d.as_ref().timestamp());
+        match store.append(&user, &name, data.to_vec(), flag_names(flags), date) {
+            Ok(uid) => {
+                tracing::debug!(peer = ?self.peer, mailbox = %name, uid, "IMAP APPEND stored");
+                self.sync(SyncKind::Full);
+                let code = format!("APPENDUID {} {uid}", status.uid_validity);
+                self.ok_code(tag, &code, "Append completed.");
+            }
+            Err(e) => self.store_error(tag, &e),
+        }
+    }
+
+    pub(in crate::imap) fn close(&mut self, tag: &str) {
+        let selected = self.selected.take().filter(|s| !s.read_only);
+        if let (Some(user), Some(sel)) = (self.user.clone(), selected) {
+            // CLOSE expunges silently (no EXPUNGE responses).
+            if let Ok(messages) = self.ctx.store.messages(&user, &sel.name) {
+                let deleted: Vec<u32> = messages
+                    .iter()
+                    .filter(|m| m.flags.contains("\\Deleted"))
+                    .map(|m| m.uid)
+                    .collect();
+                if let Err(e) = self.ctx.store.expunge(&user, &sel.name, &deleted) {
+                    tracing::warn!(peer = ?self.peer, error = %e, "IMAP CLOSE expunge failed");
+                }
+            }
+        }
+        self.ok(tag, "Close completed.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard_match(b"*", b"INBOX"));
+        assert!(wildcard_match(b"*", b"a/b/c"));
+        assert!(wildcard_match(b"%", b"Work"));
+        assert!(!wildcard_match(b"%", b"Work/2024"));
+        assert!(wildcard_match(b"Work/%", b"Work/2024"));
+        assert!(wildcard_match(b"W*4", b"Work/2024"));
+        assert!(!wildcard_match(b"W%4", b"Work/2024"));
+        assert!(wildcard_match(b"Work", b"Work"));
+        assert!(!wildcard_match(b"Work", b"work"));
+        assert!(wildcard_match(b"%/%", b"a/b"));
+    }
+
+    #[test]
+    fn mailbox_names() {
+        let inbox: Mailbox<'_> = "inbox".try_into().unwrap();
+        assert_eq!(mailbox_name(&inbox).as_deref(), Some("INBOX"));
+        let other: Mailbox<'_> = "Sent Items".try_into().unwrap();
+        assert_eq!(mailbox_name(&other).as_deref(), Some("Sent Items"));
+    }
+}

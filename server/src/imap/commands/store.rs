@@ -1,0 +1,222 @@
+//! STORE, COPY, MOVE and EXPUNGE (plain and UID forms).
+
+use std::collections::BTreeSet;
+
+use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
+use imap_codec::imap_types::mailbox::Mailbox;
+use imap_codec::imap_types::sequence::SequenceSet;
+
+use super::mailbox::{flag_names, mailbox_name};
+use crate::imap::response::{self, Status, flag_list, sequence_set};
+use crate::imap::selected::{SyncKind, contains};
+use crate::imap::session::Session;
+use crate::store::StoreError;
+
+impl Session {
+    pub(in crate::imap) fn store(
+        &mut self,
+        tag: &str,
+        set: &SequenceSet,
+        kind: &StoreType,
+        reply: &StoreResponse,
+        flags: &[Flag<'_>],
+        uid: bool,
+    ) {
+        let (Some(user), Some(sel)) = (self.user.clone(), self.selected.as_ref()) else {
+            return self.bad(tag, "No mailbox selected.");
+        };
+        if sel.read_only {
+            tracing::info!(peer = ?self.peer, "IMAP STORE in a read-only mailbox refused");
+            return self.no(tag, "Mailbox is read-only.");
+        }
+        let targets = match sel.resolve(set, uid) {
+            Ok(t) => t,
+            Err(_) => {
+                tracing::info!(peer = ?self.peer, "IMAP STORE: invalid message sequence set");
+                return self.bad(tag, "Invalid messageset.");
+            }
+        };
+        let mailbox = sel.name.clone();
+        let store = self.ctx.store.clone();
+        let messages = match store.messages(&user, &mailbox) {
+            Ok(m) => m,
+            Err(_) => return self.no(tag, "Mailbox is gone."),
+        };
+        let given = flag_names(flags);
+        let mut missing = false;
+        for (seq, uid_of) in targets {
+            let Ok(i) = messages.binary_search_by_key(&uid_of, |m| m.uid) else {
+                missing = true;
+                continue;
+            };
+            let old = &messages[i].flags;
+            let new: BTreeSet<String> = match kind {
+                StoreType::Replace => given.clone(),
+                StoreType::Add => old.union(&given).cloned().collect(),
+                StoreType::Remove => old.difference(&given).cloned().collect(),
+            };
+            if &new != old
+                && let Err(e) = store.set_flags(&user, &mailbox, uid_of, new.clone())
+            {
+                tracing::warn!(peer = ?self.peer, error = %e, "IMAP STORE failed");
+                return self.no(tag, "Store failed.");
+            }
+            let recent = self
+                .selected
+                .as_ref()
+                .is_some_and(|s| s.recent.contains(&uid_of));
+            if *reply == StoreResponse::Answer {
+                let uid_part = if uid {
+                    format!(" UID {uid_of}")
+                } else {
+                    String::new()
+                };
+                response::untagged(
+                    &mut self.out,
+                    &format!("{seq} FETCH (FLAGS {}{uid_part})", flag_list(&new, recent)),
+                );
+            }
+            if let Some(sel) = self.selected.as_mut() {
+                sel.note_flags(uid_of, &new);
+            }
+        }
+        self.sync(if uid {
+            SyncKind::Full
+        } else {
+            SyncKind::NoExpunge
+        });
+        if missing {
+            self.no_code(
+                tag,
+                "EXPUNGEISSUED",
+                "Some messages were expunged meanwhile.",
+            );
+        } else {
+            self.ok(tag, "Store completed.");
+        }
+    }
+
+    /// COPY, or MOVE when `remove` (copy, then expunge the originals).
+    pub(in crate::imap) fn copy(
+        &mut self,
+        tag: &str,
+        set: &SequenceSet,
+        target: &Mailbox<'_>,
+        uid: bool,
+        remove: bool,
+    ) {
+        let verb = if remove { "Move" } else { "Copy" };
+        let Some(target) = mailbox_name(target) else {
+            return self.bad(tag, "Invalid mailbox name.");
+        };
+        let (Some(user), Some(sel)) = (self.user.clone(), self.selected.as_ref()) else {
+            return self.bad(tag, "No mailbox selected.");
+        };
+        if remove && sel.read_only {
+            tracing::info!(peer = ?self.peer, "IMAP MOVE from a read-only mailbox refused");
+            return self.no(tag, "Mailbox is read-only.");
+        }
+        let targets = match sel.resolve(set, uid) {
+            Ok(t) => t,
+            Err(_) => {
+                tracing::info!(peer = ?self.peer, "IMAP COPY: invalid message sequence set");
+                return self.bad(tag, "Invalid messageset.");
+            }
+        };
+        let source = sel.name.clone();
+        let store = self.ctx.store.clone();
+        let status = match store.status(&user, &target) {
+            Ok(s) => s,
+            Err(StoreError::NoSuchMailbox(_)) => {
+                tracing::info!(peer = ?self.peer, mailbox = %target, "IMAP {verb} to a missing mailbox");
+                return self.no_code(tag, "TRYCREATE", "Mailbox doesn't exist.");
+            }
+            Err(e) => {
+                tracing::info!(peer = ?self.peer, error = %e, "IMAP {verb} refused");
+                return self.no(tag, &format!("{verb} failed."));
+            }
+        };
+        let messages = match store.messages(&user, &source) {
+            Ok(m) => m,
+            Err(_) => return self.no(tag, "Mailbox is gone."),
+        };
+        let mut from = Vec::new();
+        let mut to = Vec::new();
+        for (_, uid_of) in targets {
+            let Ok(i) = messages.binary_search_by_key(&uid_of, |m| m.uid) else {
+                continue;
+            };
+            let m = &messages[i];
+            match store.append(
+                &user,
+                &target,
+                m.data.as_ref().clone(),
+                m.flags.clone(),
+                Some(m.internal_date),
+            ) {
+                Ok(new_uid) => {
+                    from.push(uid_of);
+                    to.push(new_uid);
+                }
+                Err(e) => {
+                    tracing::warn!(peer = ?self.peer, error = %e, "IMAP {verb} failed midway");
+                    return self.no(tag, &format!("{verb} failed."));
+                }
+            }
+        }
+        if from.is_empty() {
+            self.sync(SyncKind::Full);
+            return self.ok(tag, &format!("{verb} completed."));
+        }
+        let code = format!(
+            "COPYUID {} {} {}",
+            status.uid_validity,
+            sequence_set(&from),
+            sequence_set(&to)
+        );
+        if remove {
+            // RFC 6851: COPYUID goes in an untagged OK before the EXPUNGEs.
+            response::status(&mut self.out, "*", Status::Ok, Some(&code), "Moved.");
+            if let Err(e) = store.expunge(&user, &source, &from) {
+                tracing::warn!(peer = ?self.peer, error = %e, "IMAP MOVE expunge failed");
+            }
+            self.sync(SyncKind::Full);
+            self.ok(tag, "Move completed.");
+        } else {
+            self.sync(SyncKind::Full);
+            self.ok_code(tag, &code, "Copy completed.");
+        }
+    }
+
+    /// EXPUNGE, or UID EXPUNGE limited to `only` (UIDPLUS).
+    pub(in crate::imap) fn expunge(&mut self, tag: &str, only: Option<&SequenceSet>) {
+        let (Some(user), Some(sel)) = (self.user.clone(), self.selected.as_ref()) else {
+            return self.bad(tag, "No mailbox selected.");
+        };
+        if sel.read_only {
+            tracing::info!(peer = ?self.peer, "IMAP EXPUNGE in a read-only mailbox refused");
+            return self.no(tag, "Mailbox is read-only.");
+        }
+        let mailbox = sel.name.clone();
+        let largest = sel.uids.last().copied().unwrap_or(0);
+        let store = self.ctx.store.clone();
+        let messages = match store.messages(&user, &mailbox) {
+            Ok(m) => m,
+            Err(_) => return self.no(tag, "Mailbox is gone."),
+        };
+        let deleted: Vec<u32> = messages
+            .iter()
+            .filter(|m| m.flags.contains("\\Deleted"))
+            .filter(|m| {
+                only.is_none_or(|set| set.0.as_ref().iter().any(|s| contains(s, m.uid, largest)))
+            })
+            .map(|m| m.uid)
+            .collect();
+        if let Err(e) = store.expunge(&user, &mailbox, &deleted) {
+            tracing::warn!(peer = ?self.peer, error = %e, "IMAP EXPUNGE failed");
+            return self.no(tag, "Expunge failed.");
+        }
+        self.sync(SyncKind::Full);
+        self.ok(tag, "Expunge completed.");
+    }
+}

@@ -1,0 +1,151 @@
+//! The socket side of a session: reads into the framer, hands frames to the session, writes its
+//! output, and runs STARTTLS, timeouts and IDLE notifications. All protocol logic is elsewhere.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::broadcast;
+
+use super::ImapContext;
+use super::framing::{Frame, Framer};
+use super::session::{Next, Session};
+use crate::store::StoreEvent;
+
+/// Any byte stream a session can run on: TCP, TLS over TCP, or an in-memory pipe in tests.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Bytes read per call.
+const READ_CHUNK: usize = 16 * 1024;
+
+enum Wake {
+    Read(std::io::Result<usize>),
+    Store(Result<StoreEvent, broadcast::error::RecvError>),
+    Timeout,
+}
+
+async fn store_event(
+    rx: &mut Option<broadcast::Receiver<StoreEvent>>,
+) -> Result<StoreEvent, broadcast::error::RecvError> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn flush(io: &mut Box<dyn Io>, session: &mut Session) -> std::io::Result<()> {
+    let out = session.take_output();
+    if !out.is_empty() {
+        io.write_all(&out).await?;
+        io.flush().await?;
+    }
+    Ok(())
+}
+
+/// Runs one session to its end. `tls` says whether `io` is already TLS (implicit TLS).
+pub async fn run(io: Box<dyn Io>, peer: Option<SocketAddr>, tls: bool, ctx: Arc<ImapContext>) {
+    let mut io = io;
+    let mut session = Session::new(ctx.clone(), peer, tls);
+    let mut framer = Framer::new();
+    let mut idle_rx: Option<broadcast::Receiver<StoreEvent>> = None;
+    let mut buf = vec![0u8; READ_CHUNK];
+    session.greeting();
+    if let Err(e) = flush(&mut io, &mut session).await {
+        tracing::debug!(error = %e, "IMAP client gone before greeting");
+        return;
+    }
+    loop {
+        let frame = framer.next(session.framer_mode(), &session.limits());
+        if frame != Frame::NeedMore {
+            let next = session.handle(frame).await;
+            // IDLE watches the store only while it runs; subscribing first, then syncing, so no
+            // change falls between the two.
+            match (session.idling_user(), idle_rx.is_some()) {
+                (Some(user), false) => {
+                    idle_rx = Some(ctx.store.subscribe(user));
+                    session.idle_update();
+                }
+                (None, true) => idle_rx = None,
+                _ => {}
+            }
+            if let Err(e) = flush(&mut io, &mut session).await {
+                tracing::debug!(error = %e, "IMAP write failed");
+                return;
+            }
+            match next {
+                Next::Continue => {}
+                Next::AcceptLiteral => framer.accept_literal(),
+                Next::RejectLiteral => framer.reject_literal(),
+                Next::Close => {
+                    let _ = io.shutdown().await;
+                    return;
+                }
+                Next::StartTls => {
+                    if framer.buffered() > 0 {
+                        tracing::info!(
+                            bytes = framer.buffered(),
+                            "discarding input pipelined after STARTTLS"
+                        );
+                    }
+                    framer.discard_input();
+                    let Some(acceptor) = ctx.tls.clone() else {
+                        return;
+                    };
+                    let limit = Duration::from_secs(ctx.config.preauth_timeout_seconds.max(1));
+                    match tokio::time::timeout(limit, acceptor.accept(io)).await {
+                        Ok(Ok(stream)) => {
+                            io = Box::new(stream);
+                            session.tls_started();
+                            tracing::debug!("IMAP STARTTLS done");
+                        }
+                        Ok(Err(e)) => {
+                            tracing::info!(error = %e, "IMAP STARTTLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::info!("IMAP STARTTLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            }
+            continue;
+        }
+        let wake = tokio::select! {
+            r = tokio::time::timeout(session.timeout(), io.read(&mut buf)) => match r {
+                Ok(r) => Wake::Read(r),
+                Err(_) => Wake::Timeout,
+            },
+            e = store_event(&mut idle_rx) => Wake::Store(e),
+        };
+        match wake {
+            Wake::Read(Ok(0)) => {
+                tracing::debug!(user = ?session.user, "IMAP client closed the connection");
+                return;
+            }
+            Wake::Read(Ok(n)) => framer.enqueue(&buf[..n]),
+            Wake::Read(Err(e)) => {
+                tracing::debug!(error = %e, "IMAP read failed");
+                return;
+            }
+            Wake::Timeout => {
+                session.on_timeout();
+                let _ = flush(&mut io, &mut session).await;
+                let _ = io.shutdown().await;
+                return;
+            }
+            Wake::Store(event) => {
+                if let Err(broadcast::error::RecvError::Closed) = event {
+                    idle_rx = None;
+                }
+                // Lagged or not, a sync reports whatever changed.
+                session.idle_update();
+                if flush(&mut io, &mut session).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
