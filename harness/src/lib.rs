@@ -1,6 +1,7 @@
 //! mail-oidc-harness: stands up a real IdP (LemonLDAP::NG), LDAP (slapd), Redis and our mail
 //! server as local processes, and drives them with small protocol clients.
 
+pub mod bench;
 pub mod clients;
 pub mod idp;
 pub mod keys;

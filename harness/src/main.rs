@@ -37,6 +37,12 @@ enum Command {
         #[arg(long)]
         env_file: Option<PathBuf>,
     },
+    /// Start a private stack, measure logins and submissions, print the figures, stop.
+    Bench {
+        /// Measured runs per operation (after one warm-up run).
+        #[arg(long, default_value_t = 50)]
+        runs: usize,
+    },
     /// Print an access token from the running environment's IdP (password grant).
     Token {
         #[arg(long)]
@@ -63,6 +69,9 @@ async fn main() -> ExitCode {
     mail_oidc_server::tls::install_crypto_provider();
     let result = match cli.command {
         Command::Up { env_file } => up(env_file).await,
+        Command::Bench { runs } => mail_oidc_harness::bench::run(runs)
+            .await
+            .map(|report| print!("{report}")),
         Command::Token {
             user,
             password,

@@ -66,6 +66,8 @@ pub async fn serve_with(
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                // Replies are small writes; without NODELAY each one can wait for a delayed ACK.
+                let _ = stream.set_nodelay(true);
                 let span = tracing::info_span!("smtp", %peer, ?kind);
                 let conn = Connection {
                     ctx: ctx.clone(),
