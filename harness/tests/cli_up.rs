@@ -1,0 +1,137 @@
+//! `mail-oidc up --env-file F` as a script would use it: wait for the file, read the endpoints,
+//! get a token with `mail-oidc token`, log in; then stop it and see everything gone.
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mail_oidc_harness::clients::imap::ImapClient;
+use mail_oidc_harness::clients::smtp::SmtpClient;
+
+/// Kills the `up` process if the test fails before stopping it.
+struct Up(std::process::Child);
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            // SIGTERM lets `up` stop its own children; SIGKILL would leave that to PDEATHSIG.
+            unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn parse_env(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn up_writes_env_file_and_token_logs_in() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env_file = dir.path().join("demo.env");
+    let child = Command::new(env!("CARGO_BIN_EXE_mail-oidc"))
+        .args(["up", "--env-file"])
+        .arg(&env_file)
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn mail-oidc up");
+    let mut up = Up(child);
+
+    // The file appears only once every service answers, whole (temp file + rename).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let text = loop {
+        if let Ok(text) = std::fs::read_to_string(&env_file) {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "env file not written in time");
+        assert!(
+            up.0.try_wait().expect("wait").is_none(),
+            "mail-oidc up exited early"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let env = parse_env(&text);
+    for key in [
+        "MAIL_OIDC_IMAP",
+        "MAIL_OIDC_IMAPS",
+        "MAIL_OIDC_SUBMISSION",
+        "MAIL_OIDC_SMTP",
+        "MAIL_OIDC_ISSUER",
+        "MAIL_OIDC_TOKEN_ENDPOINT",
+        "MAIL_OIDC_CLIENT_ID",
+        "MAIL_OIDC_CLIENT_SECRET",
+        "MAIL_OIDC_USER",
+        "MAIL_OIDC_PASSWORD",
+        "MAIL_OIDC_CA_CERT",
+    ] {
+        assert!(
+            env.get(key).is_some_and(|v| !v.is_empty()),
+            "{key} missing in:\n{text}"
+        );
+    }
+
+    let out = Command::new(env!("CARGO_BIN_EXE_mail-oidc"))
+        .args(["token", "--user", &env["MAIL_OIDC_USER"], "--password"])
+        .arg(&env["MAIL_OIDC_PASSWORD"])
+        .arg("--env-file")
+        .arg(&env_file)
+        .output()
+        .expect("run mail-oidc token");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+
+    let ca = std::fs::read_to_string(&env["MAIL_OIDC_CA_CERT"]).expect("CA file");
+    let imaps = env["MAIL_OIDC_IMAPS"].parse().expect("host:port");
+    let user = env["MAIL_OIDC_USER"].clone();
+    let mut imap = ImapClient::connect_tls(imaps, &ca).await.expect("imaps");
+    let outcome = imap.oauthbearer(&user, &token, true).await.expect("auth");
+    assert!(outcome.reply.tagged.starts_with("OK"), "{outcome:?}");
+    let mut smtp = SmtpClient::connect(env["MAIL_OIDC_SUBMISSION"].parse().expect("addr"))
+        .await
+        .expect("submission");
+    smtp.ehlo("cli.test").await.expect("ehlo");
+    smtp.starttls(&ca).await.expect("starttls");
+    smtp.ehlo("cli.test").await.expect("ehlo");
+    let outcome = smtp.xoauth2(&user, &token, true).await.expect("auth");
+    assert_eq!(outcome.reply.code, 235, "{outcome:?}");
+
+    // Stopping `up` stops every service.
+    unsafe { libc::kill(up.0.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = up.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mail-oidc up did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "clean exit: {status:?}");
+    assert!(
+        tokio::net::TcpStream::connect(imaps).await.is_err(),
+        "IMAP listener gone after up stopped"
+    );
+}
