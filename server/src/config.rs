@@ -34,6 +34,9 @@ pub struct Config {
     /// Inbound SMTP (port 25 style): no AUTH, only local recipients known to the directory.
     #[serde(default)]
     pub smtp: SmtpSection,
+    /// HTTP listener: JMAP and the well-known documents.
+    #[serde(default)]
+    pub http: HttpSection,
     pub oidc: Option<OidcSection>,
     pub directory: DirectorySection,
     #[serde(default)]
@@ -184,6 +187,92 @@ impl Default for SmtpSection {
             local_domains: Vec::new(),
         }
     }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// HTTP listener (plain HTTP: TLS is the gateway's job); absent = none.
+    pub listen: Option<SocketAddr>,
+    /// Base URL clients use to reach this server, for URLs in the JMAP session and the
+    /// protected-resource metadata; absent = `http://<bound listen address>`.
+    pub public_url: Option<String>,
+    /// Largest blob upload / request body, in bytes.
+    #[serde(default = "default_max_message")]
+    pub max_upload_size: usize,
+    #[serde(default)]
+    pub auth: HttpAuthSection,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            public_url: None,
+            max_upload_size: default_max_message(),
+            auth: HttpAuthSection::default(),
+        }
+    }
+}
+
+/// One way an HTTP request may authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HttpStrategy {
+    /// `Authorization: Basic`, checked against the directory.
+    Basic,
+    /// `Authorization: Bearer`, checked by the OIDC validator.
+    Bearer,
+    /// Identity set by a trusted gateway in a header.
+    XUser,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpAuthSection {
+    /// Strategies tried in this order; their challenges appear in this order in 401 replies.
+    #[serde(default = "default_strategies")]
+    pub strategies: Vec<HttpStrategy>,
+    /// `realm` of the Basic and Bearer challenges.
+    #[serde(default = "default_realm")]
+    pub realm: String,
+    /// Header carrying the gateway-asserted user.
+    #[serde(default = "default_x_user_header")]
+    pub x_user_header: String,
+    /// Header carrying the shared secret that proves the request came through the gateway.
+    #[serde(default = "default_x_user_secret_header")]
+    pub x_user_secret_header: String,
+    /// The shared secret; `x-user` needs it and/or `x_user_trusted_sources`.
+    pub x_user_secret: Option<String>,
+    /// Source networks (CIDR) allowed to assert `x-user`.
+    #[serde(default)]
+    pub x_user_trusted_sources: Vec<String>,
+}
+
+impl Default for HttpAuthSection {
+    fn default() -> Self {
+        Self {
+            strategies: default_strategies(),
+            realm: default_realm(),
+            x_user_header: default_x_user_header(),
+            x_user_secret_header: default_x_user_secret_header(),
+            x_user_secret: None,
+            x_user_trusted_sources: Vec::new(),
+        }
+    }
+}
+
+fn default_strategies() -> Vec<HttpStrategy> {
+    vec![HttpStrategy::Bearer, HttpStrategy::Basic]
+}
+fn default_realm() -> String {
+    "mail-oidc".into()
+}
+fn default_x_user_header() -> String {
+    "X-User".into()
+}
+fn default_x_user_secret_header() -> String {
+    "X-User-Secret".into()
 }
 
 fn default_max_auth_failures() -> u32 {
@@ -394,9 +483,38 @@ impl Config {
                 });
             }
         }
+        let auth = &self.http.auth;
+        if auth.strategies.contains(&HttpStrategy::XUser)
+            && auth.x_user_secret.is_none()
+            && auth.x_user_trusted_sources.is_empty()
+        {
+            return Err(ConfigError::Invalid {
+                key: "http.auth.strategies".into(),
+                message: "`x-user` needs http.auth.x_user_secret and/or \
+                          http.auth.x_user_trusted_sources"
+                    .into(),
+            });
+        }
+        if auth.strategies.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "http.auth.strategies".into(),
+                message: "empty list: leave the key out for the defaults".into(),
+            });
+        }
+        for cidr in &auth.x_user_trusted_sources {
+            if cidr.parse::<ipnet::IpNet>().is_err() && cidr.parse::<std::net::IpAddr>().is_err() {
+                return Err(ConfigError::Invalid {
+                    key: "http.auth.x_user_trusted_sources".into(),
+                    message: format!("{cidr:?} is not an address or CIDR network"),
+                });
+            }
+        }
         let lists = [
             ("imap.auth.mechanisms", &self.imap.auth.mechanisms),
-            ("submission.auth.mechanisms", &self.submission.auth.mechanisms),
+            (
+                "submission.auth.mechanisms",
+                &self.submission.auth.mechanisms,
+            ),
         ];
         for (key, list) in lists {
             if list.as_ref().is_some_and(|m| m.is_empty()) {

@@ -43,6 +43,7 @@ pub struct BoundAddrs {
     pub submission: Option<SocketAddr>,
     pub submission_tls: Option<SocketAddr>,
     pub smtp: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
 }
 
 /// A started server: its bound addresses and the tasks serving them.
@@ -247,6 +248,15 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
             SmtpListenerKind::Inbound,
             smtp_ctx.clone(),
         ));
+    }
+    if let Some(addr) = config.http.listen {
+        let l = bind("http.listen", addr).await?;
+        let bound = l
+            .local_addr()
+            .map_err(|e| StartError::Other(e.to_string()))?;
+        addrs.http = Some(bound);
+        let ctx = crate::http::HttpContext::new(&config, bound, &services)?;
+        tasks.spawn(crate::http::serve(l, Arc::new(ctx)));
     }
     tracing::info!(?addrs, "listening");
     Ok(RunningServer {

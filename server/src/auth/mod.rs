@@ -1,6 +1,7 @@
 //! Protocol-neutral authentication: nothing here knows IMAP, SMTP or HTTP.
 
 pub mod directory;
+pub mod http;
 pub mod oidc;
 pub mod sasl;
 

@@ -85,6 +85,17 @@ impl Discovery {
             Discovery::Remote(remote) => remote.endpoints().await,
         }
     }
+
+    /// The issuer without I/O: fixed, discovered, or configured (which discovery must match).
+    pub fn issuer(&self) -> Option<String> {
+        match self {
+            Discovery::Fixed(endpoints) => Some(endpoints.issuer.clone()),
+            Discovery::Remote(remote) => remote
+                .resolved()
+                .map(|e| e.issuer.clone())
+                .or_else(|| remote.overrides.issuer.clone()),
+        }
+    }
 }
 
 impl Remote {

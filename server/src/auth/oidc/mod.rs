@@ -98,4 +98,9 @@ pub trait TokenValidator: Send + Sync {
     fn discovery_url(&self) -> String;
     /// The scope sent in RFC 7628 error challenges.
     fn required_scope(&self) -> String;
+    /// The issuer identifier (RFC 9728 `authorization_servers`), when known without I/O:
+    /// configured, or learnt from discovery. `None` = not known yet.
+    fn issuer(&self) -> Option<String> {
+        None
+    }
 }

@@ -150,4 +150,8 @@ impl TokenValidator for OidcValidator {
     fn required_scope(&self) -> String {
         self.scope.clone()
     }
+
+    fn issuer(&self) -> Option<String> {
+        self.discovery.issuer()
+    }
 }

@@ -1,0 +1,372 @@
+//! HTTP authentication strategies (basic, bearer, x-user), tried in the configured order.
+//!
+//! The core, [`HttpAuthenticator::authenticate`], sees only headers and the peer address and
+//! reaches the outside world only through the [`Directory`] and [`TokenValidator`] traits;
+//! header parsing, gateway trust and challenges are pure functions. [`layer`] is the axum glue.
+//!
+//! Policy: every enabled strategy whose credentials are present is tried, in order; the first
+//! that accepts wins. Nothing presented, or every attempt refused: 401 with every strategy's
+//! challenge. An attempt that could not be decided (IdP or directory down) and no later
+//! success: 503. Two `Authorization` or two x-user headers: 400 before anything else.
+
+pub mod challenge;
+pub mod credentials;
+pub mod gateway;
+pub mod layer;
+pub mod problem;
+pub mod settings;
+
+#[cfg(test)]
+pub(crate) mod testkit;
+#[cfg(test)]
+mod tests;
+
+pub use layer::{AuthState, require_auth};
+pub use problem::Problem;
+pub use settings::{HttpAuthSettings, strategy_name};
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::response::{IntoResponse, Response};
+use http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderValue, StatusCode};
+
+use crate::auth::AuthBackends;
+use crate::auth::directory::Directory;
+use crate::auth::oidc::{TokenError, TokenValidator};
+use crate::auth::sasl::TokenSession;
+use crate::config::{ConfigError, HttpAuthSection, HttpStrategy};
+use credentials::{Authorization, Presented};
+
+/// Seconds a client is told to wait after a 503 (IdP or directory unreachable).
+pub const RETRY_AFTER_SECONDS: u64 = 10;
+
+/// Who an authenticated HTTP request is, put in the request extensions by the auth layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpIdentity {
+    /// Canonical directory user.
+    pub user: String,
+    /// Which strategy accepted the request: `basic`, `bearer` or `x-user`.
+    pub strategy: &'static str,
+    /// Set for bearer logins.
+    pub token: Option<TokenSession>,
+}
+
+/// Why a request was not authenticated; each variant is one status code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthRejection {
+    /// 400: the request is ambiguous (duplicate headers) or unreadable.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// 401: no usable credentials, or every presented credential was refused.
+    #[error("unauthorized: {detail}")]
+    Unauthorized {
+        /// For the problem body; never contains a credential.
+        detail: String,
+        /// Set when a bearer token was sent and refused: adds the RFC 6750 hint.
+        bearer_error: Option<TokenError>,
+    },
+    /// 503: the IdP or the directory could not be asked; retry later.
+    #[error("temporarily unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The result of one strategy on one request.
+enum Attempt {
+    /// The request carries nothing for this strategy.
+    Absent,
+    Accepted(HttpIdentity),
+    Refused {
+        /// For the log: may name configuration (which proof failed).
+        reason: String,
+        /// For the client's problem detail.
+        detail: String,
+        bearer_error: Option<TokenError>,
+    },
+    /// The backend could not be asked: `reason` for the log, `detail` for the client.
+    Undecided {
+        reason: String,
+        detail: &'static str,
+    },
+}
+
+/// The configured strategies with the backends they check against.
+pub struct HttpAuthenticator {
+    settings: HttpAuthSettings,
+    directory: Arc<dyn Directory>,
+    validator: Option<Arc<dyn TokenValidator>>,
+}
+
+impl HttpAuthenticator {
+    /// `bearer` without an `[oidc]` section cannot work: it is dropped with a warning (it is in
+    /// the default list), and if nothing is left the server refuses to start.
+    pub fn new(section: &HttpAuthSection, backends: &AuthBackends) -> Result<Self, ConfigError> {
+        let mut settings = HttpAuthSettings::from_section(section)?;
+        if backends.validator.is_none() && settings.strategies.contains(&HttpStrategy::Bearer) {
+            tracing::warn!("http.auth: `bearer` is disabled because there is no [oidc] section");
+            settings.strategies.retain(|s| *s != HttpStrategy::Bearer);
+            if settings.strategies.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "http.auth.strategies".into(),
+                    message: "only `bearer` is listed and there is no [oidc] section".into(),
+                });
+            }
+        }
+        Ok(Self::with_settings(
+            settings,
+            backends.directory.clone(),
+            backends.validator.clone(),
+        ))
+    }
+
+    pub fn with_settings(
+        settings: HttpAuthSettings,
+        directory: Arc<dyn Directory>,
+        validator: Option<Arc<dyn TokenValidator>>,
+    ) -> Self {
+        Self {
+            settings,
+            directory,
+            validator,
+        }
+    }
+
+    pub fn settings(&self) -> &HttpAuthSettings {
+        &self.settings
+    }
+
+    /// The validator, when `bearer` is enabled.
+    pub fn bearer_validator(&self) -> Option<&Arc<dyn TokenValidator>> {
+        if self.settings.strategies.contains(&HttpStrategy::Bearer) {
+            self.validator.as_ref()
+        } else {
+            None
+        }
+    }
+
+    /// Decides who the request is. Every refusal is logged with strategy and reason, never
+    /// with the token, password or secret.
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+    ) -> Result<HttpIdentity, AuthRejection> {
+        let presented = credentials::presented(headers, &self.settings.x_user_header)
+            .inspect_err(|e| tracing::info!(?peer, reason = %e, "HTTP request refused"))?;
+        let mut refusals: Vec<String> = Vec::new();
+        let mut bearer_error = None;
+        let mut undecided = None;
+        for strategy in &self.settings.strategies {
+            let name = strategy_name(*strategy);
+            let attempt = match strategy {
+                HttpStrategy::Basic => self.basic(&presented).await,
+                HttpStrategy::Bearer => self.bearer(&presented).await,
+                HttpStrategy::XUser => self.x_user(&presented, headers, peer).await,
+            };
+            match attempt {
+                Attempt::Absent => {}
+                Attempt::Accepted(identity) => {
+                    tracing::debug!(strategy = name, user = %identity.user, "HTTP request authenticated");
+                    return Ok(identity);
+                }
+                Attempt::Refused {
+                    reason,
+                    detail,
+                    bearer_error: e,
+                } => {
+                    tracing::info!(strategy = name, ?peer, %reason, "HTTP authentication refused");
+                    refusals.push(format!("{name}: {detail}"));
+                    bearer_error = bearer_error.or(e);
+                }
+                Attempt::Undecided { reason, detail } => {
+                    tracing::warn!(strategy = name, ?peer, %reason, "HTTP authentication could not be decided");
+                    undecided.get_or_insert(format!("{name}: {detail}"));
+                }
+            }
+        }
+        if let Some(reason) = undecided {
+            return Err(AuthRejection::Unavailable(reason));
+        }
+        if refusals.is_empty() {
+            let reason = match &presented.authorization {
+                Some(Authorization::Other(scheme)) => {
+                    format!("Authorization scheme {scheme:?} is not supported")
+                }
+                Some(Authorization::Basic(_)) => "Basic is not an enabled strategy".into(),
+                Some(Authorization::Bearer(_)) => "Bearer is not an enabled strategy".into(),
+                None => "no credentials".into(),
+            };
+            tracing::info!(strategy = "none", ?peer, %reason, "HTTP authentication refused");
+            refusals.push(reason);
+        }
+        Err(AuthRejection::Unauthorized {
+            detail: refusals.join("; "),
+            bearer_error,
+        })
+    }
+
+    async fn basic(&self, presented: &Presented) -> Attempt {
+        let Some(Authorization::Basic(payload)) = &presented.authorization else {
+            return Attempt::Absent;
+        };
+        let (user, password) = match credentials::decode_basic(payload) {
+            Ok(pair) => pair,
+            Err(reason) => return refused(reason),
+        };
+        match self.directory.verify_password(&user, &password).await {
+            Ok(Some(canonical)) => Attempt::Accepted(HttpIdentity {
+                user: canonical,
+                strategy: strategy_name(HttpStrategy::Basic),
+                token: None,
+            }),
+            // One reason for both: which of the two was wrong is nobody's business.
+            Ok(None) => refused("invalid user name or password"),
+            Err(e) => undecided(e.to_string(), DIRECTORY_DOWN),
+        }
+    }
+
+    async fn bearer(&self, presented: &Presented) -> Attempt {
+        let Some(Authorization::Bearer(token)) = &presented.authorization else {
+            return Attempt::Absent;
+        };
+        let Some(validator) = &self.validator else {
+            return Attempt::Absent;
+        };
+        let result = if token.is_empty() {
+            Err(TokenError::Malformed("empty bearer token".into()))
+        } else {
+            validator.validate(token).await
+        };
+        let validated = match result {
+            Ok(v) => v,
+            Err(e) if e.is_temporary() => {
+                return undecided(e.to_string(), "the identity provider could not be reached");
+            }
+            Err(e) => {
+                let description = challenge::error_description(&e);
+                return Attempt::Refused {
+                    reason: description.clone(),
+                    detail: description,
+                    bearer_error: Some(e),
+                };
+            }
+        };
+        let session = TokenSession {
+            issuer: validated.issuer,
+            subject: validated.subject,
+            sid: validated.sid,
+            expires_at: validated.expires_at,
+        };
+        if let Err(reason) = self.check_not_revoked(&session) {
+            return refused(reason);
+        }
+        Attempt::Accepted(HttpIdentity {
+            user: validated.username,
+            strategy: strategy_name(HttpStrategy::Bearer),
+            token: Some(session),
+        })
+    }
+
+    /// REVOCATION HOOK: the deny-list check of a verified token session (`revoked:sid:<sid>`,
+    /// `revoked:sub:<iss>:<sub>`) goes here. Not implemented yet: every session passes.
+    fn check_not_revoked(&self, _session: &TokenSession) -> Result<(), String> {
+        Ok(())
+    }
+
+    async fn x_user(
+        &self,
+        presented: &Presented,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+    ) -> Attempt {
+        let Some(name) = &presented.x_user else {
+            return Attempt::Absent;
+        };
+        // Trust first: an untrusted header must not even cause a directory lookup.
+        if let Err(why) = gateway::check_trusted(&self.settings, headers, peer) {
+            return Attempt::Refused {
+                reason: format!("not sent by the trusted gateway: {why}"),
+                detail: "not accepted from this client".into(),
+                bearer_error: None,
+            };
+        }
+        if name.is_empty() {
+            return refused("empty user name");
+        }
+        match self.directory.lookup(name).await {
+            Ok(Some(canonical)) => Attempt::Accepted(HttpIdentity {
+                user: canonical,
+                strategy: strategy_name(HttpStrategy::XUser),
+                token: None,
+            }),
+            Ok(None) => refused(format!("user {name:?} is not in the directory")),
+            Err(e) => undecided(e.to_string(), DIRECTORY_DOWN),
+        }
+    }
+
+    /// The challenges a 401 carries, one header field each, in order.
+    pub fn challenges(&self, base: &str, bearer_error: Option<&TokenError>) -> Vec<String> {
+        challenge::challenges(
+            &self.settings.strategies,
+            &self.settings.realm,
+            base,
+            bearer_error,
+        )
+    }
+
+    /// The complete error response: problem JSON, plus `WWW-Authenticate` (401) or
+    /// `Retry-After` (503). `base` is the public base URL for `resource_metadata`.
+    pub fn rejection_response(&self, rejection: &AuthRejection, base: &str) -> Response {
+        match rejection {
+            AuthRejection::BadRequest(detail) => {
+                Problem::new(StatusCode::BAD_REQUEST, detail.clone()).into_response()
+            }
+            AuthRejection::Unauthorized {
+                detail,
+                bearer_error,
+            } => {
+                let mut response =
+                    Problem::new(StatusCode::UNAUTHORIZED, detail.clone()).into_response();
+                for c in self.challenges(base, bearer_error.as_ref()) {
+                    match HeaderValue::from_str(&c) {
+                        Ok(v) => {
+                            response.headers_mut().append(WWW_AUTHENTICATE, v);
+                        }
+                        // Unreachable: realm, base and description are checked or sanitized.
+                        Err(_) => {
+                            tracing::error!(challenge = %c, "challenge is not a valid header value")
+                        }
+                    }
+                }
+                response
+            }
+            AuthRejection::Unavailable(detail) => {
+                let mut response = Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("authentication is temporarily unavailable ({detail}); retry later"),
+                )
+                .into_response();
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+                response
+            }
+        }
+    }
+}
+
+const DIRECTORY_DOWN: &str = "the directory could not be reached";
+
+fn refused(reason: impl Into<String>) -> Attempt {
+    let reason = reason.into();
+    Attempt::Refused {
+        detail: reason.clone(),
+        reason,
+        bearer_error: None,
+    }
+}
+
+fn undecided(reason: String, detail: &'static str) -> Attempt {
+    Attempt::Undecided { reason, detail }
+}

@@ -1,0 +1,154 @@
+//! The HTTP listener: a public `/.well-known/oauth-protected-resource`, and everything else
+//! (JMAP) behind the auth layer. Plain HTTP: TLS is the gateway's job.
+//!
+//! Layers, outermost first: body limit (`http.max_upload_size`), guard (413 on a too-large
+//! `Content-Length`, default [`PublicBase`], hard-limited body), then per protected route the
+//! auth layer ([`crate::auth::http::require_auth`]).
+
+mod base;
+mod well_known;
+
+#[cfg(test)]
+mod tests;
+
+pub use base::{BaseUrl, PublicBase};
+pub use well_known::{issuer_from_discovery_url, resource_metadata};
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, RequestExt, Router};
+use http::StatusCode;
+use http::header::CONTENT_LENGTH;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::auth::http::{
+    AuthState, HttpAuthenticator, HttpIdentity, Problem, challenge::RESOURCE_METADATA_PATH,
+    require_auth,
+};
+use crate::config::{Config, ConfigError};
+use crate::server::{Services, StartError};
+
+/// Everything the HTTP routes share, built once at start-up.
+pub struct HttpContext {
+    auth: AuthState,
+    max_upload_size: usize,
+}
+
+impl HttpContext {
+    pub fn new(
+        config: &Config,
+        bound: SocketAddr,
+        services: &Services,
+    ) -> Result<Self, StartError> {
+        let authenticator = HttpAuthenticator::new(&config.http.auth, &services.backends)?;
+        let default_base = match &config.http.public_url {
+            Some(url) => BaseUrl::parse(url).map_err(|message| ConfigError::Invalid {
+                key: "http.public_url".into(),
+                message,
+            })?,
+            None => BaseUrl::from_bound(bound),
+        };
+        Ok(Self::from_parts(
+            authenticator,
+            default_base,
+            config.http.max_upload_size,
+        ))
+    }
+
+    /// For tests and embedders that build the authenticator themselves.
+    pub fn from_parts(
+        authenticator: HttpAuthenticator,
+        default_base: BaseUrl,
+        max_upload_size: usize,
+    ) -> Self {
+        Self {
+            auth: AuthState {
+                authenticator: Arc::new(authenticator),
+                default_base: Arc::new(default_base),
+            },
+            max_upload_size,
+        }
+    }
+
+    pub fn authenticator(&self) -> &HttpAuthenticator {
+        &self.auth.authenticator
+    }
+
+    /// `http.public_url`, else `http://<bound addr>`.
+    pub fn default_base(&self) -> &BaseUrl {
+        &self.auth.default_base
+    }
+}
+
+/// The whole application.
+pub fn router(ctx: Arc<HttpContext>) -> Router {
+    let protected = Router::new().route("/whoami", get(whoami));
+    // JMAP MOUNT POINT: when crate::jmap::router exists, merge it here:
+    //     let protected = protected.merge(crate::jmap::router(jmap_ctx));
+    let protected = protected.route_layer(from_fn_with_state(ctx.auth.clone(), require_auth));
+    let public = Router::new()
+        .route(RESOURCE_METADATA_PATH, get(well_known::protected_resource))
+        .with_state(ctx.clone());
+    public
+        .merge(protected)
+        .layer(from_fn_with_state(ctx.clone(), guard))
+        .layer(DefaultBodyLimit::max(ctx.max_upload_size))
+}
+
+/// Serves until the listener fails. The peer address reaches the auth layer as
+/// `ConnectInfo<SocketAddr>` (for `x_user_trusted_sources`).
+pub async fn serve(listener: TcpListener, ctx: Arc<HttpContext>) {
+    let app = router(ctx).into_make_service_with_connect_info::<SocketAddr>();
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "HTTP listener stopped");
+    }
+}
+
+/// Runs before routing: refuses an announced too-large body early, sets the default
+/// [`PublicBase`], and caps the body however a handler reads it.
+async fn guard(State(ctx): State<Arc<HttpContext>>, req: Request, next: Next) -> Response {
+    let announced = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(length) = announced
+        && length > ctx.max_upload_size as u64
+    {
+        tracing::info!(
+            length,
+            limit = ctx.max_upload_size,
+            "HTTP request refused: body too large"
+        );
+        return Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request body of {length} bytes exceeds the limit of {} bytes",
+                ctx.max_upload_size
+            ),
+        )
+        .into_response();
+    }
+    let mut req = req.with_limited_body();
+    req.extensions_mut()
+        .insert(PublicBase(ctx.default_base().to_string()));
+    next.run(req).await
+}
+
+/// Who the server thinks the caller is: a tiny authenticated route for tests and debugging.
+async fn whoami(
+    Extension(identity): Extension<HttpIdentity>,
+    Extension(base): Extension<PublicBase>,
+) -> Json<Value> {
+    Json(json!({
+        "user": identity.user,
+        "strategy": identity.strategy,
+        "publicBase": base.0,
+    }))
+}
