@@ -10,4 +10,7 @@ pub mod imap;
 pub mod server;
 pub mod smtp;
 pub mod store;
+#[cfg(test)]
+pub(crate) mod testkit;
+pub mod time;
 pub mod tls;

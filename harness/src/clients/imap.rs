@@ -4,11 +4,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncWriteExt, BufReader};
-
+use super::conn::Conn;
 use super::{
-    BoxedIo, ClientError, ClientResult, DEFAULT_TIMEOUT, Io, b64, deadline, parse_error_challenge,
-    read_exact_bytes, read_raw_line, trim_eol, unb64,
+    ClientError, ClientResult, Io, b64, deadline, parse_error_challenge, read_exact_bytes,
+    read_raw_line, trim_eol, unb64,
 };
 pub use super::{OAuthOutcome, oauthbearer_payload, plain_payload, xoauth2_payload};
 
@@ -97,11 +96,9 @@ struct PendingAuth {
 }
 
 pub struct ImapClient {
-    stream: BufReader<BoxedIo>,
+    conn: Conn,
     greeting: String,
     next_tag: u32,
-    timeout: Duration,
-    peer: Option<SocketAddr>,
     auth: Option<PendingAuth>,
 }
 
@@ -109,7 +106,7 @@ impl std::fmt::Debug for ImapClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ImapClient")
             .field("greeting", &self.greeting)
-            .field("peer", &self.peer)
+            .field("peer", &self.conn.peer)
             .field("next_tag", &self.next_tag)
             .finish()
     }
@@ -118,34 +115,24 @@ impl std::fmt::Debug for ImapClient {
 impl ImapClient {
     /// Plain TCP; reads the greeting.
     pub async fn connect(addr: SocketAddr) -> ClientResult<Self> {
-        let tcp = super::tls::tcp(addr, DEFAULT_TIMEOUT).await?;
-        Self::with_stream(Box::new(tcp), Some(addr)).await
+        Self::with_conn(Conn::tcp(addr).await?).await
     }
 
     /// Implicit TLS (IMAPS) trusting only `ca_pem`; reads the greeting.
     pub async fn connect_tls(addr: SocketAddr, ca_pem: &str) -> ClientResult<Self> {
-        let tcp = super::tls::tcp(addr, DEFAULT_TIMEOUT).await?;
-        let tls = deadline(
-            DEFAULT_TIMEOUT,
-            "TLS handshake",
-            super::tls::handshake(tcp, ca_pem),
-        )
-        .await?;
-        Self::with_stream(Box::new(tls), Some(addr)).await
+        Self::with_conn(Conn::tls(addr, ca_pem).await?).await
     }
 
     /// Any stream (unit tests use an in-memory duplex); reads the greeting.
     pub async fn from_stream(stream: impl Io + 'static) -> ClientResult<Self> {
-        Self::with_stream(Box::new(stream), None).await
+        Self::with_conn(Conn::new(Box::new(stream), None)).await
     }
 
-    async fn with_stream(stream: BoxedIo, peer: Option<SocketAddr>) -> ClientResult<Self> {
+    async fn with_conn(conn: Conn) -> ClientResult<Self> {
         let mut client = Self {
-            stream: BufReader::new(stream),
+            conn,
             greeting: String::new(),
             next_tag: 1,
-            timeout: DEFAULT_TIMEOUT,
-            peer,
             auth: None,
         };
         client.greeting = client.read_line().await?;
@@ -159,7 +146,7 @@ impl ImapClient {
 
     /// Deadline of each later read and write (default 10 s).
     pub fn set_timeout(&mut self, timeout: Duration) {
-        self.timeout = timeout;
+        self.conn.timeout = timeout;
     }
 
     /// `STARTTLS`, then the TLS handshake trusting only `ca_pem`. Fails if the server refuses, or
@@ -172,22 +159,7 @@ impl ImapClient {
                 reply.tagged
             )));
         }
-        if !self.stream.buffer().is_empty() {
-            return Err(ClientError::Protocol(format!(
-                "server sent plaintext after STARTTLS OK: {:?}",
-                String::from_utf8_lossy(self.stream.buffer())
-            )));
-        }
-        // Swap a dummy in to move the plain stream into the TLS layer.
-        let dummy: BoxedIo = Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink()));
-        let plain = std::mem::replace(&mut self.stream, BufReader::new(dummy)).into_inner();
-        let tls = deadline(
-            self.timeout,
-            "STARTTLS handshake",
-            super::tls::handshake(plain, ca_pem),
-        )
-        .await?;
-        self.stream = BufReader::new(Box::new(tls));
+        self.conn.start_tls(ca_pem, "OK").await?;
         Ok(reply)
     }
 
@@ -198,13 +170,7 @@ impl ImapClient {
 
     /// Sends raw bytes as they are.
     pub async fn send_bytes(&mut self, bytes: &[u8]) -> ClientResult<()> {
-        let stream = &mut self.stream;
-        deadline(self.timeout, "writing", async {
-            stream.get_mut().write_all(bytes).await?;
-            stream.get_mut().flush().await?;
-            Ok(())
-        })
-        .await
+        self.conn.send_bytes(bytes).await
     }
 
     /// One response line without its CRLF; literals are read whole and included.
@@ -215,15 +181,15 @@ impl ImapClient {
 
     /// Like [`read_line`](Self::read_line) with another deadline (e.g. waiting for a `* BYE`).
     pub async fn read_line_within(&mut self, limit: Duration) -> ClientResult<String> {
-        let saved = std::mem::replace(&mut self.timeout, limit);
+        let saved = std::mem::replace(&mut self.conn.timeout, limit);
         let r = self.read_line().await;
-        self.timeout = saved;
+        self.conn.timeout = saved;
         r
     }
 
     async fn read_response(&mut self) -> ClientResult<Response> {
-        let stream = &mut self.stream;
-        deadline(self.timeout, "reading a response", async {
+        let stream = &mut self.conn.stream;
+        deadline(self.conn.timeout, "reading a response", async {
             let mut resp = Response::default();
             loop {
                 let raw = read_raw_line(stream).await?;
@@ -398,7 +364,7 @@ impl ImapClient {
     }
 
     fn oauth_target(&self) -> (String, u16) {
-        let port = self.peer.map(|a| a.port()).unwrap_or(143);
+        let port = self.conn.peer.map(|a| a.port()).unwrap_or(143);
         ("localhost".to_string(), port)
     }
 
@@ -581,7 +547,7 @@ fn body_literal(resp: Response) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, DuplexStream};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream};
 
     /// A scripted server on the other end of an in-memory pipe.
     struct Server {

@@ -2,6 +2,7 @@
 //! step) plus a lettre-based submission helper. Every I/O call has a deadline, so a broken server
 //! fails the test instead of hanging it.
 
+mod conn;
 pub mod imap;
 pub mod smtp;
 pub mod tls;

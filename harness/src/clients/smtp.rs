@@ -9,10 +9,10 @@ use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use tokio::io::{AsyncWriteExt, BufReader};
 
+use super::conn::Conn;
 use super::{
-    BoxedIo, ClientError, ClientResult, DEFAULT_TIMEOUT, Io, b64, deadline, parse_error_challenge,
+    ClientError, ClientResult, DEFAULT_TIMEOUT, Io, b64, deadline, parse_error_challenge,
     read_raw_line, trim_eol, unb64,
 };
 pub use super::{OAuthOutcome, oauthbearer_payload, plain_payload, xoauth2_payload};
@@ -106,10 +106,8 @@ pub fn dot_stuff(data: &[u8]) -> Vec<u8> {
 }
 
 pub struct SmtpClient {
-    stream: BufReader<BoxedIo>,
+    conn: Conn,
     greeting: SmtpReply,
-    timeout: Duration,
-    peer: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for SmtpClient {
@@ -123,36 +121,26 @@ impl std::fmt::Debug for SmtpClient {
 impl SmtpClient {
     /// Plain TCP; reads the greeting.
     pub async fn connect(addr: SocketAddr) -> ClientResult<Self> {
-        let tcp = super::tls::tcp(addr, DEFAULT_TIMEOUT).await?;
-        Self::with_stream(Box::new(tcp), Some(addr)).await
+        Self::with_conn(Conn::tcp(addr).await?).await
     }
 
     /// Implicit TLS (port 465 style) trusting only `ca_pem`; reads the greeting.
     pub async fn connect_tls(addr: SocketAddr, ca_pem: &str) -> ClientResult<Self> {
-        let tcp = super::tls::tcp(addr, DEFAULT_TIMEOUT).await?;
-        let tls = deadline(
-            DEFAULT_TIMEOUT,
-            "TLS handshake",
-            super::tls::handshake(tcp, ca_pem),
-        )
-        .await?;
-        Self::with_stream(Box::new(tls), Some(addr)).await
+        Self::with_conn(Conn::tls(addr, ca_pem).await?).await
     }
 
     /// Any stream (unit tests use an in-memory duplex); reads the greeting.
     pub async fn from_stream(stream: impl Io + 'static) -> ClientResult<Self> {
-        Self::with_stream(Box::new(stream), None).await
+        Self::with_conn(Conn::new(Box::new(stream), None)).await
     }
 
-    async fn with_stream(stream: BoxedIo, peer: Option<SocketAddr>) -> ClientResult<Self> {
+    async fn with_conn(conn: Conn) -> ClientResult<Self> {
         let mut client = Self {
-            stream: BufReader::new(stream),
+            conn,
             greeting: SmtpReply {
                 code: 0,
                 lines: Vec::new(),
             },
-            timeout: DEFAULT_TIMEOUT,
-            peer,
         };
         client.greeting = client.read_reply().await?;
         Ok(client)
@@ -164,7 +152,7 @@ impl SmtpClient {
 
     /// Deadline of each later read and write (default 10 s).
     pub fn set_timeout(&mut self, timeout: Duration) {
-        self.timeout = timeout;
+        self.conn.timeout = timeout;
     }
 
     /// `STARTTLS`, then the handshake trusting only `ca_pem`. Send EHLO again afterwards. Fails
@@ -174,22 +162,7 @@ impl SmtpClient {
         if reply.code != 220 {
             return Err(ClientError::Protocol(format!("STARTTLS refused: {reply}")));
         }
-        if !self.stream.buffer().is_empty() {
-            return Err(ClientError::Protocol(format!(
-                "server sent plaintext after STARTTLS 220: {:?}",
-                String::from_utf8_lossy(self.stream.buffer())
-            )));
-        }
-        // Swap a dummy in to move the plain stream into the TLS layer.
-        let dummy: BoxedIo = Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink()));
-        let plain = std::mem::replace(&mut self.stream, BufReader::new(dummy)).into_inner();
-        let tls = deadline(
-            self.timeout,
-            "STARTTLS handshake",
-            super::tls::handshake(plain, ca_pem),
-        )
-        .await?;
-        self.stream = BufReader::new(Box::new(tls));
+        self.conn.start_tls(ca_pem, "220").await?;
         Ok(reply)
     }
 
@@ -215,19 +188,13 @@ impl SmtpClient {
 
     /// Sends raw bytes as they are.
     pub async fn send_bytes(&mut self, bytes: &[u8]) -> ClientResult<()> {
-        let stream = &mut self.stream;
-        deadline(self.timeout, "writing", async {
-            stream.get_mut().write_all(bytes).await?;
-            stream.get_mut().flush().await?;
-            Ok(())
-        })
-        .await
+        self.conn.send_bytes(bytes).await
     }
 
     /// Reads one (multi-line) reply. `Err(Closed)` once the server has closed the connection.
     pub async fn read_reply(&mut self) -> ClientResult<SmtpReply> {
-        let stream = &mut self.stream;
-        deadline(self.timeout, "reading a reply", async {
+        let stream = &mut self.conn.stream;
+        deadline(self.conn.timeout, "reading a reply", async {
             let mut lines = Vec::new();
             loop {
                 let raw = trim_eol(read_raw_line(stream).await?);
@@ -244,9 +211,9 @@ impl SmtpClient {
 
     /// Like [`read_reply`](Self::read_reply) with another deadline (e.g. waiting for a `421`).
     pub async fn read_reply_within(&mut self, limit: Duration) -> ClientResult<SmtpReply> {
-        let saved = std::mem::replace(&mut self.timeout, limit);
+        let saved = std::mem::replace(&mut self.conn.timeout, limit);
         let r = self.read_reply().await;
-        self.timeout = saved;
+        self.conn.timeout = saved;
         r
     }
 
@@ -327,7 +294,7 @@ impl SmtpClient {
         token: &str,
         ir: bool,
     ) -> ClientResult<OAuthOutcome<SmtpReply>> {
-        let port = self.peer.map(|a| a.port()).unwrap_or(587);
+        let port = self.conn.peer.map(|a| a.port()).unwrap_or(587);
         let payload = oauthbearer_payload(Some(user), "localhost", port, token);
         self.oauth_exchange("OAUTHBEARER", &payload, ir).await
     }
@@ -448,7 +415,8 @@ pub async fn submit_with_lettre(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, DuplexStream};
+    use crate::clients::BoxedIo;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream};
 
     struct Server {
         io: BufReader<DuplexStream>,

@@ -223,7 +223,7 @@ async fn protected_resource_metadata_is_public() {
 
 #[tokio::test]
 async fn protected_resource_metadata_falls_back_to_the_discovery_url() {
-    let v = testkit::TestValidator { issuer: None };
+    let v = testkit::TestValidator::named().with_issuer(None);
     assert_eq!(
         resource_metadata(BASE, &v)["authorization_servers"],
         json!([ISSUER])

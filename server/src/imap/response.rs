@@ -7,6 +7,8 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
+use crate::time::UtcFields;
+
 /// The kind of a status response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -153,38 +155,12 @@ pub fn sequence_set(values: &[u32]) -> String {
     out
 }
 
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// Civil date (year, month 1-12, day) of a day count since 1970-01-01 (H. Hinnant's algorithm).
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 /// `"17-Jul-1996 02:44:25 +0000"` (INTERNALDATE, always UTC).
 pub fn internal_date(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    let month = MONTHS
-        .get(month.saturating_sub(1) as usize)
-        .copied()
-        .unwrap_or("Jan");
+    let t = UtcFields::of(unix);
     format!(
-        "\"{day:02}-{month}-{year:04} {:02}:{:02}:{:02} +0000\"",
-        secs / 3600,
-        (secs % 3600) / 60,
-        secs % 60
+        "\"{:02}-{}-{:04} {:02}:{:02}:{:02} +0000\"",
+        t.day, t.month, t.year, t.hour, t.minute, t.second
     )
 }
 

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,39 +9,15 @@ use base64::Engine as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{ImapContext, ImapListenerKind, Io, connection};
-use crate::auth::AuthBackends;
-use crate::auth::directory::{Directory, DirectoryError};
 use crate::auth::sasl::{
     SaslExchange, SaslFailure, SaslIdentity, SaslMechanism, SaslRegistry, SaslStep, SessionContext,
 };
 use crate::config::ImapSection;
 use crate::store::MemoryStore;
+use crate::testkit::{TestDirectory, backends};
 
 /// Deadline for any single expected reply; tests never sleep, they wait at most this long.
 const DEADLINE: Duration = Duration::from_secs(10);
-
-/// alice (or alice@example.com) / alicepw. The directory can be switched "down".
-struct TestDirectory {
-    down: AtomicBool,
-}
-
-#[async_trait]
-impl Directory for TestDirectory {
-    async fn lookup(&self, name: &str) -> Result<Option<String>, DirectoryError> {
-        if self.down.load(Ordering::SeqCst) {
-            return Err(DirectoryError::Unavailable("down".into()));
-        }
-        Ok((name == "alice" || name == "alice@example.com").then(|| "alice@example.com".into()))
-    }
-
-    async fn verify_password(
-        &self,
-        name: &str,
-        password: &str,
-    ) -> Result<Option<String>, DirectoryError> {
-        Ok(self.lookup(name).await?.filter(|_| password == "alicepw"))
-    }
-}
 
 /// XTEST: answers `+ d2hvPw==` ("who?"), then the client's word decides the outcome.
 struct XTest;
@@ -101,14 +76,8 @@ struct Setup {
 }
 
 fn setup(config: ImapSection) -> Setup {
-    let dir = Arc::new(TestDirectory {
-        down: AtomicBool::new(false),
-    });
-    let backends = AuthBackends {
-        directory: dir.clone(),
-        validator: None,
-        allow_delegation: false,
-    };
+    let dir = TestDirectory::new();
+    let backends = backends(dir.clone(), None, false);
     let mut registry = SaslRegistry::with_builtins(&backends);
     registry.register(Arc::new(XTest));
     let registry = registry
@@ -432,13 +401,13 @@ async fn too_many_failures_end_the_session() {
 #[tokio::test]
 async fn login_when_directory_is_down() {
     let s = setup(plaintext_config());
-    s.dir.down.store(true, Ordering::SeqCst);
+    s.dir.set_down(true);
     let (mut c, _) = Client::connect(&s.ctx).await;
     assert_eq!(
         c.cmd("a", "LOGIN alice alicepw").await,
         "a NO [UNAVAILABLE] Temporary authentication failure.\r\n"
     );
-    s.dir.down.store(false, Ordering::SeqCst);
+    s.dir.set_down(false);
     c.login().await;
     assert!(c.cmd("b", "CAPABILITY").await.contains(
         "* CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID IDLE UIDPLUS UNSELECT CHILDREN MOVE\r\n"

@@ -8,11 +8,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::broadcast;
 
 use super::{MailStore, MailboxStatus, StoreError, StoreEvent, StoredMessage};
+use crate::time::now_unix;
 
 /// Events buffered per user before a slow subscriber sees `Lagged`.
 const EVENT_CAPACITY: usize = 1024;
@@ -119,13 +119,6 @@ fn user_key(user: &str) -> String {
     user.to_ascii_lowercase()
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// Flags a client may store; `\Recent` is session state, never stored.
 fn storable(flags: BTreeSet<String>) -> BTreeSet<String> {
     flags
@@ -150,7 +143,7 @@ fn validate_name(name: &str) -> Result<(), StoreError> {
 impl MemoryStore {
     pub fn new() -> Self {
         // Truncation is fine: any value works as long as it grows across restarts mostly.
-        let seed = (now() as u32).max(1);
+        let seed = (now_unix() as u32).max(1);
         Self {
             users: RwLock::new(HashMap::new()),
             next_validity: AtomicU32::new(seed),
@@ -249,7 +242,7 @@ impl MailStore for MemoryStore {
             mb.messages.push(StoredMessage {
                 uid,
                 flags: storable(flags),
-                internal_date: internal_date.unwrap_or_else(now),
+                internal_date: internal_date.unwrap_or_else(now_unix),
                 data: Arc::new(data),
             });
             d.emit(StoreEvent::Appended {

@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -176,7 +175,7 @@ fn bearer_without_oidc_is_dropped_or_refused() {
         Ok(_) => panic!("bearer-only without [oidc] must not start"),
     }
     let v: std::sync::Arc<dyn TokenValidator> =
-        std::sync::Arc::new(testkit::TestValidator::default());
+        std::sync::Arc::new(testkit::TestValidator::named());
     let auth =
         HttpAuthenticator::new(&section(&[Bearer, Basic]), &backends(Some(v))).expect("valid");
     assert_eq!(auth.settings().strategies, vec![Bearer, Basic]);
@@ -435,7 +434,7 @@ async fn basic_refusals_have_no_bearer_hint() {
 #[tokio::test]
 async fn basic_with_directory_down_is_unavailable() {
     let (auth, directory) = testkit::authenticator(&section(&[Basic]));
-    directory.down.store(true, Ordering::SeqCst);
+    directory.set_down(true);
     let got = auth
         .authenticate(&headers(&[("authorization", ALICE_BASIC)]), None)
         .await;
@@ -593,7 +592,7 @@ async fn x_user_untrusted_does_not_touch_the_directory() {
         .authenticate(&headers(&[("x-user", "alice")]), peer(GATEWAY))
         .await;
     unauthorized(got);
-    assert_eq!(directory.calls.load(Ordering::SeqCst), 0);
+    assert_eq!(directory.calls(), 0);
 }
 
 #[tokio::test]
@@ -616,7 +615,7 @@ async fn x_user_unknown_or_empty_user_is_unauthorized() {
 #[tokio::test]
 async fn x_user_with_directory_down_is_unavailable() {
     let (auth, directory) = testkit::authenticator(&gateway_section(&[XUser], true, false));
-    directory.down.store(true, Ordering::SeqCst);
+    directory.set_down(true);
     let got = auth
         .authenticate(
             &headers(&[("x-user", "alice"), ("x-user-secret", SECRET)]),

@@ -1,14 +1,12 @@
 //! Test helpers: signing keys made with the `openssl` CLI, token minting, a tiny HTTP/1.1 IdP
-//! (discovery, JWKS, introspection) that counts requests, and an in-memory directory.
+//! (discovery, JWKS, introspection) that counts requests.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::Jwk;
@@ -17,8 +15,6 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
-
-use crate::auth::directory::{Directory, DirectoryError};
 
 pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 pub const JWKS_PATH: &str = "/jwks";
@@ -335,37 +331,4 @@ async fn serve(mut stream: TcpStream, state: Arc<IdpState>) {
     );
     let _ = stream.write_all(response.as_bytes()).await;
     let _ = stream.shutdown().await;
-}
-
-/// Directory of `name -> canonical name`; `down` makes every lookup fail.
-#[derive(Default)]
-pub struct MapDirectory {
-    pub users: HashMap<String, String>,
-    pub down: bool,
-}
-
-impl MapDirectory {
-    pub fn with_user(name: &str, canonical: &str) -> Self {
-        let mut d = Self::default();
-        d.users.insert(name.into(), canonical.into());
-        d
-    }
-}
-
-#[async_trait]
-impl Directory for MapDirectory {
-    async fn lookup(&self, name: &str) -> Result<Option<String>, DirectoryError> {
-        if self.down {
-            return Err(DirectoryError::Unavailable("test directory is down".into()));
-        }
-        Ok(self.users.get(name).cloned())
-    }
-
-    async fn verify_password(
-        &self,
-        _name: &str,
-        _password: &str,
-    ) -> Result<Option<String>, DirectoryError> {
-        Ok(None)
-    }
 }

@@ -10,11 +10,11 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
 use super::test_support::{
-    DISCOVERY_PATH, FakeIdp, INTROSPECTION_PATH, JWKS_PATH, MapDirectory, TestKey, keys, mint,
-    raw_token,
+    DISCOVERY_PATH, FakeIdp, INTROSPECTION_PATH, JWKS_PATH, TestKey, keys, mint, raw_token,
 };
 use super::{IntrospectionConfig, OidcValidator, OidcValidatorConfig, TokenError, TokenValidator};
 use crate::config::OidcSection;
+use crate::testkit::TestDirectory;
 
 const USER: &str = "alice@example.com";
 
@@ -34,12 +34,12 @@ fn config(idp: &FakeIdp) -> OidcValidatorConfig {
     OidcValidatorConfig::from_section(&section).expect("valid section")
 }
 
-fn validator_with(config: OidcValidatorConfig, directory: MapDirectory) -> OidcValidator {
-    OidcValidator::new(config, Arc::new(directory)).expect("validator builds")
+fn validator_with(config: OidcValidatorConfig, directory: Arc<TestDirectory>) -> OidcValidator {
+    OidcValidator::new(config, directory).expect("validator builds")
 }
 
 fn validator(config: OidcValidatorConfig) -> OidcValidator {
-    validator_with(config, MapDirectory::with_user(USER, USER))
+    validator_with(config, TestDirectory::new())
 }
 
 fn claims(idp: &FakeIdp) -> Value {
@@ -365,10 +365,8 @@ async fn discovery_issuer_must_match_configured_issuer() {
 #[tokio::test]
 async fn directory_down_is_unavailable() {
     let idp = FakeIdp::start(&[&keys().idp]).await;
-    let directory = MapDirectory {
-        down: true,
-        ..MapDirectory::with_user(USER, USER)
-    };
+    let directory = TestDirectory::new();
+    directory.set_down(true);
     let v = validator_with(config(&idp), directory);
     let err = v
         .validate(&good_token(&idp))
@@ -382,7 +380,8 @@ async fn username_is_mapped_through_the_directory() {
     let idp = FakeIdp::start(&[&keys().idp]).await;
     let mut cfg = config(&idp);
     cfg.username_claim = "preferred_username".into();
-    let v = validator_with(cfg, MapDirectory::with_user("alice", USER));
+    // The shared directory knows alice by her uid too.
+    let v = validator_with(cfg, TestDirectory::new());
     let c = claims_with(&idp, "preferred_username", json!("alice"));
     let t = v.validate(&signed(&keys().idp, &c)).await.expect("valid");
     assert_eq!(t.username, USER);

@@ -10,13 +10,13 @@ use rand::{Rng, SeedableRng};
 use super::*;
 use crate::auth::sasl::SaslStep;
 use crate::smtp::delivery::DeliveryError;
-use crate::smtp::tests::{Scripted, TestDirectory, backends, identity, registry};
+use crate::smtp::tests::{Scripted, backends, directory, identity, registry};
 use crate::store::StoreError;
 
 const HOST: &str = "mx.example.com";
 
 fn config(kind: SmtpListenerKind, starttls: bool, plaintext: bool) -> Arc<SessionConfig> {
-    let backends = backends(TestDirectory::new());
+    let backends = backends(directory(), None, false);
     Arc::new(SessionConfig {
         hostname: HOST.into(),
         kind,

@@ -14,7 +14,9 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 
-use super::{FailingStore, Scripted, TestDirectory, backends, registry, without_trace_headers};
+use super::{
+    FailingStore, Scripted, TestDirectory, backends, directory, registry, without_trace_headers,
+};
 use crate::config::{SmtpSection, SubmissionSection, TlsSection};
 use crate::smtp::{ConnectionOptions, SmtpContext, SmtpListenerKind, serve_with};
 use crate::store::{MailStore, MemoryStore};
@@ -83,8 +85,8 @@ impl TestServer {
         std::fs::write(&key, KEY).unwrap();
         let acceptor = crate::tls::acceptor(&TlsSection { cert, key }).unwrap();
 
-        let directory = TestDirectory::new();
-        let backends = backends(directory.clone());
+        let directory = directory();
+        let backends = backends(directory.clone(), None, false);
         let store = setup
             .store
             .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn MailStore>);

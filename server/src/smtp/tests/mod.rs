@@ -3,78 +3,25 @@
 mod conn;
 
 use std::collections::{BTreeSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use crate::auth::AuthBackends;
-use crate::auth::directory::{Directory, DirectoryError};
 use crate::auth::sasl::{
     SaslExchange, SaslFailure, SaslIdentity, SaslMechanism, SaslRegistry, SaslStep, SessionContext,
 };
 use crate::store::{MailStore, MailboxStatus, MemoryStore, StoreError, StoreEvent, StoredMessage};
+pub use crate::testkit::{TestDirectory, backends};
 
-/// alice and bob at example.com (passwords `alicepw`, `bobpw`), carol at other.test.
-/// `down@example.com` makes the directory fail.
-pub struct TestDirectory {
-    down: AtomicBool,
-}
-
-const USERS: &[(&str, &str, &str)] = &[
-    ("alice@example.com", "alice", "alicepw"),
-    ("bob@example.com", "bob", "bobpw"),
-    ("carol@other.test", "carol", "carolpw"),
-];
-
-impl TestDirectory {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self {
-            down: AtomicBool::new(false),
-        })
-    }
-
-    pub fn set_down(&self, down: bool) {
-        self.down.store(down, Ordering::SeqCst);
-    }
-
-    fn find(&self, name: &str) -> Result<Option<(&'static str, &'static str)>, DirectoryError> {
-        if self.down.load(Ordering::SeqCst) || name.eq_ignore_ascii_case("down@example.com") {
-            return Err(DirectoryError::Unavailable("test directory down".into()));
-        }
-        Ok(USERS
-            .iter()
-            .find(|(mail, uid, _)| {
-                mail.eq_ignore_ascii_case(name) || uid.eq_ignore_ascii_case(name)
-            })
-            .map(|(mail, _, pw)| (*mail, *pw)))
-    }
-}
-
-#[async_trait]
-impl Directory for TestDirectory {
-    async fn lookup(&self, name: &str) -> Result<Option<String>, DirectoryError> {
-        Ok(self.find(name)?.map(|(mail, _)| mail.to_string()))
-    }
-    async fn verify_password(
-        &self,
-        name: &str,
-        password: &str,
-    ) -> Result<Option<String>, DirectoryError> {
-        Ok(self
-            .find(name)?
-            .filter(|(_, pw)| *pw == password)
-            .map(|(mail, _)| mail.to_string()))
-    }
-}
-
-pub fn backends(directory: Arc<TestDirectory>) -> AuthBackends {
-    AuthBackends {
-        directory,
-        validator: None,
-        allow_delegation: false,
-    }
+/// The shared users plus carol at other.test; `down@example.com` makes the directory fail.
+pub fn directory() -> Arc<TestDirectory> {
+    Arc::new(
+        TestDirectory::default()
+            .with_user(("carol@other.test", "carol", "carolpw"))
+            .failing_for("down@example.com"),
+    )
 }
 
 /// A mechanism (`XSCRIPT`, offered without TLS, like OAUTHBEARER) that plays a fixed list of

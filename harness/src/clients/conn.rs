@@ -1,0 +1,79 @@
+//! The connection under the line-based clients (IMAP, SMTP): a buffered stream with a deadline on
+//! every call, plain or TLS from the start, upgraded in place by STARTTLS.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncWriteExt, BufReader};
+
+use super::{BoxedIo, ClientError, ClientResult, DEFAULT_TIMEOUT, deadline, tls};
+
+pub(crate) struct Conn {
+    pub(crate) stream: BufReader<BoxedIo>,
+    /// Deadline of each read and write.
+    pub(crate) timeout: Duration,
+    /// The server's address; `None` over an in-memory stream.
+    pub(crate) peer: Option<SocketAddr>,
+}
+
+impl Conn {
+    pub(crate) fn new(stream: BoxedIo, peer: Option<SocketAddr>) -> Self {
+        Self {
+            stream: BufReader::new(stream),
+            timeout: DEFAULT_TIMEOUT,
+            peer,
+        }
+    }
+
+    /// Plain TCP.
+    pub(crate) async fn tcp(addr: SocketAddr) -> ClientResult<Self> {
+        let tcp = tls::tcp(addr, DEFAULT_TIMEOUT).await?;
+        Ok(Self::new(Box::new(tcp), Some(addr)))
+    }
+
+    /// Implicit TLS trusting only `ca_pem`.
+    pub(crate) async fn tls(addr: SocketAddr, ca_pem: &str) -> ClientResult<Self> {
+        let tcp = tls::tcp(addr, DEFAULT_TIMEOUT).await?;
+        let tls = deadline(
+            DEFAULT_TIMEOUT,
+            "TLS handshake",
+            tls::handshake(tcp, ca_pem),
+        )
+        .await?;
+        Ok(Self::new(Box::new(tls), Some(addr)))
+    }
+
+    /// Sends raw bytes as they are.
+    pub(crate) async fn send_bytes(&mut self, bytes: &[u8]) -> ClientResult<()> {
+        let stream = &mut self.stream;
+        deadline(self.timeout, "writing", async {
+            stream.get_mut().write_all(bytes).await?;
+            stream.get_mut().flush().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The TLS handshake after the server's STARTTLS go-ahead (`go_ahead` names it in the error).
+    /// Fails if the server sent anything after it in plaintext: that would be a
+    /// command-injection hole.
+    pub(crate) async fn start_tls(&mut self, ca_pem: &str, go_ahead: &str) -> ClientResult<()> {
+        if !self.stream.buffer().is_empty() {
+            return Err(ClientError::Protocol(format!(
+                "server sent plaintext after STARTTLS {go_ahead}: {:?}",
+                String::from_utf8_lossy(self.stream.buffer())
+            )));
+        }
+        // Swap a dummy in to move the plain stream into the TLS layer.
+        let dummy: BoxedIo = Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink()));
+        let plain = std::mem::replace(&mut self.stream, BufReader::new(dummy)).into_inner();
+        let tls = deadline(
+            self.timeout,
+            "STARTTLS handshake",
+            tls::handshake(plain, ca_pem),
+        )
+        .await?;
+        self.stream = BufReader::new(Box::new(tls));
+        Ok(())
+    }
+}
