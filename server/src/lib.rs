@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod http;
 pub mod imap;
+pub mod jmap;
 pub mod server;
 pub mod smtp;
 pub mod store;

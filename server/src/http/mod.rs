@@ -38,6 +38,8 @@ use crate::server::{Services, StartError};
 pub struct HttpContext {
     auth: AuthState,
     max_upload_size: usize,
+    /// JMAP behind the auth layer; `None` only for embedders testing the auth layer alone.
+    jmap: Option<Arc<crate::jmap::JmapContext>>,
 }
 
 impl HttpContext {
@@ -54,11 +56,15 @@ impl HttpContext {
             })?,
             None => BaseUrl::from_bound(bound),
         };
-        Ok(Self::from_parts(
-            authenticator,
-            default_base,
+        let jmap = crate::jmap::JmapContext::new(
+            services.store.clone(),
+            services.backends.directory.clone(),
+            config.server.hostname.clone(),
             config.http.max_upload_size,
-        ))
+        );
+        let mut ctx = Self::from_parts(authenticator, default_base, config.http.max_upload_size);
+        ctx.jmap = Some(Arc::new(jmap));
+        Ok(ctx)
     }
 
     /// For tests and embedders that build the authenticator themselves.
@@ -73,6 +79,7 @@ impl HttpContext {
                 default_base: Arc::new(default_base),
             },
             max_upload_size,
+            jmap: None,
         }
     }
 
@@ -88,9 +95,10 @@ impl HttpContext {
 
 /// The whole application.
 pub fn router(ctx: Arc<HttpContext>) -> Router {
-    let protected = Router::new().route("/whoami", get(whoami));
-    // JMAP MOUNT POINT: when crate::jmap::router exists, merge it here:
-    //     let protected = protected.merge(crate::jmap::router(jmap_ctx));
+    let mut protected = Router::new().route("/whoami", get(whoami));
+    if let Some(jmap) = &ctx.jmap {
+        protected = protected.merge(crate::jmap::router(jmap.clone()));
+    }
     let protected = protected.route_layer(from_fn_with_state(ctx.auth.clone(), require_auth));
     let public = Router::new()
         .route(RESOURCE_METADATA_PATH, get(well_known::protected_resource))

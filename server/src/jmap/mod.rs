@@ -1,0 +1,133 @@
+//! JMAP (RFC 8620 core, RFC 8621 mail, RFC 8887 WebSocket) over the [`MailStore`].
+//!
+//! Layout: `routes` holds the axum handlers (mounted by `crate::http` behind its auth layer),
+//! `api` the request envelope (back-references, request errors, limits), `methods/*` one module
+//! per data type, `state` the per-user tracker that turns the IMAP-shaped store into JMAP ids
+//! and state strings, `view` the snapshot it keeps, `push` the StateChange stream shared by
+//! the WebSocket and EventSource endpoints, `blob` uploads and downloads, `mime` the message
+//! builder for Email/set.
+
+mod api;
+mod blob;
+mod error;
+mod eventsource;
+mod ids;
+mod methods;
+mod mime;
+mod push;
+mod routes;
+mod session;
+mod state;
+mod view;
+mod ws;
+
+#[cfg(test)]
+mod tests;
+
+pub use api::{CAPABILITIES, CORE, MAIL, SUBMISSION, WEBSOCKET};
+pub use error::RequestError;
+pub use ids::account_id;
+pub use routes::router;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::auth::directory::Directory;
+use crate::store::MailStore;
+
+use state::Tracker;
+
+/// Server limits, advertised in the session's core capability and enforced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_size_upload: usize,
+    pub max_concurrent_upload: usize,
+    pub max_size_request: usize,
+    pub max_concurrent_requests: usize,
+    pub max_calls_in_request: usize,
+    pub max_objects_in_get: usize,
+    pub max_objects_in_set: usize,
+    /// Uploaded blobs kept per account (bytes); the oldest go first.
+    pub max_blob_bytes_per_account: usize,
+}
+
+impl Limits {
+    pub fn new(max_upload_size: usize) -> Self {
+        Self {
+            max_size_upload: max_upload_size,
+            max_concurrent_upload: 4,
+            max_size_request: max_upload_size.min(10 * 1024 * 1024),
+            max_concurrent_requests: 4,
+            max_calls_in_request: 32,
+            max_objects_in_get: 500,
+            max_objects_in_set: 500,
+            max_blob_bytes_per_account: max_upload_size.saturating_mul(4),
+        }
+    }
+}
+
+/// Everything the JMAP routes share.
+pub struct JmapContext {
+    store: Arc<dyn MailStore>,
+    directory: Arc<dyn Directory>,
+    hostname: String,
+    limits: Limits,
+    /// Changes at every start, so state strings of a previous run are recognised as stale.
+    epoch: Arc<str>,
+    trackers: Mutex<HashMap<String, Arc<Tracker>>>,
+    blobs: blob::BlobStore,
+}
+
+impl JmapContext {
+    pub fn new(
+        store: Arc<dyn MailStore>,
+        directory: Arc<dyn Directory>,
+        hostname: String,
+        max_upload_size: usize,
+    ) -> Self {
+        Self::with_limits(store, directory, hostname, Limits::new(max_upload_size))
+    }
+
+    pub fn with_limits(
+        store: Arc<dyn MailStore>,
+        directory: Arc<dyn Directory>,
+        hostname: String,
+        limits: Limits,
+    ) -> Self {
+        let epoch = format!("{:08x}", rand::random::<u32>());
+        Self {
+            store,
+            directory,
+            hostname,
+            blobs: blob::BlobStore::new(limits.max_blob_bytes_per_account),
+            limits,
+            epoch: Arc::from(epoch),
+            trackers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The user's tracker, created (INBOX, Drafts, Sent, first scan) on first use.
+    fn tracker(&self, user: &str) -> Arc<Tracker> {
+        let key = user.to_ascii_lowercase();
+        if let Some(t) = self.lock_trackers().get(&key) {
+            return t.clone();
+        }
+        // Built outside the lock: a scan may take a while, other users must not wait.
+        let fresh = Arc::new(Tracker::new(
+            self.store.as_ref(),
+            user,
+            self.epoch.clone(),
+            self.limits.max_concurrent_requests,
+            self.limits.max_concurrent_upload,
+        ));
+        self.lock_trackers().entry(key).or_insert(fresh).clone()
+    }
+
+    fn lock_trackers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Tracker>>> {
+        self.trackers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

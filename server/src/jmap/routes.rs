@@ -1,0 +1,117 @@
+//! The axum routes. `crate::http` mounts [`router`] behind its auth layer, which puts
+//! [`HttpIdentity`] into the request extensions; [`PublicBase`] gives absolute URLs.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::header::{CACHE_CONTROL, HOST};
+use http::request::Parts;
+use http::{HeaderValue, StatusCode};
+
+use super::JmapContext;
+use super::api::{self, Caller};
+use super::error::{RequestError, problem};
+use super::{blob, eventsource, session, ws};
+use crate::auth::http::HttpIdentity;
+use crate::http::PublicBase;
+
+/// Routes: session, API, WebSocket, EventSource, upload, download.
+pub fn router(ctx: Arc<JmapContext>) -> Router {
+    Router::new()
+        .route("/.well-known/jmap", get(session_handler))
+        .route("/jmap", post(api_handler))
+        .route("/jmap/ws", get(ws::handler))
+        .route("/jmap/eventsource", get(eventsource::handler))
+        .route("/upload/{account_id}", post(blob::upload))
+        .route("/upload/{account_id}/", post(blob::upload))
+        .route(
+            "/download/{account_id}/{blob_id}/{name}",
+            get(blob::download),
+        )
+        .with_state(ctx)
+}
+
+/// The authenticated caller and the base URL of this request.
+pub struct Authed {
+    pub caller: Caller,
+    pub base: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Authed {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Response> {
+        let Some(identity) = parts.extensions.get::<HttpIdentity>() else {
+            // Only reachable if the router is mounted without the auth layer.
+            tracing::warn!(path = %parts.uri.path(), "JMAP request without an authenticated identity");
+            return Err(problem(StatusCode::UNAUTHORIZED, "authentication required"));
+        };
+        let base = match parts.extensions.get::<PublicBase>() {
+            Some(b) => b.0.trim_end_matches('/').to_string(),
+            None => {
+                let host = parts
+                    .headers
+                    .get(HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .filter(|h| {
+                        h.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+                    })
+                    .unwrap_or("localhost");
+                format!("http://{host}")
+            }
+        };
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        let secure = base.starts_with("https://");
+        Ok(Authed {
+            caller: Caller::new(&identity.user, peer, secure),
+            base,
+        })
+    }
+}
+
+async fn session_handler(State(ctx): State<Arc<JmapContext>>, authed: Authed) -> Response {
+    let body = session::session_json(&ctx, &authed.caller, &authed.base);
+    (
+        [(
+            CACHE_CONTROL,
+            HeaderValue::from_static("no-cache, no-store"),
+        )],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+async fn api_handler(State(ctx): State<Arc<JmapContext>>, authed: Authed, body: Body) -> Response {
+    let limit = ctx.limits.max_size_request;
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::info!(user = %authed.caller.user, error = %e, "JMAP request refused: body too large or unreadable");
+            return RequestError::Limit {
+                limit: "maxSizeRequest",
+                detail: format!("request body over {limit} bytes or unreadable"),
+            }
+            .into_response();
+        }
+    };
+    let result = match api::parse_request(&bytes) {
+        Ok(req) => api::execute(&ctx, &authed.caller, req).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(response) => axum::Json(response).into_response(),
+        Err(e) => {
+            tracing::info!(user = %authed.caller.user, error = %e, "JMAP request refused");
+            e.into_response()
+        }
+    }
+}

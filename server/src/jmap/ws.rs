@@ -1,0 +1,194 @@
+//! JMAP over WebSocket (RFC 8887): subprotocol `jmap`, Request/Response/RequestError objects
+//! with `@type` and `requestId`, and StateChange push after `WebSocketPushEnable`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::extract::ws::{
+    Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
+};
+use axum::response::Response;
+use http::StatusCode;
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::JmapContext;
+use super::api::{self, Caller};
+use super::error::{RequestError, problem};
+use super::push::{PushStream, parse_types};
+use super::routes::Authed;
+
+/// Push notifications waiting to be written; a client that reads nothing stalls its own
+/// push task, nothing else.
+const PUSH_QUEUE: usize = 16;
+
+pub async fn handler(
+    State(ctx): State<Arc<JmapContext>>,
+    authed: Authed,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::info!(user = %authed.caller.user, error = %e, "JMAP WebSocket refused: not an upgrade");
+            return problem(StatusCode::BAD_REQUEST, "a WebSocket upgrade is required");
+        }
+    };
+    let upgrade = upgrade.protocols(["jmap"]);
+    if upgrade.selected_protocol().is_none() {
+        tracing::info!(user = %authed.caller.user, "JMAP WebSocket refused: no jmap subprotocol");
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "the \"jmap\" WebSocket subprotocol is required",
+        );
+    }
+    let caller = authed.caller;
+    upgrade
+        .max_message_size(ctx.limits.max_size_request)
+        .on_upgrade(move |socket| run(socket, ctx, caller))
+}
+
+async fn run(mut socket: WebSocket, ctx: Arc<JmapContext>, caller: Caller) {
+    tracing::debug!(user = %caller.user, "JMAP WebSocket open");
+    let (push_tx, mut push_rx) = mpsc::channel::<String>(PUSH_QUEUE);
+    let mut push_task: Option<JoinHandle<()>> = None;
+    loop {
+        tokio::select! {
+            msg = socket.recv() => {
+                let text = match msg {
+                    Some(Ok(Message::Text(t))) => t.as_str().to_string(),
+                    Some(Ok(Message::Binary(b))) => String::from_utf8_lossy(&b).into_owned(),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Err(e)) => {
+                        tracing::debug!(user = %caller.user, error = %e, "JMAP WebSocket read failed");
+                        break;
+                    }
+                };
+                let reply = handle(&ctx, &caller, &text, &push_tx, &mut push_task).await;
+                if let Some(reply) = reply
+                    && socket.send(Message::text(reply)).await.is_err()
+                {
+                    break;
+                }
+            }
+            Some(change) = push_rx.recv() => {
+                if socket.send(Message::text(change)).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(task) = push_task {
+        task.abort();
+    }
+    tracing::debug!(user = %caller.user, "JMAP WebSocket closed");
+}
+
+fn request_error(request_id: Option<&Value>, e: &RequestError) -> String {
+    let mut obj = e.to_json();
+    obj.insert("@type".into(), json!("RequestError"));
+    if let Some(id) = request_id {
+        obj.insert("requestId".into(), id.clone());
+    }
+    Value::Object(obj).to_string()
+}
+
+/// One client message; the reply to send, if any.
+async fn handle(
+    ctx: &Arc<JmapContext>,
+    caller: &Caller,
+    text: &str,
+    push_tx: &mpsc::Sender<String>,
+    push_task: &mut Option<JoinHandle<()>>,
+) -> Option<String> {
+    let value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::info!(user = %caller.user, "JMAP WebSocket message is not JSON");
+            return Some(request_error(None, &RequestError::NotJson(e.to_string())));
+        }
+    };
+    let Value::Object(mut obj) = value else {
+        return Some(request_error(
+            None,
+            &RequestError::NotRequest("not an object".into()),
+        ));
+    };
+    let kind = obj.remove("@type");
+    match kind.as_ref().and_then(Value::as_str) {
+        Some("Request") => {
+            let id = obj.remove("id");
+            let result = match api::request_from_value(Value::Object(obj)) {
+                Ok(req) => api::execute(ctx, caller, req).await,
+                Err(e) => Err(e),
+            };
+            Some(match result {
+                Ok(mut response) => {
+                    response.insert("@type".into(), json!("Response"));
+                    if let Some(id) = id {
+                        response.insert("requestId".into(), id);
+                    }
+                    Value::Object(response).to_string()
+                }
+                Err(e) => {
+                    tracing::info!(user = %caller.user, error = %e, "JMAP WebSocket request refused");
+                    request_error(id.as_ref(), &e)
+                }
+            })
+        }
+        Some("WebSocketPushEnable") => {
+            let types = match obj.get("dataTypes") {
+                None | Some(Value::Null) => None,
+                Some(v) => match serde_json::from_value::<Vec<String>>(v.clone()) {
+                    Ok(list) => parse_types(Some(list)),
+                    Err(e) => {
+                        return Some(request_error(
+                            None,
+                            &RequestError::NotRequest(e.to_string()),
+                        ));
+                    }
+                },
+            };
+            let push_state = obj
+                .get("pushState")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if let Some(old) = push_task.take() {
+                old.abort();
+            }
+            let mut stream = PushStream::new(ctx, caller, types);
+            let tx = push_tx.clone();
+            *push_task = Some(tokio::spawn(async move {
+                // A client resuming from an older pushState gets the current states at once.
+                if push_state.is_some_and(|s| s != stream.push_state_now())
+                    && tx.send(stream.current().to_string()).await.is_err()
+                {
+                    return;
+                }
+                while let Some(change) = stream.next().await {
+                    if tx.send(change.to_string()).await.is_err() {
+                        return;
+                    }
+                }
+            }));
+            None
+        }
+        Some("WebSocketPushDisable") => {
+            if let Some(old) = push_task.take() {
+                old.abort();
+            }
+            None
+        }
+        other => {
+            tracing::info!(user = %caller.user, kind = ?other, "JMAP WebSocket message of unknown @type");
+            let mut detail = Map::new();
+            detail.insert("@type".into(), kind.clone().unwrap_or(Value::Null));
+            Some(request_error(
+                obj.get("id"),
+                &RequestError::NotRequest(format!("unknown @type {}", Value::Object(detail))),
+            ))
+        }
+    }
+}
