@@ -7,6 +7,7 @@ use anyhow::Context;
 use lettre::transport::smtp::authentication::Mechanism;
 
 use crate::clients::imap::ImapClient;
+use crate::clients::jmap::{Auth, JmapClient};
 use crate::clients::smtp::{SmtpClient, submit_with_lettre};
 use crate::idp::IdpClient;
 use crate::stack::Stack;
@@ -59,6 +60,8 @@ fn ms(d: Duration) -> f64 {
 #[derive(Debug, Clone)]
 pub struct BenchReport {
     pub stack_start: Duration,
+    /// Median JMAP call through the gateway divided by the median direct call.
+    pub gateway_ratio: Option<f64>,
     pub stats: Vec<Stats>,
     /// Resident memory of the server process after the run, in KiB.
     pub server_rss_kib: Option<u64>,
@@ -73,6 +76,12 @@ impl std::fmt::Display for BenchReport {
         )?;
         for s in &self.stats {
             writeln!(f, "{s}")?;
+        }
+        if let Some(ratio) = self.gateway_ratio {
+            writeln!(
+                f,
+                "JMAP through the gateway / direct (medians): {ratio:.2}x"
+            )?;
         }
         if let Some(rss) = self.server_rss_kib {
             writeln!(f, "server RSS after the run: {} KiB", rss)?;
@@ -192,8 +201,38 @@ pub async fn run(runs: usize) -> anyhow::Result<BenchReport> {
         )
         .await?,
     );
+    // The same JMAP call direct (Bearer, validated by the server) and through the gateway
+    // (validated by mod_oauth2, X-User to the server), on fresh sessions each run.
+    let direct = JmapClient::new(ep.jmap_session.clone(), Auth::Bearer(token.clone()), &[])?;
+    let via_gateway = JmapClient::new(
+        format!("{}/oidc/.well-known/jmap", ep.gateway),
+        Auth::Bearer(token.clone()),
+        &[],
+    )?;
+    let direct_api = direct.session().await?;
+    let gateway_api = via_gateway.session().await?;
+    let calls = |account: &str| serde_json::json!([["Mailbox/get", {"accountId": account, "ids": null}, "0"]]);
+    let direct_stats = measure("JMAP Mailbox/get direct (Bearer)", runs, || async {
+        direct
+            .call_at(&direct_api.api_url, calls(&direct_api.account_id))
+            .await?;
+        Ok(())
+    })
+    .await?;
+    let gateway_stats = measure("JMAP Mailbox/get through the gateway", runs, || async {
+        via_gateway
+            .call_at(&gateway_api.api_url, calls(&gateway_api.account_id))
+            .await?;
+        Ok(())
+    })
+    .await?;
+    let gateway_ratio =
+        gateway_stats.median.as_secs_f64() / direct_stats.median.as_secs_f64().max(1e-9);
+    stats.push(direct_stats);
+    stats.push(gateway_stats);
     let server_rss_kib = stack.server().and_then(|s| rss_kib(s.pid()));
     Ok(BenchReport {
+        gateway_ratio: Some(gateway_ratio),
         stack_start: stack.start_duration(),
         stats,
         server_rss_kib,

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use mail_oidc_harness::clients::jmap::{Auth, JmapClient};
 use mail_oidc_harness::idp::{IdpClient, IdpSettings};
 use mail_oidc_harness::stack::{Backend, Stack};
 use tracing_subscriber::EnvFilter;
@@ -129,6 +130,14 @@ async fn up(env_file: Option<PathBuf>) -> anyhow::Result<()> {
         ("Submission (STARTTLS)", ep.submission.to_string()),
         ("Submissions (TLS)", ep.submissions.to_string()),
         ("SMTP (inbound)", ep.smtp.to_string()),
+        ("JMAP session", ep.jmap_session.clone()),
+        (
+            "OIDC gateway",
+            format!(
+                "{}  (token-checked under /oidc/, pass-through at /)",
+                ep.gateway
+            ),
+        ),
         ("OIDC issuer", ep.issuer.clone()),
         ("Discovery", ep.discovery_url.clone()),
         ("Token endpoint", ep.token_endpoint.clone()),
@@ -182,6 +191,9 @@ async fn up(env_file: Option<PathBuf>) -> anyhow::Result<()> {
         "  mail-oidc token --user {} --password {}",
         demo.mail, demo.password
     );
+    if !ep.gateway.is_empty() {
+        print_jmap_examples(&ep.gateway, &access_token).await;
+    }
 
     let env = render_env(&stack, &settings, &demo.mail, &demo.password, &access_token);
     for path in &env_paths {
@@ -219,6 +231,8 @@ fn render_env(
         ("MAIL_OIDC_SUBMISSION", ep.submission.to_string()),
         ("MAIL_OIDC_SUBMISSIONS", ep.submissions.to_string()),
         ("MAIL_OIDC_SMTP", ep.smtp.to_string()),
+        ("MAIL_OIDC_JMAP", ep.jmap_session.clone()),
+        ("MAIL_OIDC_GATEWAY", ep.gateway.clone()),
         ("MAIL_OIDC_ISSUER", ep.issuer.clone()),
         ("MAIL_OIDC_DISCOVERY_URL", ep.discovery_url.clone()),
         ("MAIL_OIDC_TOKEN_ENDPOINT", ep.token_endpoint.clone()),
@@ -232,6 +246,34 @@ fn render_env(
         ("MAIL_OIDC_ACCESS_TOKEN", access_token.to_string()),
     ];
     lines.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+}
+
+/// curl commands for JMAP through the gateway. The account id comes from the session (fetched
+/// here through the gateway); without it the Mailbox/get line names where to find it.
+async fn print_jmap_examples(gateway: &str, access_token: &str) {
+    let session_url = format!("{gateway}/oidc/.well-known/jmap");
+    let session = match JmapClient::new(&session_url, Auth::Bearer(access_token.into()), &[]) {
+        Ok(client) => client.session().await,
+        Err(e) => Err(e),
+    };
+    let account = match session {
+        Ok(s) => s.account_id,
+        Err(e) => {
+            tracing::warn!(error = %e, "no JMAP session through the gateway");
+            "<primaryAccounts[urn:ietf:params:jmap:mail] of the session>".to_string()
+        }
+    };
+    // Written out so `using` comes first, as in the RFC's examples.
+    let body = format!(
+        r#"{{"using":["urn:ietf:params:jmap:core","urn:ietf:params:jmap:mail"],"methodCalls":[["Mailbox/get",{{"accountId":{}}},"0"]]}}"#,
+        serde_json::Value::String(account)
+    );
+    println!("  export GATEWAY={gateway}");
+    println!("  curl -H \"Authorization: Bearer $TOKEN\" $GATEWAY/oidc/.well-known/jmap");
+    println!(
+        "  curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \
+         -d '{body}' $GATEWAY/oidc/jmap"
+    );
 }
 
 /// Temp file in the same directory, then rename: readers see nothing or the whole file.

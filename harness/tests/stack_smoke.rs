@@ -274,7 +274,11 @@ async fn full_stack_server_greets_and_extra_server_starts() {
     }
 
     let pids = stack.pids().await;
-    assert_eq!(pids.len(), 4, "server, starman, redis, slapd: {pids:?}");
+    assert_eq!(
+        pids.len(),
+        5,
+        "gateway, server, starman, redis, slapd: {pids:?}"
+    );
     drop(stack);
     for pid in pids {
         assert!(!alive(pid), "pid {pid} survived the stack");

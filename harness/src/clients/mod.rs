@@ -1,9 +1,10 @@
 //! Small protocol clients for tests: raw IMAP and SMTP (every byte visible, SASL driven step by
-//! step) plus a lettre-based submission helper. Every I/O call has a deadline, so a broken server
-//! fails the test instead of hanging it.
+//! step), a lettre-based submission helper, and JMAP over HTTP and WebSocket. Every I/O call has
+//! a deadline, so a broken server fails the test instead of hanging it.
 
 mod conn;
 pub mod imap;
+pub mod jmap;
 pub mod smtp;
 pub mod tls;
 

@@ -2,6 +2,7 @@
 //! configurations generated in a temporary directory, on free loopback ports, and stopped when
 //! dropped. `Stack::builder().start().await` is all a test needs.
 
+pub mod gateway;
 mod llng;
 pub mod pki;
 pub mod ports;
@@ -24,6 +25,7 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 use tempfile::TempDir;
 
+use self::gateway::{Gateway, GatewaySettings};
 use self::llng::Llng;
 use self::process::{ChildProcess, tail_file};
 pub use self::server::ServerHandle;
@@ -60,6 +62,15 @@ pub struct Endpoints {
     pub submissions: SocketAddr,
     /// Inbound SMTP (no AUTH).
     pub smtp: SocketAddr,
+    /// The server's own HTTP listener (JMAP; Basic, Bearer and gateway-asserted X-User).
+    pub http: SocketAddr,
+    /// `http://127.0.0.1:<port>/.well-known/jmap` on the server itself ("" without HTTP).
+    pub jmap_session: String,
+    /// Base URL of the OIDC gateway, `http://127.0.0.1:<port>` ("" without one): token-checked
+    /// routes under `/oidc/` (e.g. `/oidc/.well-known/jmap`), pass-through routes at the root.
+    pub gateway: String,
+    /// The secret the gateway sends the server in `http.auth.x_user_secret_header`.
+    pub x_user_secret: String,
     /// `http://localhost:<port>` (LemonLDAP::NG needs a host under its cookie domain).
     pub issuer: String,
     pub discovery_url: String,
@@ -144,7 +155,9 @@ struct SigningState {
 /// The running environment. Dropping it stops every process (and prints their logs if the
 /// thread is panicking, i.e. a test failed).
 pub struct Stack {
-    // Drop order matters: the server first, the temp dir (configs, data, logs) last.
+    // Drop order matters: the gateway and the server first, the temp dir (configs, data, logs)
+    // last.
+    gateway: Option<Gateway>,
     server: Option<ServerHandle>,
     idp: tokio::sync::Mutex<Llng>,
     redis: ChildProcess,
@@ -241,7 +254,7 @@ impl Stack {
             &slapd.url,
             &redis.addr,
             key,
-            http,
+            http.clone(),
         )
         .await?;
         let discovered = llng
@@ -252,12 +265,14 @@ impl Stack {
         let issuer = llng.issuer();
         let discovery_url = llng.discovery_url();
 
+        let x_user_secret = random_token(32);
         let mut base_config = server::base_config(&server::ServerEnv {
             realm: &realm,
             discovery_url: &discovery_url,
             ldap_url: &slapd.url,
             cert: &pki.cert,
             key: &pki.key,
+            x_user_secret: &x_user_secret,
         })?;
         // The builder's edits shape the stack's server and every extra server.
         for edit in builder.edits {
@@ -277,12 +292,57 @@ impl Stack {
             None => None,
         };
         let addrs = server.as_ref().map(|s| s.addrs.clone()).unwrap_or_default();
+        // The gateway fronts the stack's own server, with the (possibly edited) HTTP settings.
+        let gateway = match addrs.http {
+            Some(backend) => {
+                let auth = &base_config.http.auth;
+                let settings = GatewaySettings {
+                    backend,
+                    issuer: issuer.clone(),
+                    jwks_uri: discovered.jwks_uri.clone(),
+                    audiences: realm.client_ids(),
+                    realm: auth.realm.clone(),
+                    x_user_header: auth.x_user_header.clone(),
+                    x_user_secret_header: auth.x_user_secret_header.clone(),
+                    x_user_secret: auth
+                        .x_user_secret
+                        .clone()
+                        .unwrap_or_else(|| x_user_secret.clone()),
+                    leeway_seconds: base_config.oidc.as_ref().map_or(30, |o| o.leeway_seconds),
+                };
+                let gw = gateway::start(
+                    &settings,
+                    &root.join("gateway"),
+                    &logs.join("gateway.log"),
+                    &http,
+                )
+                .await?;
+                tracing::debug!(after = ?started.elapsed(), took = ?gw.start_duration(), "gateway ready");
+                Some(gw)
+            }
+            None => None,
+        };
         let endpoints = Endpoints {
             imap: addrs.imap.unwrap_or_else(unbound),
             imaps: addrs.imap_tls.unwrap_or_else(unbound),
             submission: addrs.submission.unwrap_or_else(unbound),
             submissions: addrs.submission_tls.unwrap_or_else(unbound),
             smtp: addrs.smtp.unwrap_or_else(unbound),
+            http: addrs.http.unwrap_or_else(unbound),
+            jmap_session: addrs
+                .http
+                .map(|a| format!("http://{a}/.well-known/jmap"))
+                .unwrap_or_default(),
+            gateway: gateway
+                .as_ref()
+                .map(|g| g.base_url().to_string())
+                .unwrap_or_default(),
+            x_user_secret: base_config
+                .http
+                .auth
+                .x_user_secret
+                .clone()
+                .unwrap_or_default(),
             issuer,
             discovery_url,
             token_endpoint: discovered.token_endpoint,
@@ -304,6 +364,7 @@ impl Stack {
             "native stack ready"
         );
         Ok(Stack {
+            gateway,
             server,
             idp: tokio::sync::Mutex::new(llng),
             redis: redis.process,
@@ -461,6 +522,11 @@ impl Stack {
         .await
     }
 
+    /// The OIDC gateway in front of the stack's own server, if it has one.
+    pub fn gateway(&self) -> Option<&Gateway> {
+        self.gateway.as_ref()
+    }
+
     /// The stack's own server, if it has one.
     pub fn server(&self) -> Option<&ServerHandle> {
         self.server.as_ref()
@@ -474,9 +540,13 @@ impl Stack {
             .unwrap_or_default()
     }
 
-    /// PIDs of every process the stack started directly (server, Starman, redis, slapd).
+    /// PIDs of every process the stack started directly (gateway, server, Starman, redis,
+    /// slapd).
     pub async fn pids(&self) -> Vec<u32> {
         let mut pids = Vec::new();
+        if let Some(g) = &self.gateway {
+            pids.push(g.pid());
+        }
         if let Some(s) = &self.server {
             pids.push(s.pid());
         }
@@ -521,7 +591,11 @@ impl Drop for Stack {
                 self.log_tails(FAILURE_LOG_LINES)
             );
         }
-        // Processes stop in field order (server, IdP, redis, slapd) before the directory goes.
+        // Processes stop in field order (gateway, server, IdP, redis, slapd) before the
+        // directory goes.
+        if let Some(mut gateway) = self.gateway.take() {
+            gateway.stop();
+        }
         if let Some(server) = self.server.take() {
             server.stop();
         }

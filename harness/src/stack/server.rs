@@ -98,10 +98,13 @@ pub struct ServerEnv<'a> {
     pub ldap_url: &'a str,
     pub cert: &'a Path,
     pub key: &'a Path,
+    /// Shared with the gateway: proves an `X-User` header came through it.
+    pub x_user_secret: &'a str,
 }
 
 /// Every listener on 127.0.0.1:0, TLS from the stack's CA, OIDC against the IdP (every client id
-/// is an accepted audience, user from `email`), users from LDAP through the admin account.
+/// is an accepted audience, user from `email`), users from LDAP through the admin account, HTTP
+/// (JMAP) accepting Bearer, Basic and the gateway's `X-User` (secret + loopback source).
 /// Built from JSON so every key left out keeps the server's own default.
 pub fn base_config(env: &ServerEnv<'_>) -> anyhow::Result<Config> {
     let any = "127.0.0.1:0";
@@ -111,6 +114,14 @@ pub fn base_config(env: &ServerEnv<'_>) -> anyhow::Result<Config> {
         "imap": { "listen": any, "listen_tls": any },
         "submission": { "listen": any, "listen_tls": any },
         "smtp": { "listen": any },
+        "http": {
+            "listen": any,
+            "auth": {
+                "strategies": ["bearer", "basic", "x-user"],
+                "x_user_secret": env.x_user_secret,
+                "x_user_trusted_sources": ["127.0.0.1/32"],
+            },
+        },
         "oidc": {
             "discovery_url": env.discovery_url,
             "audience": env.realm.client_ids(),
@@ -222,7 +233,7 @@ pub async fn imap_greeting(addr: SocketAddr) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mail_oidc_server::config::DirectorySection;
+    use mail_oidc_server::config::{DirectorySection, HttpStrategy};
 
     #[test]
     fn base_config_survives_the_toml_round_trip() {
@@ -233,6 +244,7 @@ mod tests {
             ldap_url: "ldap://127.0.0.1:2",
             cert: Path::new("/tmp/cert.pem"),
             key: Path::new("/tmp/key.pem"),
+            x_user_secret: "gw-secret",
         })
         .expect("base config");
         let text = toml::to_string(&config).expect("toml");
@@ -243,6 +255,17 @@ mod tests {
         assert_eq!(parsed.submission.listen, Some(any));
         assert_eq!(parsed.submission.listen_tls, Some(any));
         assert_eq!(parsed.smtp.listen, Some(any));
+        assert_eq!(parsed.http.listen, Some(any));
+        assert_eq!(
+            parsed.http.auth.strategies,
+            [
+                HttpStrategy::Bearer,
+                HttpStrategy::Basic,
+                HttpStrategy::XUser
+            ]
+        );
+        assert_eq!(parsed.http.auth.x_user_secret.as_deref(), Some("gw-secret"));
+        assert_eq!(parsed.http.auth.x_user_trusted_sources, ["127.0.0.1/32"]);
         let oidc = parsed.oidc.expect("oidc");
         assert_eq!(oidc.audience, ["mail-oidc", "webmail"]);
         assert_eq!(oidc.username_claim, "email");

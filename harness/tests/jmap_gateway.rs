@@ -1,0 +1,265 @@
+//! JMAP end to end: through the Apache gateway with LemonLDAP::NG tokens, direct to the server,
+//! WebSocket push, and EmailSubmission delivering to another user who reads it over IMAP.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Grant, stack, token_for, user_and_token};
+use mail_oidc_harness::clients::imap::ImapClient;
+use mail_oidc_harness::clients::jmap::{Auth, JmapClient};
+use mail_oidc_harness::clients::smtp::SmtpClient;
+use mail_oidc_harness::stack::Stack;
+use mail_oidc_harness::tokens::Hostile;
+use rstest::rstest;
+use serde_json::{Value, json};
+
+fn gateway_client(stack: &Stack, auth: Auth, extra: &[(String, String)]) -> JmapClient {
+    let url = format!("{}/oidc/.well-known/jmap", stack.endpoints().gateway);
+    JmapClient::new(url, auth, extra).expect("jmap client")
+}
+
+/// Sends one message from a fresh sender to `rcpt` over inbound SMTP.
+async fn deliver(stack: &Stack, rcpt: &str, subject: &str) {
+    let mut smtp = SmtpClient::connect(stack.endpoints().smtp)
+        .await
+        .expect("smtp");
+    smtp.ehlo("mx.remote.test").await.expect("ehlo");
+    let msg = format!(
+        "From: <sender@remote.test>\r\nTo: <{rcpt}>\r\nSubject: {subject}\r\n\r\nbody of {subject}\r\n"
+    );
+    let reply = smtp
+        .send_mail("sender@remote.test", &[rcpt], msg.as_bytes())
+        .await
+        .expect("send");
+    assert_eq!(reply.code, 250, "{reply:?}");
+}
+
+fn response<'a>(resp: &'a Value, index: usize, name: &str) -> &'a Value {
+    let call = &resp["methodResponses"][index];
+    assert_eq!(call[0], name, "method response {index}: {resp}");
+    &call[1]
+}
+
+/// Through the gateway with a LemonLDAP::NG token: session (URLs keep the /oidc prefix),
+/// Mailbox/get, Email/query + Email/get of a message sent over SMTP.
+#[rstest]
+#[tokio::test]
+async fn gateway_session_mailboxes_and_smtp_mail(
+    #[values(Grant::Password, Grant::AuthCode)] grant: Grant,
+) {
+    let stack = stack().await;
+    let (user, tokens) = user_and_token(&stack, grant).await;
+    deliver(&stack, &user.mail, "hello-over-smtp").await;
+    let jmap = gateway_client(&stack, Auth::Bearer(tokens.access_token.clone()), &[]);
+    let session = jmap.session().await.expect("session through the gateway");
+    assert_eq!(session.username, user.mail);
+    let gw = &stack.endpoints().gateway;
+    assert!(
+        session.api_url.starts_with(&format!("{gw}/oidc/")),
+        "{}",
+        session.api_url
+    );
+    assert!(
+        session.upload_url.starts_with(&format!("{gw}/oidc/")),
+        "{}",
+        session.upload_url
+    );
+    let account = session.account_id.clone();
+    let resp = jmap
+        .call(json!([["Mailbox/get", {"accountId": account, "ids": null}, "0"]]))
+        .await
+        .expect("call");
+    let mailboxes = response(&resp, 0, "Mailbox/get")["list"]
+        .as_array()
+        .expect("list")
+        .clone();
+    let inbox = mailboxes
+        .iter()
+        .find(|m| m["role"] == "inbox")
+        .unwrap_or_else(|| panic!("an inbox: {mailboxes:?}"));
+    let inbox_id = inbox["id"].as_str().expect("id").to_string();
+    let resp = jmap
+        .call(json!([
+            ["Email/query", {"accountId": account, "filter": {"inMailbox": inbox_id}}, "0"],
+            ["Email/get", {
+                "accountId": account,
+                "#ids": {"resultOf": "0", "name": "Email/query", "path": "/ids"},
+                "properties": ["subject", "from", "mailboxIds", "preview"]
+            }, "1"],
+        ]))
+        .await
+        .expect("call");
+    let ids = response(&resp, 0, "Email/query")["ids"]
+        .as_array()
+        .expect("ids")
+        .clone();
+    assert_eq!(ids.len(), 1, "{resp}");
+    let email = &response(&resp, 1, "Email/get")["list"][0];
+    assert_eq!(email["subject"], "hello-over-smtp", "{email}");
+    assert_eq!(email["from"][0]["email"], "sender@remote.test", "{email}");
+    assert_eq!(email["mailboxIds"][&inbox_id], true, "{email}");
+}
+
+/// WebSocket through the gateway: a request is answered, and a delivery is pushed.
+#[tokio::test]
+async fn gateway_websocket_request_and_push() {
+    let stack = stack().await;
+    let (user, tokens) = user_and_token(&stack, Grant::Password).await;
+    let jmap = gateway_client(&stack, Auth::Bearer(tokens.access_token), &[]);
+    let session = jmap.session().await.expect("session");
+    let ws_url = session.ws_url.clone().expect("ws url");
+    assert!(ws_url.contains("/oidc/"), "{ws_url}");
+    let mut ws = jmap
+        .connect_ws()
+        .await
+        .expect("websocket upgrade through the gateway");
+    let echo = ws
+        .request(json!({
+            "@type": "Request",
+            "using": ["urn:ietf:params:jmap:core"],
+            "methodCalls": [["Core/echo", {"hello": "ws"}, "e"]]
+        }))
+        .await
+        .expect("request over ws");
+    assert_eq!(echo["methodResponses"][0][1]["hello"], "ws", "{echo}");
+    ws.enable_push().await.expect("push enable");
+    deliver(&stack, &user.mail, "pushed").await;
+    let push = ws
+        .next_push(Duration::from_secs(10))
+        .await
+        .expect("StateChange push");
+    let changed = &push["changed"][&session.account_id];
+    assert!(
+        changed.get("Email").is_some(),
+        "Email state changed: {push}"
+    );
+    ws.close().await.expect("close");
+}
+
+/// Without a token, or with any attack token, the gateway answers 401 itself.
+#[tokio::test]
+async fn gateway_refuses_missing_and_hostile_tokens() {
+    let stack = stack().await;
+    let user = stack.create_user("gw").await.expect("user");
+    let none = gateway_client(&stack, Auth::None, &[]);
+    let err = none.session().await.expect_err("no token");
+    assert_eq!(err.status(), Some(401), "{err}");
+    assert!(
+        err.www_authenticate()
+            .is_some_and(|h| h.starts_with("Bearer")),
+        "{err}"
+    );
+    for kind in Hostile::ALL {
+        let token = stack.forge().hostile(kind, &user.mail, &user.uid);
+        let jmap = gateway_client(&stack, Auth::Bearer(token), &[]);
+        let err = jmap.session().await.expect_err("hostile token refused");
+        assert_eq!(err.status(), Some(401), "{kind:?}: {err}");
+    }
+}
+
+/// A forged X-User through the gateway is ignored: the token's user wins.
+#[tokio::test]
+async fn forged_x_user_through_gateway_is_ignored() {
+    let stack = stack().await;
+    let (alice, tokens) = user_and_token(&stack, Grant::Password).await;
+    let bob = stack.create_user("bob").await.expect("bob");
+    let forged = [
+        ("X-User".to_string(), bob.mail.clone()),
+        ("X-User-Secret".to_string(), "guessed".to_string()),
+    ];
+    let jmap = gateway_client(&stack, Auth::Bearer(tokens.access_token), &forged);
+    let session = jmap.session().await.expect("session");
+    assert_eq!(session.username, alice.mail);
+    // Basic through the gateway's plain route reaches the server's Basic strategy.
+    let url = format!("{}/.well-known/jmap", stack.endpoints().gateway);
+    let basic = JmapClient::new(
+        url,
+        Auth::Basic(bob.mail.clone(), bob.password.clone()),
+        &forged,
+    )
+    .expect("client");
+    assert_eq!(
+        basic.session().await.expect("basic session").username,
+        bob.mail
+    );
+}
+
+/// EmailSubmission/set delivers to another user, who reads the message over IMAP.
+#[tokio::test]
+async fn email_submission_reaches_another_user_over_imap() {
+    let stack = stack().await;
+    let (alice, tokens) = user_and_token(&stack, Grant::Password).await;
+    let bob = stack.create_user("bob").await.expect("bob");
+    let direct = JmapClient::new(
+        stack.endpoints().jmap_session.clone(),
+        Auth::Bearer(tokens.access_token),
+        &[],
+    )
+    .expect("client");
+    let session = direct.session().await.expect("session");
+    let account = session.account_id.clone();
+    let resp = direct
+        .call(json!([
+            ["Mailbox/get", {"accountId": account, "ids": null}, "m"],
+            ["Identity/get", {"accountId": account, "ids": null}, "i"],
+        ]))
+        .await
+        .expect("call");
+    let mailboxes = response(&resp, 0, "Mailbox/get")["list"]
+        .as_array()
+        .expect("list")
+        .clone();
+    let drafts = mailboxes
+        .iter()
+        .find(|m| m["role"] == "drafts")
+        .or_else(|| mailboxes.iter().find(|m| m["role"] == "inbox"))
+        .expect("a mailbox for the draft");
+    let identity = response(&resp, 1, "Identity/get")["list"][0].clone();
+    assert_eq!(identity["email"], alice.mail, "{identity}");
+    let resp = direct
+        .call(json!([
+            ["Email/set", {"accountId": account, "create": {"d1": {
+                "mailboxIds": {drafts["id"].as_str().expect("id"): true},
+                "keywords": {"$draft": true},
+                "from": [{"email": alice.mail}],
+                "to": [{"email": bob.mail}],
+                "subject": "sent with JMAP",
+                "bodyValues": {"b": {"value": "Hello Bob, from JMAP."}},
+                "textBody": [{"partId": "b", "type": "text/plain"}]
+            }}}, "0"],
+            ["EmailSubmission/set", {"accountId": account, "create": {"s1": {
+                "emailId": "#d1",
+                "identityId": identity["id"]
+            }}}, "1"],
+        ]))
+        .await
+        .expect("call");
+    assert!(
+        response(&resp, 0, "Email/set")["created"]["d1"]["id"].is_string(),
+        "{resp}"
+    );
+    assert!(
+        response(&resp, 1, "EmailSubmission/set")["created"]["s1"]["id"].is_string(),
+        "{resp}"
+    );
+
+    let bob_tokens = token_for(&stack, &bob, Grant::Password).await;
+    let ep = stack.endpoints();
+    let mut imap = ImapClient::connect_tls(ep.imaps, &ep.ca_pem)
+        .await
+        .expect("imaps");
+    let ok = imap
+        .oauthbearer(&bob.mail, &bob_tokens.access_token, true)
+        .await
+        .expect("auth");
+    assert!(ok.reply.tagged.starts_with("OK"), "{ok:?}");
+    let select = imap.select("INBOX").await.expect("select");
+    assert!(
+        select.untagged.iter().any(|l| l == "* 1 EXISTS"),
+        "{select:?}"
+    );
+    let message = String::from_utf8(imap.fetch_message(1).await.expect("fetch")).expect("utf8");
+    assert!(message.contains("Subject: sent with JMAP"), "{message}");
+    assert!(message.contains("Hello Bob, from JMAP."), "{message}");
+}
