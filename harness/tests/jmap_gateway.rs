@@ -263,3 +263,49 @@ async fn email_submission_reaches_another_user_over_imap() {
     assert!(message.contains("Subject: sent with JMAP"), "{message}");
     assert!(message.contains("Hello Bob, from JMAP."), "{message}");
 }
+
+/// Bad input gets the RFC 8620 request-level and method-level errors, never a 500.
+#[tokio::test]
+async fn bad_jmap_input_gets_rfc_errors() {
+    let stack = stack().await;
+    let (_user, tokens) = user_and_token(&stack, Grant::Password).await;
+    let jmap = gateway_client(&stack, Auth::Bearer(tokens.access_token), &[]);
+    let session = jmap.session().await.expect("session");
+    let json = [("Content-Type".to_string(), "application/json".to_string())];
+    let cases: [(&str, &str); 3] = [
+        ("{not json", "urn:ietf:params:jmap:error:notJSON"),
+        (
+            r#"{"using": [], "calls": []}"#,
+            "urn:ietf:params:jmap:error:notRequest",
+        ),
+        (
+            r#"{"using": ["urn:example:nope"], "methodCalls": []}"#,
+            "urn:ietf:params:jmap:error:unknownCapability",
+        ),
+    ];
+    for (body, problem_type) in cases {
+        let resp = jmap
+            .raw_post(&session.api_url, body, &json)
+            .await
+            .expect("post");
+        assert_eq!(resp.status, 400, "{body}: {}", resp.text());
+        let problem = resp.json().expect("problem JSON");
+        assert_eq!(problem["type"], problem_type, "{problem}");
+    }
+    let resp = jmap
+        .call_at(
+            &session.api_url,
+            json!([
+                ["Nope/get", {}, "0"],
+                ["Mailbox/get", {"accountId": "not-mine"}, "1"],
+                ["Email/get", {"accountId": session.account_id, "ids": "x"}, "2"],
+            ]),
+        )
+        .await
+        .expect("method errors are a 200 response");
+    let errors: Vec<&Value> = (0..3).map(|i| &resp["methodResponses"][i]).collect();
+    assert_eq!(errors[0][0], "error");
+    assert_eq!(errors[0][1]["type"], "unknownMethod", "{resp}");
+    assert_eq!(errors[1][1]["type"], "accountNotFound", "{resp}");
+    assert_eq!(errors[2][1]["type"], "invalidArguments", "{resp}");
+}
