@@ -77,3 +77,29 @@ fn valid_config_passes_check() {
     ));
     assert!(ok, "must pass: {text}");
 }
+
+#[test]
+fn x_user_without_secret_or_trusted_sources_is_refused() {
+    let (ok, text) = run_check(&format!(
+        "{DIRECTORY}[http]\nlisten = \"127.0.0.1:0\"\n[http.auth]\nstrategies = [\"x-user\", \"basic\"]\n"
+    ));
+    assert!(!ok, "must fail: {text}");
+    assert!(
+        text.contains("http.auth.x_user_secret")
+            && text.contains("http.auth.x_user_trusted_sources"),
+        "names both keys: {text}"
+    );
+    let (ok, text) = run_check(&format!(
+        "{DIRECTORY}[http]\nlisten = \"127.0.0.1:0\"\n[http.auth]\nstrategies = [\"x-user\"]\nx_user_trusted_sources = [\"127.0.0.1/32\"]\n"
+    ));
+    assert!(ok, "a trusted source alone is enough: {text}");
+}
+
+#[test]
+fn bad_trusted_source_is_named() {
+    let (ok, text) = run_check(&format!(
+        "{DIRECTORY}[http.auth]\nstrategies = [\"x-user\"]\nx_user_trusted_sources = [\"not-a-network\"]\n"
+    ));
+    assert!(!ok, "must fail: {text}");
+    assert!(text.contains("http.auth.x_user_trusted_sources"), "{text}");
+}
