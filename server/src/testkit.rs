@@ -228,3 +228,19 @@ pub fn backends(
         allow_delegation,
     }
 }
+
+/// Public base URL the HTTP tests serve under.
+pub const BASE: &str = "https://mail.example.com";
+
+/// A header map from name/value pairs; repeated names are appended (for duplicate-header tests).
+pub fn headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    for (name, value) in pairs {
+        let name = http::HeaderName::from_bytes(name.as_bytes()).expect("test header name");
+        map.append(
+            name,
+            http::HeaderValue::from_str(value).expect("test header value"),
+        );
+    }
+    map
+}

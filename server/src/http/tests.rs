@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::response::Response;
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{HeaderMap, HeaderValue, Request, StatusCode};
+use http::{HeaderMap, Request, StatusCode};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
@@ -16,20 +16,7 @@ use super::*;
 use crate::auth::http::testkit::{self, ALICE_BASIC, ISSUER, SECRET, gateway_section, section};
 use crate::auth::http::{HttpAuthSettings, HttpAuthenticator};
 use crate::config::HttpStrategy::{self, *};
-
-const BASE: &str = "https://mail.example.com";
-
-fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-    let mut map = HeaderMap::new();
-    for (name, value) in pairs {
-        let name = http::HeaderName::from_bytes(name.as_bytes()).expect("test header name");
-        map.append(
-            name,
-            HeaderValue::from_str(value).expect("test header value"),
-        );
-    }
-    map
-}
+use crate::testkit::{BASE, headers};
 
 fn identity(strategy: HttpStrategy) -> HttpIdentity {
     HttpIdentity {

@@ -4,26 +4,14 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderValue, StatusCode};
 
 use super::testkit::{self, ALICE_BASIC, SECRET, gateway_section, section};
 use super::*;
 use crate::config::{Config, ConfigError, HttpStrategy::*};
+use crate::testkit::{BASE, headers};
 
-const BASE: &str = "https://mail.example.com";
 const META: &str = "https://mail.example.com/.well-known/oauth-protected-resource";
-
-fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-    let mut map = HeaderMap::new();
-    for (name, value) in pairs {
-        let name = http::HeaderName::from_bytes(name.as_bytes()).expect("test header name");
-        map.append(
-            name,
-            HeaderValue::from_str(value).expect("test header value"),
-        );
-    }
-    map
-}
 
 fn peer(addr: &str) -> Option<SocketAddr> {
     Some(addr.parse().expect("test address"))

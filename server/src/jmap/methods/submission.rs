@@ -21,6 +21,7 @@ use crate::smtp::command::ReversePath;
 use crate::smtp::delivery::{self, DeliveryError, Envelope, Trace};
 use crate::smtp::session::MAX_RECIPIENTS;
 use crate::store::StoreError;
+use crate::time::now_unix;
 
 /// Records kept per user.
 const KEEP: usize = 1000;
@@ -501,7 +502,7 @@ async fn set_inner(
                     format!("s{}", subs.next)
                 };
                 tracing::info!(user = %call.user(), %queue_id, recipients = recipients.len(), "JMAP submission delivered");
-                let send_at = utc_date(now());
+                let send_at = utc_date(now_unix());
                 let status: Map<String, Value> = p
                     .rcpt_to
                     .iter()
@@ -624,13 +625,6 @@ async fn set_inner(
         }
     }
     Ok(out)
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -17,13 +17,7 @@ use crate::jmap::view::{
     EmailView, MessageMeta, Snapshot, flag_to_keyword, keyword_to_flag, valid_keyword,
 };
 use crate::store::StoreError;
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+use crate::time::now_unix;
 
 fn store_error(e: StoreError) -> SetError {
     match e {
@@ -161,7 +155,7 @@ fn create_one(
     let mailboxes = mailboxes_of(call, snap, obj.get("mailboxIds"), "mailboxIds")?;
     let keywords = keywords_of(obj.get("keywords"))?;
     let received_at = match obj.get("receivedAt") {
-        None | Some(Value::Null) => now(),
+        None | Some(Value::Null) => now_unix(),
         Some(v) => v
             .as_str()
             .and_then(parse_date)
@@ -169,7 +163,7 @@ fn create_one(
     };
     let account = call.account_id().to_string();
     let lookup = |id: &str| blob::resolve(call.ctx, &account, snap, id);
-    let data = build_message(obj, &call.ctx.hostname, now(), &lookup)?;
+    let data = build_message(obj, &call.ctx.hostname, now_unix(), &lookup)?;
     if data.len() > call.ctx.limits.max_size_upload {
         return Err(SetError::new("tooLarge", "message exceeds the size limit"));
     }
@@ -403,7 +397,7 @@ fn import_one(
     let mailboxes = mailboxes_of(call, snap, Some(&e.mailbox_ids), "mailboxIds")?;
     let keywords = keywords_of(e.keywords.as_ref())?;
     let received_at = match e.received_at.as_deref() {
-        None => now(),
+        None => now_unix(),
         Some(s) => parse_date(s)
             .ok_or_else(|| SetError::invalid_properties(&["receivedAt"], "must be a UTCDate"))?,
     };
