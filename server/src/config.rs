@@ -41,6 +41,11 @@ pub struct Config {
     pub directory: DirectorySection,
     #[serde(default)]
     pub store: StoreSection,
+    /// Back-channel logout, the deny-list and how live sessions end.
+    #[serde(default)]
+    pub revocation: RevocationSection,
+    #[serde(default)]
+    pub session: SessionSection,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,6 +60,9 @@ pub struct ServerSection {
     /// Allow an OAUTHBEARER authzid naming another user than the token's.
     #[serde(default)]
     pub allow_delegation: bool,
+    /// Directory users allowed to call `POST /admin/revoke` (canonical names, e.g. mail).
+    #[serde(default)]
+    pub admins: Vec<String>,
 }
 
 impl Default for ServerSection {
@@ -63,6 +71,7 @@ impl Default for ServerSection {
             hostname: default_hostname(),
             log: default_log(),
             allow_delegation: false,
+            admins: Vec::new(),
         }
     }
 }
@@ -300,9 +309,13 @@ pub struct OidcSection {
     pub issuer: Option<String>,
     /// Explicit JWKS URL (required without `discovery_url`).
     pub jwks_url: Option<String>,
-    /// Accepted `aud` values; the token must contain at least one. Empty = `aud` not checked.
+    /// Accepted `aud` values; the token must contain at least one. Required unless
+    /// `audience_check = false`.
     #[serde(default)]
     pub audience: Vec<String>,
+    /// `false` accepts any `aud` (not recommended: tokens issued for other services work here).
+    #[serde(default = "default_true")]
+    pub audience_check: bool,
     /// Claim holding the user name, mapped through the directory.
     #[serde(default = "default_username_claim")]
     pub username_claim: String,
@@ -325,6 +338,10 @@ pub struct OidcSection {
     pub ca_cert: Option<PathBuf>,
     /// RFC 7662 introspection of every token (after local JWT checks).
     pub introspection: Option<IntrospectionSection>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_username_claim() -> String {
@@ -358,6 +375,9 @@ pub struct IntrospectionSection {
     pub endpoint: Option<String>,
     pub client_id: String,
     pub client_secret: String,
+    /// Re-introspect every live session's token this often (seconds) and end the inactive ones;
+    /// for IdPs whose logout sends no back-channel call. Absent = never.
+    pub recheck_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -418,7 +438,96 @@ pub enum StoreSection {
     Memory,
 }
 
+/// Where the deny-list lives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RevocationStoreKind {
+    /// In this process: one instance only.
+    #[default]
+    Memory,
+    /// Shared by every instance and read by the gateway.
+    Redis,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationSection {
+    #[serde(default)]
+    pub store: RevocationStoreKind,
+    /// `redis://host:port[/db]`; required with `store = "redis"`.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key and of the channel (see README, "Redis keys").
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// Lifetime of every deny-list entry, in seconds. Must exceed the longest access-token
+    /// lifetime, or a revoked token works again once its entry is gone.
+    #[serde(default = "default_revocation_ttl")]
+    pub ttl_seconds: u64,
+    /// `aud` values accepted in logout tokens (the IdP's client ids); absent = `oidc.audience`.
+    pub logout_audiences: Option<Vec<String>>,
+    /// Oldest logout token accepted, by `iat`, in seconds.
+    #[serde(default = "default_logout_max_age")]
+    pub logout_token_max_age_seconds: u64,
+    /// Accept tokens when the store cannot be asked (default: refuse, a temporary failure).
+    #[serde(default)]
+    pub fail_open: bool,
+    /// Deadline of each store operation, in milliseconds.
+    #[serde(default = "default_store_timeout")]
+    pub timeout_ms: u64,
+}
+
+impl Default for RevocationSection {
+    fn default() -> Self {
+        Self {
+            store: RevocationStoreKind::Memory,
+            redis_url: None,
+            key_prefix: default_key_prefix(),
+            ttl_seconds: default_revocation_ttl(),
+            logout_audiences: None,
+            logout_token_max_age_seconds: default_logout_max_age(),
+            fail_open: false,
+            timeout_ms: default_store_timeout(),
+        }
+    }
+}
+
+fn default_key_prefix() -> String {
+    "mail-oidc:".into()
+}
+fn default_revocation_ttl() -> u64 {
+    86_400
+}
+fn default_logout_max_age() -> u64 {
+    120
+}
+fn default_store_timeout() -> u64 {
+    1000
+}
+
+/// Shortest `revocation.ttl_seconds` accepted: entries must outlive the tokens they deny.
+pub const MIN_REVOCATION_TTL: u64 = 300;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSection {
+    /// End live sessions (IMAP, SMTP, WebSocket, EventSource) when their token's `exp` passes.
+    #[serde(default)]
+    pub end_at_token_expiry: bool,
+}
+
 impl Config {
+    /// The `aud` values logout tokens must carry one of.
+    pub fn logout_audiences(&self) -> Vec<String> {
+        match &self.revocation.logout_audiences {
+            Some(list) => list.clone(),
+            None => self
+                .oidc
+                .as_ref()
+                .map(|o| o.audience.clone())
+                .unwrap_or_default(),
+        }
+    }
+
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -471,6 +580,32 @@ impl Config {
                     });
                 }
             }
+            if oidc.audience.is_empty() && oidc.audience_check {
+                return Err(ConfigError::Invalid {
+                    key: "oidc.audience".into(),
+                    message: "required: the `aud` values this server accepts (usually the IdP's \
+                              client ids); `oidc.audience_check = false` accepts any audience"
+                        .into(),
+                });
+            }
+            if self.logout_audiences().is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "revocation.logout_audiences".into(),
+                    message: "required when oidc.audience is empty: logout tokens are only \
+                              accepted for these client ids"
+                        .into(),
+                });
+            }
+            if oidc
+                .introspection
+                .as_ref()
+                .is_some_and(|i| i.recheck_seconds == Some(0))
+            {
+                return Err(ConfigError::Invalid {
+                    key: "oidc.introspection.recheck_seconds".into(),
+                    message: "must be at least 1 (leave it out for no re-check)".into(),
+                });
+            }
             if oidc.discovery_url.is_none()
                 && oidc
                     .introspection
@@ -509,6 +644,13 @@ impl Config {
                 });
             }
         }
+        self.validate_revocation()?;
+        if let Some(bad) = self.server.admins.iter().find(|a| a.trim().is_empty()) {
+            return Err(ConfigError::Invalid {
+                key: "server.admins".into(),
+                message: format!("{bad:?} is not a user name"),
+            });
+        }
         let lists = [
             ("imap.auth.mechanisms", &self.imap.auth.mechanisms),
             (
@@ -523,6 +665,60 @@ impl Config {
                     message: "empty list: leave the key out for the defaults".into(),
                 });
             }
+        }
+        Ok(())
+    }
+
+    fn validate_revocation(&self) -> Result<(), ConfigError> {
+        let r = &self.revocation;
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: format!("revocation.{key}"),
+            message,
+        };
+        if r.store == RevocationStoreKind::Redis {
+            let Some(url) = &r.redis_url else {
+                return Err(invalid(
+                    "redis_url",
+                    "required with store = \"redis\"".into(),
+                ));
+            };
+            match url::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "redis" | "rediss") => {}
+                _ => {
+                    return Err(invalid(
+                        "redis_url",
+                        format!("{url:?} is not a redis:// or rediss:// URL"),
+                    ));
+                }
+            }
+        }
+        if r.ttl_seconds < MIN_REVOCATION_TTL {
+            return Err(invalid(
+                "ttl_seconds",
+                format!(
+                    "{} is too short: entries must outlive the longest access token \
+                     (at least {MIN_REVOCATION_TTL})",
+                    r.ttl_seconds
+                ),
+            ));
+        }
+        if r.logout_token_max_age_seconds == 0 {
+            return Err(invalid(
+                "logout_token_max_age_seconds",
+                "must be at least 1".into(),
+            ));
+        }
+        if r.timeout_ms == 0 {
+            return Err(invalid("timeout_ms", "must be at least 1".into()));
+        }
+        if r.key_prefix
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid(
+                "key_prefix",
+                "must not contain spaces or control characters".into(),
+            ));
         }
         Ok(())
     }

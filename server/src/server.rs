@@ -11,8 +11,12 @@ use tokio_rustls::TlsAcceptor;
 use crate::auth::AuthBackends;
 use crate::auth::directory::{Directory, LdapDirectory, LdapDirectoryConfig, StaticDirectory};
 use crate::auth::oidc::{OidcValidator, OidcValidatorConfig, TokenValidator};
+use crate::auth::revocation::{
+    MemoryRevocationStore, RedisRevocationConfig, RedisRevocationStore,
+    RevocationCheckingValidator, RevocationService, RevocationStore, SessionRegistry,
+};
 use crate::auth::sasl::{Protocol, SaslRegistry, default_mechanisms};
-use crate::config::{Config, ConfigError, DirectorySection, StoreSection};
+use crate::config::{Config, ConfigError, DirectorySection, RevocationStoreKind, StoreSection};
 use crate::imap::{ImapContext, ImapListenerKind};
 use crate::smtp::{SmtpContext, SmtpListenerKind};
 use crate::store::{MailStore, MemoryStore};
@@ -70,6 +74,36 @@ pub struct Services {
     pub backends: AuthBackends,
     pub store: Arc<dyn MailStore>,
     pub tls: Option<TlsAcceptor>,
+    /// The deny-list and the live sessions of every protocol.
+    pub revocation: Arc<RevocationService>,
+    /// The validator without the revocation layer (the introspection re-check asks the IdP).
+    pub raw_validator: Option<Arc<dyn TokenValidator>>,
+}
+
+fn revocation_store(config: &Config) -> Result<Arc<dyn RevocationStore>, StartError> {
+    let r = &config.revocation;
+    let ttl = std::time::Duration::from_secs(r.ttl_seconds);
+    Ok(match r.store {
+        RevocationStoreKind::Memory => Arc::new(MemoryRevocationStore::new(ttl)),
+        RevocationStoreKind::Redis => {
+            let url = r.redis_url.clone().ok_or_else(|| ConfigError::Invalid {
+                key: "revocation.redis_url".into(),
+                message: "required with store = \"redis\"".into(),
+            })?;
+            Arc::new(
+                RedisRevocationStore::start(RedisRevocationConfig {
+                    url,
+                    key_prefix: r.key_prefix.clone(),
+                    ttl,
+                    timeout: std::time::Duration::from_millis(r.timeout_ms),
+                })
+                .map_err(|e| ConfigError::Invalid {
+                    key: "revocation.redis_url".into(),
+                    message: e.to_string(),
+                })?,
+            )
+        }
+    })
 }
 
 pub fn build_services(config: &Config) -> Result<Services, StartError> {
@@ -86,13 +120,38 @@ pub fn build_services(config: &Config) -> Result<Services, StartError> {
                 },
             )?),
         };
-    let validator: Option<Arc<dyn TokenValidator>> = match &config.oidc {
+    let raw_validator: Option<Arc<dyn TokenValidator>> = match &config.oidc {
         Some(oidc) => {
+            if !oidc.audience_check {
+                tracing::warn!(
+                    "oidc.audience_check = false: tokens issued for ANY audience are accepted, \
+                     including tokens meant for other services"
+                );
+            }
             let cfg = OidcValidatorConfig::from_section(oidc)?;
             Some(Arc::new(OidcValidator::new(cfg, directory.clone())?))
         }
         None => None,
     };
+    let recheck = config
+        .oidc
+        .as_ref()
+        .and_then(|o| o.introspection.as_ref())
+        .is_some_and(|i| i.recheck_seconds.is_some());
+    let registry = SessionRegistry::with_bearer(config.session.end_at_token_expiry, recheck);
+    let revocation = RevocationService::new(
+        revocation_store(config)?,
+        registry,
+        config.revocation.fail_open,
+    );
+    if config.revocation.fail_open {
+        tracing::warn!(
+            "revocation.fail_open = true: tokens are accepted while the revocation store is unreachable"
+        );
+    }
+    let validator = raw_validator.clone().map(|v| {
+        Arc::new(RevocationCheckingValidator::new(v, revocation.clone())) as Arc<dyn TokenValidator>
+    });
     let store: Arc<dyn MailStore> = match config.store {
         StoreSection::Memory => Arc::new(MemoryStore::new()),
     };
@@ -102,9 +161,12 @@ pub fn build_services(config: &Config) -> Result<Services, StartError> {
             directory,
             validator,
             allow_delegation: config.server.allow_delegation,
+            revocation: Some(revocation.clone()),
         },
         store,
         tls,
+        revocation,
+        raw_validator,
     })
 }
 
@@ -171,6 +233,21 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
     let mut addrs = BoundAddrs::default();
 
     let (imap_registry, submission_registry) = registries(&config, &services.backends)?;
+    tasks.spawn(services.revocation.clone().listen());
+    if let (Some(validator), Some(seconds)) = (
+        services.raw_validator.clone(),
+        config
+            .oidc
+            .as_ref()
+            .and_then(|o| o.introspection.as_ref())
+            .and_then(|i| i.recheck_seconds),
+    ) {
+        tasks.spawn(crate::auth::revocation::introspection_recheck(
+            services.revocation.registry().clone(),
+            validator,
+            std::time::Duration::from_secs(seconds),
+        ));
+    }
     let imap_ctx = Arc::new(ImapContext {
         hostname: config.server.hostname.clone(),
         config: config.imap.clone(),

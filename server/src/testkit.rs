@@ -214,6 +214,7 @@ pub fn token_for(username: &str) -> ValidatedToken {
         subject: format!("sub-{username}"),
         sid: Some("sid-1".into()),
         expires_at: 4_000_000_000,
+        issued_at: Some(1_700_000_000),
     }
 }
 
@@ -226,6 +227,7 @@ pub fn backends(
         directory,
         validator: validator.map(|v| v as Arc<dyn TokenValidator>),
         allow_delegation,
+        revocation: None,
     }
 }
 

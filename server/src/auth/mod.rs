@@ -3,12 +3,15 @@
 pub mod directory;
 pub mod http;
 pub mod oidc;
+pub mod revocation;
 pub mod sasl;
+pub mod secret;
 
 use std::sync::Arc;
 
 use directory::Directory;
 use oidc::TokenValidator;
+use revocation::RevocationService;
 
 /// What every mechanism may need to verify credentials. Built once at start-up and shared.
 #[derive(Clone)]
@@ -19,4 +22,7 @@ pub struct AuthBackends {
     pub validator: Option<Arc<dyn TokenValidator>>,
     /// Whether an OAUTHBEARER authzid may name another user than the token's (delegation).
     pub allow_delegation: bool,
+    /// The deny-list and live sessions; `None` only in tests and embedders that go without.
+    /// (`validator` is already wrapped in its check.)
+    pub revocation: Option<Arc<RevocationService>>,
 }

@@ -5,7 +5,9 @@
 //! `Content-Length`, default [`PublicBase`], hard-limited body), then per protected route the
 //! auth layer ([`crate::auth::http::require_auth`]).
 
+pub mod admin;
 mod base;
+pub mod logout;
 mod well_known;
 
 #[cfg(test)]
@@ -20,7 +22,7 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Extension, Json, RequestExt, Router};
 use http::StatusCode;
 use http::header::CONTENT_LENGTH;
@@ -31,6 +33,8 @@ use crate::auth::http::{
     AuthState, HttpAuthenticator, HttpIdentity, Problem, challenge::RESOURCE_METADATA_PATH,
     require_auth,
 };
+use crate::auth::oidc::TokenValidator;
+use crate::auth::revocation::{LogoutReceiver, LogoutSettings, RevocationService};
 use crate::config::{Config, ConfigError};
 use crate::server::{Services, StartError};
 
@@ -40,6 +44,13 @@ pub struct HttpContext {
     max_upload_size: usize,
     /// JMAP behind the auth layer; `None` only for embedders testing the auth layer alone.
     jmap: Option<Arc<crate::jmap::JmapContext>>,
+    /// The back-channel logout receiver; `None` without `[oidc]` (the route answers 404).
+    logout: Option<Arc<LogoutReceiver>>,
+    /// For `/admin/revoke`.
+    revocation: Option<Arc<RevocationService>>,
+    admins: Vec<String>,
+    /// Knows the configured (or discovered) issuer for admin revocations by sub or sid.
+    issuer: Option<Arc<dyn TokenValidator>>,
 }
 
 impl HttpContext {
@@ -61,9 +72,24 @@ impl HttpContext {
             services.backends.directory.clone(),
             config.server.hostname.clone(),
             config.http.max_upload_size,
-        );
+        )
+        .with_sessions(services.revocation.registry().clone());
         let mut ctx = Self::from_parts(authenticator, default_base, config.http.max_upload_size);
         ctx.jmap = Some(Arc::new(jmap));
+        ctx.logout = services.raw_validator.clone().map(|validator| {
+            Arc::new(LogoutReceiver::new(
+                validator,
+                services.revocation.clone(),
+                LogoutSettings {
+                    audiences: config.logout_audiences(),
+                    max_age: config.revocation.logout_token_max_age_seconds,
+                    leeway: config.oidc.as_ref().map_or(0, |o| o.leeway_seconds),
+                },
+            ))
+        });
+        ctx.revocation = Some(services.revocation.clone());
+        ctx.admins = config.server.admins.clone();
+        ctx.issuer = services.raw_validator.clone();
         Ok(ctx)
     }
 
@@ -80,6 +106,10 @@ impl HttpContext {
             },
             max_upload_size,
             jmap: None,
+            logout: None,
+            revocation: None,
+            admins: Vec::new(),
+            issuer: None,
         }
     }
 
@@ -95,13 +125,18 @@ impl HttpContext {
 
 /// The whole application.
 pub fn router(ctx: Arc<HttpContext>) -> Router {
-    let mut protected = Router::new().route("/whoami", get(whoami));
+    let mut protected = Router::new().route("/whoami", get(whoami)).merge(
+        Router::new()
+            .route(admin::PATH, post(admin::revoke))
+            .with_state(ctx.clone()),
+    );
     if let Some(jmap) = &ctx.jmap {
         protected = protected.merge(crate::jmap::router(jmap.clone()));
     }
     let protected = protected.route_layer(from_fn_with_state(ctx.auth.clone(), require_auth));
     let public = Router::new()
         .route(RESOURCE_METADATA_PATH, get(well_known::protected_resource))
+        .route(logout::PATH, post(logout::backchannel_logout))
         .with_state(ctx.clone());
     public
         .merge(protected)

@@ -11,6 +11,7 @@ use tokio::sync::broadcast;
 use super::ImapContext;
 use super::framing::{Frame, Framer};
 use super::session::{Next, Session};
+use crate::auth::revocation::{EndReason, LiveSession, SessionHandle, ended};
 use crate::store::StoreEvent;
 
 /// Any byte stream a session can run on: TCP, TLS over TCP, or an in-memory pipe in tests.
@@ -20,10 +21,22 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 /// Bytes read per call.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// How long a response already being written may take to finish once the session has been
+/// ended (a client that reads nothing cannot hold an ended session open).
+const FINISH_AFTER_END: Duration = Duration::from_secs(5);
+
 enum Wake {
     Read(std::io::Result<usize>),
     Store(Result<StoreEvent, broadcast::error::RecvError>),
     Timeout,
+    Ended(EndReason),
+}
+
+/// What a flush achieved.
+enum Flushed {
+    All,
+    /// The session was ended between two responses; the rest was dropped.
+    Ended(EndReason),
 }
 
 async fn store_event(
@@ -44,12 +57,83 @@ async fn flush(io: &mut Box<dyn Io>, session: &mut Session) -> std::io::Result<(
     Ok(())
 }
 
+/// Writes the queued output response by response, stopping between two responses once the
+/// session has been ended. A response being written when that happens is finished (within
+/// [`FINISH_AFTER_END`]), so the client never sees half a response before the `BYE`.
+async fn flush_live(
+    io: &mut Box<dyn Io>,
+    session: &mut Session,
+    live: &mut Option<SessionHandle>,
+) -> std::io::Result<Flushed> {
+    let chunks = session.take_chunks();
+    let mut wrote = false;
+    for chunk in chunks {
+        if let Some(reason) = live.as_ref().and_then(SessionHandle::try_ended) {
+            if wrote {
+                io.flush().await?;
+            }
+            return Ok(Flushed::Ended(reason));
+        }
+        let mut pos = 0;
+        let mut end_seen = None;
+        while pos < chunk.len() {
+            if end_seen.is_some() {
+                match tokio::time::timeout(FINISH_AFTER_END, io.write(&chunk[pos..])).await {
+                    Ok(Ok(0)) | Ok(Err(_)) | Err(_) => {
+                        return Err(std::io::Error::other(
+                            "session ended while the client stalled",
+                        ));
+                    }
+                    Ok(Ok(n)) => pos += n,
+                }
+                continue;
+            }
+            tokio::select! {
+                written = io.write(&chunk[pos..]) => match written? {
+                    0 => return Err(std::io::ErrorKind::WriteZero.into()),
+                    n => pos += n,
+                },
+                reason = ended(live) => end_seen = Some(reason),
+            }
+        }
+        wrote = true;
+        if let Some(reason) = end_seen {
+            io.flush().await?;
+            return Ok(Flushed::Ended(reason));
+        }
+    }
+    if wrote {
+        io.flush().await?;
+    }
+    Ok(Flushed::All)
+}
+
+/// Writes the goodbye of an ended session and closes.
+async fn end_session(io: &mut Box<dyn Io>, session: &mut Session, reason: &EndReason) {
+    session.take_output();
+    session.ended(reason);
+    let _ = tokio::time::timeout(FINISH_AFTER_END, flush(io, session)).await;
+    let _ = tokio::time::timeout(FINISH_AFTER_END, io.shutdown()).await;
+}
+
+/// Registers the session in the live-session registry once it has logged in.
+fn register(ctx: &ImapContext, session: &Session) -> Option<SessionHandle> {
+    let user = session.user.as_deref()?;
+    let revocation = ctx.backends.revocation.as_ref()?;
+    Some(
+        revocation
+            .registry()
+            .register(LiveSession::new("imap", user, session.token.clone())),
+    )
+}
+
 /// Runs one session to its end. `tls` says whether `io` is already TLS (implicit TLS).
 pub async fn run(io: Box<dyn Io>, peer: Option<SocketAddr>, tls: bool, ctx: Arc<ImapContext>) {
     let mut io = io;
     let mut session = Session::new(ctx.clone(), peer, tls);
     let mut framer = Framer::new();
     let mut idle_rx: Option<broadcast::Receiver<StoreEvent>> = None;
+    let mut live: Option<SessionHandle> = None;
     let mut buf = vec![0u8; READ_CHUNK];
     session.greeting();
     if let Err(e) = flush(&mut io, &mut session).await {
@@ -59,7 +143,18 @@ pub async fn run(io: Box<dyn Io>, peer: Option<SocketAddr>, tls: bool, ctx: Arc<
     loop {
         let frame = framer.next(session.framer_mode(), &session.limits());
         if frame != Frame::NeedMore {
-            let next = session.handle(frame).await;
+            // A command is not left waiting on its own work (a slow IdP, a big search) once the
+            // session has been ended.
+            let next = tokio::select! {
+                next = session.handle(frame) => next,
+                reason = ended(&mut live) => {
+                    end_session(&mut io, &mut session, &reason).await;
+                    return;
+                }
+            };
+            if live.is_none() {
+                live = register(&ctx, &session);
+            }
             // IDLE watches the store only while it runs; subscribing first, then syncing, so no
             // change falls between the two.
             match (session.idling_user(), idle_rx.is_some()) {
@@ -70,9 +165,16 @@ pub async fn run(io: Box<dyn Io>, peer: Option<SocketAddr>, tls: bool, ctx: Arc<
                 (None, true) => idle_rx = None,
                 _ => {}
             }
-            if let Err(e) = flush(&mut io, &mut session).await {
-                tracing::debug!(error = %e, "IMAP write failed");
-                return;
+            match flush_live(&mut io, &mut session, &mut live).await {
+                Ok(Flushed::All) => {}
+                Ok(Flushed::Ended(reason)) => {
+                    end_session(&mut io, &mut session, &reason).await;
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "IMAP write failed");
+                    return;
+                }
             }
             match next {
                 Next::Continue => {}
@@ -119,6 +221,7 @@ pub async fn run(io: Box<dyn Io>, peer: Option<SocketAddr>, tls: bool, ctx: Arc<
                 Err(_) => Wake::Timeout,
             },
             e = store_event(&mut idle_rx) => Wake::Store(e),
+            reason = ended(&mut live) => Wake::Ended(reason),
         };
         match wake {
             Wake::Read(Ok(0)) => {
@@ -145,6 +248,10 @@ pub async fn run(io: Box<dyn Io>, peer: Option<SocketAddr>, tls: bool, ctx: Arc<
                 if flush(&mut io, &mut session).await.is_err() {
                     return;
                 }
+            }
+            Wake::Ended(reason) => {
+                end_session(&mut io, &mut session, &reason).await;
+                return;
             }
         }
     }

@@ -14,7 +14,7 @@ use super::commands::auth::AuthInProgress;
 use super::framing::{self, Frame, Limits};
 use super::response::{self, Status};
 use super::selected::Selected;
-use crate::auth::sasl::{Protocol, SessionContext};
+use crate::auth::sasl::{Protocol, SessionContext, TokenSession};
 
 /// Longest command line before authentication (AUTHENTICATE lines excepted, they may reach
 /// `max_auth_line`): LOGIN with long credentials fits, a flood does not.
@@ -58,10 +58,15 @@ pub struct Session {
     starttls_offered: bool,
     /// The mailbox owner (authorization identity) once logged in.
     pub user: Option<String>,
+    /// The OIDC session of a bearer login (for revocation and expiry).
+    pub token: Option<TokenSession>,
     pub selected: Option<Selected>,
     pub mode: Mode,
     pub auth_failures: u32,
     pub out: Vec<u8>,
+    /// Offsets in `out` where one response ends and another begins (long FETCH output), so a
+    /// session can be ended between responses while the output is still being written.
+    cuts: Vec<usize>,
 }
 
 impl Session {
@@ -73,10 +78,12 @@ impl Session {
             tls,
             starttls_offered,
             user: None,
+            token: None,
             selected: None,
             mode: Mode::Command,
             auth_failures: 0,
             out: Vec::new(),
+            cuts: Vec::new(),
         }
     }
 
@@ -87,7 +94,39 @@ impl Session {
     }
 
     pub fn take_output(&mut self) -> Vec<u8> {
+        self.cuts.clear();
         std::mem::take(&mut self.out)
+    }
+
+    /// The queued output as whole responses (or groups of them), in order.
+    pub fn take_chunks(&mut self) -> Vec<Vec<u8>> {
+        let out = std::mem::take(&mut self.out);
+        let mut chunks = Vec::with_capacity(self.cuts.len() + 1);
+        let mut start = 0;
+        for end in self.cuts.drain(..).chain(std::iter::once(out.len())) {
+            if end > start && end <= out.len() {
+                chunks.push(out[start..end].to_vec());
+                start = end;
+            }
+        }
+        chunks
+    }
+
+    /// Marks the end of a response in the queued output.
+    pub fn cut(&mut self) {
+        self.cuts.push(self.out.len());
+    }
+
+    /// The goodbye of a session ended from outside (logout at the IdP, revocation, expiry).
+    pub fn ended(&mut self, reason: &crate::auth::revocation::EndReason) {
+        tracing::info!(peer = ?self.peer, user = ?self.user, code = reason.code(), "IMAP session ended");
+        response::status(
+            &mut self.out,
+            "*",
+            Status::Bye,
+            Some("EXPIRED"),
+            &reason.text(),
+        );
     }
 
     pub fn session_context(&self) -> SessionContext {

@@ -14,6 +14,7 @@ use serde_json::json;
 use super::JmapContext;
 use super::push::PushStream;
 use super::routes::Authed;
+use crate::auth::revocation::{SessionHandle, ended};
 
 /// Shortest ping interval honoured, in seconds.
 const MIN_PING: u64 = 5;
@@ -54,6 +55,8 @@ struct Stream {
     interval: u64,
     close_after_state: bool,
     done: bool,
+    /// Registered in the live sessions: a revocation ends the stream.
+    live: Option<SessionHandle>,
 }
 
 pub async fn handler(
@@ -73,18 +76,28 @@ pub async fn handler(
         interval,
         close_after_state: p.close_after_state,
         done: false,
+        live: ctx.register("eventsource", &authed.caller.user, authed.token),
     };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
         if st.done {
             return None;
         }
         let interval = st.interval;
-        let (event, is_state) = match st.ping.as_mut() {
-            Some(ping) => tokio::select! {
-                change = st.push.next() => (state_event(change?), true),
-                _ = ping.tick() => (ping_event(interval), false),
-            },
-            None => (state_event(st.push.next().await?), true),
+        let ping = async {
+            match st.ping.as_mut() {
+                Some(ping) => {
+                    ping.tick().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let (event, is_state) = tokio::select! {
+            change = st.push.next() => (state_event(change?), true),
+            () = ping => (ping_event(interval), false),
+            reason = ended(&mut st.live) => {
+                tracing::info!(code = reason.code(), "EventSource stream ended");
+                return None;
+            }
         };
         // Ping events do not end a long poll; only a state event does.
         st.done = st.close_after_state && is_state;

@@ -33,6 +33,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::auth::directory::Directory;
+use crate::auth::revocation::{LiveSession, SessionHandle, SessionRegistry};
+use crate::auth::sasl::TokenSession;
 use crate::store::MailStore;
 
 use state::Tracker;
@@ -76,6 +78,8 @@ pub struct JmapContext {
     epoch: Arc<str>,
     trackers: Mutex<HashMap<String, Arc<Tracker>>>,
     blobs: blob::BlobStore,
+    /// Where WebSocket and EventSource connections register, so a revocation ends them.
+    sessions: Option<Arc<SessionRegistry>>,
 }
 
 impl JmapContext {
@@ -103,7 +107,26 @@ impl JmapContext {
             limits,
             epoch: Arc::from(epoch),
             trackers: Mutex::new(HashMap::new()),
+            sessions: None,
         }
+    }
+
+    /// Long-lived connections register here (and end when revoked).
+    pub fn with_sessions(mut self, sessions: Arc<SessionRegistry>) -> Self {
+        self.sessions = Some(sessions);
+        self
+    }
+
+    /// Registers a WebSocket or EventSource connection; `None` without a registry.
+    fn register(
+        &self,
+        protocol: &'static str,
+        user: &str,
+        token: Option<TokenSession>,
+    ) -> Option<SessionHandle> {
+        self.sessions
+            .as_ref()
+            .map(|r| r.register(LiveSession::new(protocol, user, token)))
     }
 
     pub fn limits(&self) -> &Limits {

@@ -40,6 +40,9 @@ pub fn router(ctx: Arc<JmapContext>) -> Router {
 pub struct Authed {
     pub caller: Caller,
     pub base: String,
+    /// The OIDC session behind the request (bearer, or forwarded by the gateway), so long-lived
+    /// connections can be ended when it is revoked.
+    pub token: Option<crate::auth::sasl::TokenSession>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Authed {
@@ -74,6 +77,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Authed {
         Ok(Authed {
             caller: Caller::new(&identity.user, peer, secure),
             base,
+            token: identity.token.clone(),
         })
     }
 }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::extract::ws::{
-    Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
+    CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code,
+    rejection::WebSocketUpgradeRejection,
 };
 use axum::response::Response;
 use http::StatusCode;
@@ -18,6 +19,8 @@ use super::api::{self, Caller};
 use super::error::{RequestError, problem};
 use super::push::{PushStream, parse_types};
 use super::routes::Authed;
+use crate::auth::revocation::{SessionHandle, ended};
+use crate::auth::sasl::TokenSession;
 
 /// Push notifications waiting to be written; a client that reads nothing stalls its own
 /// push task, nothing else.
@@ -44,13 +47,23 @@ pub async fn handler(
         );
     }
     let caller = authed.caller;
+    let token = authed.token;
     upgrade
         .max_message_size(ctx.limits.max_size_request)
-        .on_upgrade(move |socket| run(socket, ctx, caller))
+        .on_upgrade(move |socket| run(socket, ctx, caller, token))
 }
 
-async fn run(mut socket: WebSocket, ctx: Arc<JmapContext>, caller: Caller) {
+/// Longest close reason a control frame carries (125 bytes minus the 2-byte code).
+const MAX_CLOSE_REASON: usize = 123;
+
+async fn run(
+    mut socket: WebSocket,
+    ctx: Arc<JmapContext>,
+    caller: Caller,
+    token: Option<TokenSession>,
+) {
     tracing::debug!(user = %caller.user, "JMAP WebSocket open");
+    let mut live: Option<SessionHandle> = ctx.register("jmap-ws", &caller.user, token);
     let (push_tx, mut push_rx) = mpsc::channel::<String>(PUSH_QUEUE);
     let mut push_task: Option<JoinHandle<()>> = None;
     loop {
@@ -77,6 +90,20 @@ async fn run(mut socket: WebSocket, ctx: Arc<JmapContext>, caller: Caller) {
                 if socket.send(Message::text(change)).await.is_err() {
                     break;
                 }
+            }
+            reason = ended(&mut live) => {
+                tracing::info!(user = %caller.user, code = reason.code(), "JMAP WebSocket ended");
+                let mut text = reason.text();
+                while text.len() > MAX_CLOSE_REASON {
+                    text.pop();
+                }
+                // 1008: policy violation, the RFC 6455 code for "no longer allowed".
+                let frame = CloseFrame {
+                    code: close_code::POLICY,
+                    reason: text.into(),
+                };
+                let _ = socket.send(Message::Close(Some(frame))).await;
+                break;
             }
         }
     }

@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 use tracing::Instrument;
 
+use crate::auth::revocation::{LiveSession, SessionHandle, ended};
 use crate::auth::sasl::{SaslExchange, SaslFailure, SaslStep};
 
 use super::delivery;
@@ -205,6 +206,17 @@ impl Connection {
         Ok(())
     }
 
+    /// Registers the session in the live-session registry once it has authenticated.
+    fn register(&self, session: &Session) -> Option<SessionHandle> {
+        let identity = session.identity()?;
+        let revocation = self.ctx.backends.revocation.as_ref()?;
+        Some(revocation.registry().register(LiveSession::new(
+            "smtp",
+            &identity.authorization_id,
+            identity.token.clone(),
+        )))
+    }
+
     /// Runs the session until it closes (`Ok`) or the connection fails.
     async fn drive(
         &self,
@@ -214,7 +226,11 @@ impl Connection {
         let mut pending = Vec::new();
         let mut buf = vec![0u8; READ_CHUNK];
         let mut exchange: Option<Box<dyn SaslExchange>> = None;
+        let mut live: Option<SessionHandle> = None;
         loop {
+            if live.is_none() {
+                live = self.register(&session);
+            }
             match session.next_interrupt() {
                 Interrupt::Io(Io::Output(bytes)) => pending.extend_from_slice(&bytes),
                 Interrupt::Io(Io::Close) => {
@@ -224,9 +240,15 @@ impl Connection {
                 Interrupt::Io(Io::NeedMoreInput) => {
                     // Replies to pipelined commands go out together (RFC 2920).
                     self.flush(transport, &mut pending).await?;
-                    match tokio::time::timeout(self.options.idle_timeout, transport.read(&mut buf))
-                        .await
-                    {
+                    let read = tokio::select! {
+                        read = tokio::time::timeout(self.options.idle_timeout, transport.read(&mut buf)) => read,
+                        // At once, also in the middle of DATA: that message is not accepted.
+                        reason = ended(&mut live) => {
+                            session.ended(&reason);
+                            continue;
+                        }
+                    };
+                    match read {
                         Err(_) => session.timed_out(),
                         Ok(Ok(0)) => {
                             tracing::debug!("client closed the connection");
@@ -266,11 +288,22 @@ impl Connection {
                     session.auth_step(step);
                 }
                 Interrupt::Event(Event::AuthCancelled) => exchange = None,
+                Interrupt::Event(Event::AuthAbort) => {
+                    let failure = exchange
+                        .take()
+                        .map_or(SaslFailure::Aborted, |mut ex| ex.abort());
+                    session.auth_step(SaslStep::Failure(failure));
+                }
                 Interrupt::Event(Event::CheckRecipient(address)) => {
                     let result = self.ctx.backends.directory.lookup(&address).await;
                     session.recipient_checked(result);
                 }
                 Interrupt::Event(Event::Deliver(envelope)) => {
+                    // Ended while the message arrived: it is not accepted.
+                    if let Some(reason) = live.as_ref().and_then(SessionHandle::try_ended) {
+                        session.ended(&reason);
+                        continue;
+                    }
                     let result =
                         delivery::deliver(self.ctx.store.clone(), &self.ctx.hostname, envelope)
                             .await;

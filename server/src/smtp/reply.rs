@@ -108,6 +108,11 @@ impl Reply {
     pub fn too_many_errors() -> Self {
         Self::new(421, "4.7.0 Too many errors")
     }
+    /// The session was ended from outside (logout at the IdP, revocation, token expiry).
+    pub fn session_ended(text: &str) -> Self {
+        Self::new(421, format!("4.7.0 {text}"))
+    }
+
     pub fn timeout() -> Self {
         Self::new(421, "4.4.2 Timeout")
     }
@@ -188,7 +193,10 @@ impl Reply {
                 Self::new(454, "4.7.0 Temporary authentication failure")
             }
             SaslFailure::Malformed(_) => Self::new(501, "5.5.2 Malformed SASL message"),
-            SaslFailure::Aborted => Self::new(501, "5.7.0 Authentication aborted"),
+            // RFC 4954 4: a cancelled AUTH gets 501, refused credentials or not.
+            SaslFailure::Aborted | SaslFailure::AbortedAfterRefusal { .. } => {
+                Self::new(501, "5.7.0 Authentication aborted")
+            }
             SaslFailure::MechanismUnavailable(_) => Self::unknown_mechanism(),
         }
     }

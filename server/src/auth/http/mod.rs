@@ -11,6 +11,7 @@
 
 pub mod challenge;
 pub mod credentials;
+pub mod forwarded;
 pub mod gateway;
 pub mod layer;
 pub mod problem;
@@ -35,6 +36,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use crate::auth::AuthBackends;
 use crate::auth::directory::Directory;
 use crate::auth::oidc::{TokenError, TokenValidator};
+use crate::auth::revocation::{Denied, RevocationService};
 use crate::auth::sasl::TokenSession;
 use crate::config::{ConfigError, HttpAuthSection, HttpStrategy};
 use credentials::{Authorization, Presented};
@@ -96,6 +98,9 @@ pub struct HttpAuthenticator {
     settings: HttpAuthSettings,
     directory: Arc<dyn Directory>,
     validator: Option<Arc<dyn TokenValidator>>,
+    /// Checks gateway-forwarded token sessions (bearer tokens are checked by the validator,
+    /// which the server wraps in the same check).
+    revocation: Option<Arc<RevocationService>>,
 }
 
 impl HttpAuthenticator {
@@ -117,7 +122,8 @@ impl HttpAuthenticator {
             settings,
             backends.directory.clone(),
             backends.validator.clone(),
-        ))
+        )
+        .with_revocation(backends.revocation.clone()))
     }
 
     pub fn with_settings(
@@ -129,11 +135,22 @@ impl HttpAuthenticator {
             settings,
             directory,
             validator,
+            revocation: None,
         }
+    }
+
+    /// Gateway-forwarded token sessions are checked against this deny-list.
+    pub fn with_revocation(mut self, revocation: Option<Arc<RevocationService>>) -> Self {
+        self.revocation = revocation;
+        self
     }
 
     pub fn settings(&self) -> &HttpAuthSettings {
         &self.settings
+    }
+
+    pub fn directory(&self) -> &Arc<dyn Directory> {
+        &self.directory
     }
 
     /// The validator, when `bearer` is enabled.
@@ -252,26 +269,12 @@ impl HttpAuthenticator {
                 };
             }
         };
-        let session = TokenSession {
-            issuer: validated.issuer,
-            subject: validated.subject,
-            sid: validated.sid,
-            expires_at: validated.expires_at,
-        };
-        if let Err(reason) = self.check_not_revoked(&session) {
-            return refused(reason);
-        }
+        // The validator already asked the deny-list (the server wraps it in the check).
         Attempt::Accepted(HttpIdentity {
+            token: Some(validated.session(None)),
             user: validated.username,
             strategy: strategy_name(HttpStrategy::Bearer),
-            token: Some(session),
         })
-    }
-
-    /// REVOCATION HOOK: the deny-list check of a verified token session (`revoked:sid:<sid>`,
-    /// `revoked:sub:<iss>:<sub>`) goes here. Not implemented yet: every session passes.
-    fn check_not_revoked(&self, _session: &TokenSession) -> Result<(), String> {
-        Ok(())
     }
 
     async fn x_user(
@@ -294,15 +297,42 @@ impl HttpAuthenticator {
         if name.is_empty() {
             return refused("empty user name");
         }
-        match self.directory.lookup(name).await {
-            Ok(Some(canonical)) => Attempt::Accepted(HttpIdentity {
-                user: canonical,
-                strategy: strategy_name(HttpStrategy::XUser),
-                token: None,
-            }),
-            Ok(None) => refused(format!("user {name:?} is not in the directory")),
-            Err(e) => undecided(e.to_string(), DIRECTORY_DOWN),
+        let default_issuer = self.validator.as_ref().and_then(|v| v.issuer());
+        let token = match forwarded::forwarded_session(
+            headers,
+            &self.settings.x_user_token_headers,
+            default_issuer,
+        ) {
+            Ok(token) => token,
+            Err(why) => return refused(format!("gateway token headers: {why}")),
+        };
+        let canonical = match self.directory.lookup(name).await {
+            Ok(Some(canonical)) => canonical,
+            Ok(None) => return refused(format!("user {name:?} is not in the directory")),
+            Err(e) => return undecided(e.to_string(), DIRECTORY_DOWN),
+        };
+        if let (Some(token), Some(revocation)) = (&token, &self.revocation) {
+            match revocation.check(token, &canonical).await {
+                Ok(()) => {}
+                Err(Denied::Revoked(why)) => {
+                    let e = TokenError::Revoked(why);
+                    let description = challenge::error_description(&e);
+                    return Attempt::Refused {
+                        reason: description.clone(),
+                        detail: description,
+                        bearer_error: Some(e),
+                    };
+                }
+                Err(Denied::Unavailable(why)) => {
+                    return undecided(why, "the revocation store could not be reached");
+                }
+            }
         }
+        Attempt::Accepted(HttpIdentity {
+            user: canonical,
+            strategy: strategy_name(HttpStrategy::XUser),
+            token,
+        })
     }
 
     /// The challenges a 401 carries, one header field each, in order.

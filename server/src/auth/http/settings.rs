@@ -3,6 +3,7 @@
 use http::HeaderName;
 use ipnet::IpNet;
 
+use super::forwarded::TokenHeaders;
 use crate::config::{ConfigError, HttpAuthSection, HttpStrategy};
 
 /// The HTTP auth settings in the form the strategies use.
@@ -16,6 +17,8 @@ pub struct HttpAuthSettings {
     pub x_user_secret_header: HeaderName,
     pub x_user_secret: Option<String>,
     pub x_user_trusted_sources: Vec<IpNet>,
+    /// The token-session headers the gateway sends beside `x_user_header`.
+    pub x_user_token_headers: TokenHeaders,
 }
 
 // The shared secret must never reach a log line through `{:?}`.
@@ -100,6 +103,12 @@ impl HttpAuthSettings {
                 "must differ from http.auth.x_user_header",
             ));
         }
+        let x_user_token_headers = TokenHeaders::for_base(&x_user_header).map_err(|_| {
+            invalid(
+                "http.auth.x_user_header",
+                "too long for the derived -Iss/-Sub/-Sid/-Iat/-Exp names",
+            )
+        })?;
         let mut strategies = Vec::with_capacity(section.strategies.len());
         for s in &section.strategies {
             // A repeated strategy would only repeat its challenge.
@@ -113,6 +122,7 @@ impl HttpAuthSettings {
             x_user_header,
             x_user_secret_header,
             x_user_secret: section.x_user_secret.clone(),
+            x_user_token_headers,
             x_user_trusted_sources: section
                 .x_user_trusted_sources
                 .iter()

@@ -152,6 +152,7 @@ fn bearer_without_oidc_is_dropped_or_refused() {
         directory: std::sync::Arc::new(testkit::TestDirectory::default()),
         validator,
         allow_delegation: false,
+        revocation: None,
     };
     let auth =
         HttpAuthenticator::new(&section(&[Bearer, Basic]), &backends(None)).expect("basic left");
@@ -463,6 +464,8 @@ async fn bearer_accepts_a_valid_token_and_keeps_the_session() {
             subject: "sub-alice".into(),
             sid: Some("sid-1".into()),
             expires_at: 4_000_000_000,
+            issued_at: Some(1_700_000_000),
+            bearer: None,
         })
     );
 }

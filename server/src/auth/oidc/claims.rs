@@ -22,6 +22,7 @@ pub struct CheckedClaims {
     pub subject: String,
     pub sid: Option<String>,
     pub expires_at: u64,
+    pub issued_at: Option<u64>,
     /// The raw value of the username claim (not yet mapped through the directory).
     pub username: String,
 }
@@ -97,8 +98,41 @@ pub fn check(
         subject: required_string(claims, "sub")?,
         sid: string_claim(claims, "sid")?,
         expires_at,
+        issued_at: numeric_date(claims, "iat")?,
         username: required_string(claims, rules.username_claim)?,
     })
+}
+
+/// Claims only an ID token carries (OpenID Connect Core 1.0 §2, §3.1.3.6, §3.3.2.11).
+const ID_TOKEN_CLAIMS: [&str; 3] = ["nonce", "at_hash", "c_hash"];
+
+/// Refuses an ID token presented as an access token. Both are signed by the same key with the
+/// same `iss` and often the same `aud` (the client id), so the signature says nothing:
+/// - header `typ: at+jwt` (RFC 9068; LemonLDAP::NG 2.21) marks an access token;
+/// - a payload `typ` claim (Keycloak) must be `Bearer` (`ID`, `Refresh`, `Logout` are not);
+/// - otherwise `nonce`, `at_hash` or `c_hash` mark an ID token (LemonLDAP::NG ID tokens carry
+///   `at_hash`; Keycloak 25+ puts `nonce` only in ID tokens).
+pub fn check_access_token(
+    header_typ: Option<&str>,
+    claims: &Map<String, Value>,
+) -> Result<(), TokenError> {
+    let refuse = |why: String| Err(TokenError::NotAnAccessToken(why));
+    match claims.get("typ") {
+        Some(Value::String(t)) if t.eq_ignore_ascii_case("Bearer") => return Ok(()),
+        Some(Value::String(t)) => return refuse(format!("payload typ {t:?} is not Bearer")),
+        Some(Value::Null) | None => {}
+        Some(_) => return Err(TokenError::Malformed("claim typ is not a string".into())),
+    }
+    let rfc9068 = header_typ.is_some_and(|t| {
+        t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+    });
+    if rfc9068 {
+        return Ok(());
+    }
+    match ID_TOKEN_CLAIMS.iter().find(|c| claims.contains_key(**c)) {
+        Some(claim) => refuse(format!("it carries {claim}, an ID token claim")),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -154,6 +188,7 @@ mod tests {
                 subject: "u1".into(),
                 sid: Some("s1".into()),
                 expires_at: NOW + 60,
+                issued_at: None,
                 username: "alice@example.com".into(),
             })
         );
@@ -204,6 +239,48 @@ mod tests {
                 Err(TokenError::Malformed(_))
             ));
         }
+    }
+
+    #[test]
+    fn id_tokens_are_told_apart_from_access_tokens() {
+        let obj = |v: Value| match v {
+            Value::Object(m) => m,
+            _ => unreachable!("object literal"),
+        };
+        // LemonLDAP::NG: the access token has header typ at+JWT, the ID token at_hash.
+        let llng_access = obj(json!({"client_id": "mail", "scope": "openid"}));
+        assert_eq!(check_access_token(Some("at+JWT"), &llng_access), Ok(()));
+        let llng_id = obj(json!({"azp": "mail", "at_hash": "x", "auth_time": 1}));
+        assert!(matches!(
+            check_access_token(Some("JWT"), &llng_id),
+            Err(TokenError::NotAnAccessToken(_))
+        ));
+        // Keycloak: payload typ Bearer / ID; a nonce only in ID tokens.
+        let kc_access = obj(json!({"typ": "Bearer", "azp": "mail"}));
+        assert_eq!(check_access_token(Some("JWT"), &kc_access), Ok(()));
+        for typ in ["ID", "Refresh", "Logout"] {
+            let kc_other = obj(json!({"typ": typ}));
+            assert!(
+                matches!(
+                    check_access_token(Some("JWT"), &kc_other),
+                    Err(TokenError::NotAnAccessToken(_))
+                ),
+                "{typ}"
+            );
+        }
+        let with_nonce = obj(json!({"nonce": "n"}));
+        assert!(check_access_token(None, &with_nonce).is_err());
+        // Even an at+jwt header does not excuse a payload typ that is not Bearer.
+        assert!(check_access_token(Some("at+jwt"), &obj(json!({"typ": "ID"}))).is_err());
+        // A plain token with none of the markers passes (generic IdPs).
+        assert_eq!(
+            check_access_token(None, &obj(json!({"scope": "x"}))),
+            Ok(())
+        );
+        assert!(matches!(
+            check_access_token(None, &obj(json!({"typ": 1}))),
+            Err(TokenError::Malformed(_))
+        ));
     }
 
     #[test]

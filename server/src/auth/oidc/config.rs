@@ -125,6 +125,12 @@ impl OidcValidatorConfig {
         if section.issuer.as_deref() == Some("") {
             return Err(invalid("oidc.issuer", "must not be empty"));
         }
+        if section.audience.is_empty() && section.audience_check {
+            return Err(invalid(
+                "oidc.audience",
+                "required (or `audience_check = false` to accept any audience)",
+            ));
+        }
         if section.username_claim.is_empty() {
             return Err(invalid("oidc.username_claim", "must not be empty"));
         }
@@ -201,8 +207,14 @@ impl OidcValidatorConfig {
 mod tests {
     use super::*;
 
+    /// `toml_text` with `audience = ["mail"]` first, unless it sets an audience itself.
     fn section(toml_text: &str) -> OidcSection {
-        match toml::from_str(toml_text) {
+        let text = if toml_text.contains("audience") {
+            toml_text.to_string()
+        } else {
+            format!("audience = [\"mail\"]\n{toml_text}")
+        };
+        match toml::from_str(&text) {
             Ok(s) => s,
             Err(e) => panic!("test section does not parse: {e}"),
         }
@@ -238,6 +250,10 @@ mod tests {
                 "oidc.algorithms",
             ),
             ("issuer = \"https://i\"", "oidc"),
+            (
+                "audience = []\ndiscovery_url = \"https://i/.well-known/openid-configuration\"",
+                "oidc.audience",
+            ),
             ("discovery_url = \"ftp://i/x\"", "oidc.discovery_url"),
             (
                 "issuer = \"https://i\"\njwks_url = \"https://i/jwks\"\n[introspection]\nclient_id = \"c\"\nclient_secret = \"s\"",
@@ -250,6 +266,14 @@ mod tests {
                 other => panic!("{text}: expected Invalid({want_key}), got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn no_audience_only_with_the_explicit_opt_out() {
+        let cfg = OidcValidatorConfig::from_section(&section(
+            "audience = []\naudience_check = false\ndiscovery_url = \"https://i/.well-known/openid-configuration\"",
+        ));
+        assert!(cfg.is_ok_and(|c| c.audience.is_empty()));
     }
 
     #[test]

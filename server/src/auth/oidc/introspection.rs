@@ -147,6 +147,22 @@ impl Introspector {
         }
     }
 
+    /// Asks the IdP itself, never the cache (re-check of a live session). An inactive answer
+    /// replaces a cached active one, so the token stops opening new sessions too.
+    pub async fn recheck(&self, endpoint: Option<&str>, token: &str) -> Result<(), TokenError> {
+        let endpoint = endpoint.ok_or_else(|| {
+            TokenError::Unavailable("the IdP advertises no introspection_endpoint".into())
+        })?;
+        if self.ask(endpoint, token).await? {
+            return Ok(());
+        }
+        let key: TokenHash = Sha256::digest(token.as_bytes()).into();
+        let mut cache = self.cache();
+        let ttl = cache.ttl;
+        cache.put(key, false, ttl, Instant::now());
+        Err(TokenError::Inactive)
+    }
+
     async fn ask(&self, endpoint: &str, token: &str) -> Result<bool, TokenError> {
         let answer = self
             .http

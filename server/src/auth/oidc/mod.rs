@@ -18,6 +18,10 @@ pub use config::{IntrospectionConfig, OidcValidatorConfig};
 pub use validator::OidcValidator;
 
 use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use crate::auth::sasl::TokenSession;
+use crate::auth::secret::Secret;
 
 /// What a valid token says about its holder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +33,33 @@ pub struct ValidatedToken {
     pub sid: Option<String>,
     /// Unix seconds.
     pub expires_at: u64,
+    /// `iat`, Unix seconds (revocations by subject compare against it).
+    pub issued_at: Option<u64>,
+}
+
+impl ValidatedToken {
+    /// The OIDC session this token belongs to; `bearer` (the token itself) only where a
+    /// re-check must present it again.
+    pub fn session(&self, bearer: Option<&str>) -> TokenSession {
+        TokenSession {
+            issuer: self.issuer.clone(),
+            subject: self.subject.clone(),
+            sid: self.sid.clone(),
+            expires_at: self.expires_at,
+            issued_at: self.issued_at,
+            bearer: bearer.map(Secret::new),
+        }
+    }
+}
+
+/// A JWS whose signature verified against the issuer's keys; no claim is checked yet.
+#[derive(Debug, Clone)]
+pub struct SignedJwt {
+    /// Header `typ`, if any.
+    pub typ: Option<String>,
+    pub claims: Map<String, Value>,
+    /// The issuer the claims must name (configured or discovered).
+    pub expected_issuer: String,
 }
 
 /// Why a token was refused. `code()` is stable: it is used in logs and (for HTTP) in
@@ -59,6 +90,12 @@ pub enum TokenError {
     Inactive,
     #[error("user {0:?} is not in the directory")]
     UnknownUser(String),
+    /// An ID token (or another non-access token) presented as an access token.
+    #[error("not an access token: {0}")]
+    NotAnAccessToken(String),
+    /// On the deny-list: the session was logged out or its subject revoked.
+    #[error("{0}")]
+    Revoked(String),
     /// The IdP (discovery, JWKS, introspection) or the directory could not be reached.
     #[error("identity provider unavailable: {0}")]
     Unavailable(String),
@@ -80,6 +117,8 @@ impl TokenError {
             TokenError::WrongType(_) => "wrong_type",
             TokenError::Inactive => "inactive",
             TokenError::UnknownUser(_) => "unknown_user",
+            TokenError::NotAnAccessToken(_) => "not_access_token",
+            TokenError::Revoked(_) => "revoked",
             TokenError::Unavailable(_) => "unavailable",
         }
     }
@@ -102,5 +141,19 @@ pub trait TokenValidator: Send + Sync {
     /// configured, or learnt from discovery. `None` = not known yet.
     fn issuer(&self) -> Option<String> {
         None
+    }
+    /// Verifies a JWS from the issuer (same `alg` allow-list and key cache as access tokens)
+    /// without checking any claim: the logout-token receiver checks its own.
+    async fn verify_signed(&self, token: &str) -> Result<SignedJwt, TokenError> {
+        let _ = token;
+        Err(TokenError::Unavailable(
+            "this validator cannot verify other JWTs".into(),
+        ))
+    }
+    /// Asks the IdP again, bypassing every cache, whether `token` is still active (RFC 7662);
+    /// `Ok` without introspection configured.
+    async fn recheck(&self, token: &str) -> Result<(), TokenError> {
+        let _ = token;
+        Ok(())
     }
 }

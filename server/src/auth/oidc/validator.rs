@@ -13,7 +13,7 @@ use super::discovery::{Discovery, Endpoints, Overrides};
 use super::http::IdpClient;
 use super::introspection::Introspector;
 use super::jwks::JwksCache;
-use super::{TokenError, TokenValidator, ValidatedToken, jws};
+use super::{SignedJwt, TokenError, TokenValidator, ValidatedToken, jws};
 use crate::auth::directory::Directory;
 use crate::config::ConfigError;
 
@@ -89,19 +89,31 @@ impl OidcValidator {
         })
     }
 
-    async fn check(&self, token: &str) -> Result<ValidatedToken, TokenError> {
+    /// Structure, `alg`, key and signature; the issuer the claims must name.
+    async fn verified<'t>(
+        &self,
+        token: &'t str,
+    ) -> Result<(jws::Jws<'t>, Arc<Endpoints>), TokenError> {
         let jws = jws::parse(token)?;
         let alg = jws::check_algorithm(&jws.header.alg, &self.algorithms)?;
-        jws::check_type(jws.header.typ.as_deref())?;
         let endpoints = self.discovery.endpoints().await?;
         let key = self
             .jwks
             .key_for(&endpoints.jwks_uri, &jws.header, alg)
             .await?;
         jws.verify(&key.key, alg)?;
+        Ok((jws, endpoints))
+    }
+
+    async fn check(&self, token: &str) -> Result<ValidatedToken, TokenError> {
+        // The header `typ` is refused before any I/O: no key fetch for a logout token.
+        jws::check_type(jws::parse(token)?.header.typ.as_deref())?;
+        let (jws, endpoints) = self.verified(token).await?;
         let now = unix_now();
+        let claims = jws.claims()?;
+        claims::check_access_token(jws.header.typ.as_deref(), &claims)?;
         let checked = claims::check(
-            &jws.claims()?,
+            &claims,
             &ClaimRules {
                 issuer: &endpoints.issuer,
                 audience: &self.audience,
@@ -127,6 +139,7 @@ impl OidcValidator {
             subject: checked.subject,
             sid: checked.sid,
             expires_at: checked.expires_at,
+            issued_at: checked.issued_at,
         })
     }
 }
@@ -153,5 +166,24 @@ impl TokenValidator for OidcValidator {
 
     fn issuer(&self) -> Option<String> {
         self.discovery.issuer()
+    }
+
+    async fn verify_signed(&self, token: &str) -> Result<SignedJwt, TokenError> {
+        let (jws, endpoints) = self.verified(token).await?;
+        Ok(SignedJwt {
+            typ: jws.header.typ.clone(),
+            claims: jws.claims()?,
+            expected_issuer: endpoints.issuer.clone(),
+        })
+    }
+
+    async fn recheck(&self, token: &str) -> Result<(), TokenError> {
+        let Some(introspector) = &self.introspection else {
+            return Ok(());
+        };
+        let endpoints = self.discovery.endpoints().await?;
+        introspector
+            .recheck(endpoints.introspection_endpoint.as_deref(), token)
+            .await
     }
 }

@@ -55,6 +55,10 @@ pub struct TokenSession {
     pub sid: Option<String>,
     /// Unix seconds.
     pub expires_at: u64,
+    /// `iat`, Unix seconds.
+    pub issued_at: Option<u64>,
+    /// The access token itself, kept only for the introspection re-check of live sessions.
+    pub bearer: Option<crate::auth::secret::Secret>,
 }
 
 /// Who logged in.
@@ -86,6 +90,10 @@ pub enum SaslFailure {
     /// The client cancelled with `*`.
     #[error("authentication aborted by client")]
     Aborted,
+    /// The client cancelled with `*` after its credentials were refused (an RFC 7628 error
+    /// challenge went out): the wire reply of an abort, but it counts as a failed attempt.
+    #[error("authentication aborted after the credentials were refused: {reason}")]
+    AbortedAfterRefusal { reason: String },
     /// The mechanism is not offered in this session (unknown, disabled, or plaintext before TLS).
     #[error("mechanism not available: {0}")]
     MechanismUnavailable(String),
@@ -124,4 +132,24 @@ pub trait SaslExchange: Send {
     /// OAUTHBEARER/XOAUTH2 failures follow RFC 7628: the exchange first returns
     /// `Challenge(error JSON)`, and only after the client's dummy reply `Failure(..)`.
     async fn step(&mut self, client: Option<&[u8]>) -> SaslStep;
+
+    /// The client cancelled with `*`. An exchange that already refused the credentials says
+    /// so, so the front end counts the attempt as failed.
+    fn abort(&mut self) -> SaslFailure {
+        SaslFailure::Aborted
+    }
+}
+
+impl SaslFailure {
+    /// Whether the attempt counts toward `max_auth_failures` (a plain abort or an unreachable
+    /// IdP does not).
+    pub fn counts_as_failure(&self) -> bool {
+        matches!(
+            self,
+            SaslFailure::InvalidCredentials { .. }
+                | SaslFailure::DelegationForbidden { .. }
+                | SaslFailure::Malformed(_)
+                | SaslFailure::AbortedAfterRefusal { .. }
+        )
+    }
 }

@@ -5,9 +5,7 @@ use async_trait::async_trait;
 
 use super::parse::{invalid_token_challenge, parse_oauthbearer};
 use super::plain::{authorize, fail, finished, success};
-use super::{
-    SaslExchange, SaslFailure, SaslIdentity, SaslMechanism, SaslStep, SessionContext, TokenSession,
-};
+use super::{SaslExchange, SaslFailure, SaslIdentity, SaslMechanism, SaslStep, SessionContext};
 use crate::auth::AuthBackends;
 use crate::auth::oidc::{TokenValidator, ValidatedToken};
 
@@ -26,9 +24,10 @@ impl SaslMechanism for OAuthBearer {
         "OAUTHBEARER"
     }
 
-    /// Tokens are not replayable passwords, so TLS is not required (the listener decides).
-    fn available(&self, _ctx: &SessionContext) -> bool {
-        self.backends.validator.is_some()
+    /// A bearer token is a credential like a password: not in clear unless
+    /// `allow_plaintext_auth` says so.
+    fn available(&self, ctx: &SessionContext) -> bool {
+        self.backends.validator.is_some() && ctx.plaintext_allowed()
     }
 
     fn start(&self, initial: Option<&[u8]>, _ctx: &SessionContext) -> Box<dyn SaslExchange> {
@@ -137,6 +136,13 @@ impl SaslExchange for BearerExchange {
             (State::Done, _) => finished(),
         }
     }
+
+    fn abort(&mut self) -> SaslFailure {
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::Refused { reason } => SaslFailure::AbortedAfterRefusal { reason },
+            _ => SaslFailure::Aborted,
+        }
+    }
 }
 
 /// Validates a token; refusals become verdicts (temporary ones fail at once).
@@ -154,16 +160,16 @@ pub(super) async fn validate(
     })
 }
 
-pub(super) fn identity(token: ValidatedToken, authorization_id: String) -> SaslIdentity {
+/// The identity of a bearer login; the token is kept with its session for re-checks.
+pub(super) fn identity(
+    token: ValidatedToken,
+    bearer: &str,
+    authorization_id: String,
+) -> SaslIdentity {
     SaslIdentity {
+        token: Some(token.session(Some(bearer))),
         authentication_id: token.username,
         authorization_id,
-        token: Some(TokenSession {
-            issuer: token.issuer,
-            subject: token.subject,
-            sid: token.sid,
-            expires_at: token.expires_at,
-        }),
     }
 }
 
@@ -184,13 +190,14 @@ async fn check(backends: &AuthBackends, validator: &dyn TokenValidator, message:
             Err(failure) => return Verdict::Fail(failure),
         }
     };
-    Verdict::Accept(identity(token, authorization_id))
+    Verdict::Accept(identity(token, &parsed.token, authorization_id))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::auth::oidc::TokenError;
+    use crate::auth::sasl::TokenSession;
     use crate::auth::sasl::testkit::{
         DISCOVERY, SCOPE, TestDirectory, TestValidator, backends, ctx, odd_inputs, run, token_for,
     };
@@ -227,12 +234,39 @@ mod tests {
     }
 
     #[test]
-    fn available_iff_validator_even_without_tls() {
+    fn available_with_a_validator_under_tls_or_when_plaintext_is_allowed() {
         let (m, _) = setup(false);
-        assert!(m.available(&ctx(false)));
+        assert!(
+            !m.available(&ctx(false)),
+            "a token is a credential: not in clear"
+        );
         assert!(m.available(&ctx(true)));
+        let allowed = SessionContext {
+            allow_plaintext_without_tls: true,
+            ..ctx(false)
+        };
+        assert!(m.available(&allowed));
         let none = OAuthBearer::new(backends(TestDirectory::new(), None, false));
         assert!(!none.available(&ctx(true)));
+    }
+
+    #[tokio::test]
+    async fn abort_after_the_error_challenge_counts_as_a_failure() {
+        let (m, _) = setup(false);
+        let mut ex = m.start(None, &ctx(true));
+        assert_eq!(ex.step(Some(&msg("", "expired"))).await, error_challenge());
+        let failure = ex.abort();
+        assert!(
+            matches!(failure, SaslFailure::AbortedAfterRefusal { ref reason } if reason == "expired"),
+            "{failure:?}"
+        );
+        assert!(failure.counts_as_failure());
+        // A plain abort before any refusal does not count.
+        let mut ex = m.start(None, &ctx(true));
+        assert_eq!(ex.step(None).await, SaslStep::Challenge(Vec::new()));
+        let plain = ex.abort();
+        assert_eq!(plain, SaslFailure::Aborted);
+        assert!(!plain.counts_as_failure());
     }
 
     #[tokio::test]
@@ -257,6 +291,8 @@ mod tests {
                     subject: "sub-alice@example.com".into(),
                     sid: Some("sid-1".into()),
                     expires_at: 4_000_000_000,
+                    issued_at: Some(1_700_000_000),
+                    bearer: Some(crate::auth::secret::Secret::new("good")),
                 })
             );
         }

@@ -23,9 +23,10 @@ impl SaslMechanism for XOAuth2 {
         "XOAUTH2"
     }
 
-    /// Tokens are not replayable passwords, so TLS is not required (the listener decides).
-    fn available(&self, _ctx: &SessionContext) -> bool {
-        self.backends.validator.is_some()
+    /// A bearer token is a credential like a password: not in clear unless
+    /// `allow_plaintext_auth` says so.
+    fn available(&self, ctx: &SessionContext) -> bool {
+        self.backends.validator.is_some() && ctx.plaintext_allowed()
     }
 
     fn start(&self, initial: Option<&[u8]>, _ctx: &SessionContext) -> Box<dyn SaslExchange> {
@@ -62,7 +63,7 @@ pub(super) async fn check(
         }
     }
     let authorization_id = token.username.clone();
-    Verdict::Accept(identity(token, authorization_id))
+    Verdict::Accept(identity(token, &parsed.token, authorization_id))
 }
 
 #[cfg(test)]
@@ -98,7 +99,8 @@ mod tests {
     #[test]
     fn available_iff_validator() {
         let (m, _, _) = setup();
-        assert!(m.available(&ctx(false)));
+        assert!(!m.available(&ctx(false)), "not in clear by default");
+        assert!(m.available(&ctx(true)));
         let none = XOAuth2::new(backends(TestDirectory::new(), None, false));
         assert!(!none.available(&ctx(true)));
     }

@@ -34,7 +34,10 @@ pub fn failure_reply(failure: &SaslFailure) -> (Status, Option<&'static str>, &'
             "Temporary authentication failure.",
         ),
         SaslFailure::Malformed(_) => (Status::Bad, None, "Malformed SASL message."),
-        SaslFailure::Aborted => (Status::Bad, None, "Authentication aborted by client."),
+        // RFC 3501 6.2.2: a cancelled AUTHENTICATE gets BAD, refused credentials or not.
+        SaslFailure::Aborted | SaslFailure::AbortedAfterRefusal { .. } => {
+            (Status::Bad, None, "Authentication aborted by client.")
+        }
         SaslFailure::MechanismUnavailable(_) => {
             (Status::No, None, "Unsupported authentication mechanism.")
         }
@@ -94,9 +97,12 @@ impl Session {
                 self.mode = Mode::Authenticate(auth);
                 Next::Continue
             }
-            SaslStep::Success { identity, .. } => {
-                self.logged_in(&auth.tag, identity.authorization_id, &auth.mechanism)
-            }
+            SaslStep::Success { identity, .. } => self.logged_in(
+                &auth.tag,
+                identity.authorization_id,
+                identity.token,
+                &auth.mechanism,
+            ),
             SaslStep::Failure(failure) => self.auth_failed(&auth.tag, &auth.mechanism, failure),
         }
     }
@@ -109,7 +115,12 @@ impl Session {
     ) -> Next {
         match AuthenticateDataCodec::default().decode(line) {
             Ok((_, AuthenticateData::Cancel)) => {
-                self.auth_failed(&auth.tag, &auth.mechanism, SaslFailure::Aborted)
+                let failure = if auth.pending.is_some() {
+                    SaslFailure::Aborted
+                } else {
+                    auth.exchange.abort()
+                };
+                self.auth_failed(&auth.tag, &auth.mechanism, failure)
             }
             Ok((_, AuthenticateData::Continue(data))) => {
                 let data = data.declassify();
@@ -118,6 +129,7 @@ impl Session {
                         return self.logged_in(
                             &auth.tag,
                             identity.authorization_id,
+                            identity.token,
                             &auth.mechanism,
                         );
                     }
@@ -173,7 +185,7 @@ impl Session {
         }
         let directory = self.ctx.backends.directory.clone();
         match directory.verify_password(user, pass).await {
-            Ok(Some(canonical)) => self.logged_in(tag, canonical, "LOGIN"),
+            Ok(Some(canonical)) => self.logged_in(tag, canonical, None, "LOGIN"),
             Ok(None) => {
                 let failure = SaslFailure::InvalidCredentials {
                     reason: format!("bad_password for {user:?}"),
@@ -184,10 +196,17 @@ impl Session {
         }
     }
 
-    fn logged_in(&mut self, tag: &str, user: String, mechanism: &str) -> Next {
+    fn logged_in(
+        &mut self,
+        tag: &str,
+        user: String,
+        token: Option<crate::auth::sasl::TokenSession>,
+        mechanism: &str,
+    ) -> Next {
         self.ctx.store.ensure_user(&user);
-        tracing::info!(peer = ?self.peer, user = %user, mechanism, tls = self.tls, "IMAP login");
+        tracing::info!(peer = ?self.peer, user = %user, mechanism, tls = self.tls, sid = ?token.as_ref().and_then(|t| t.sid.as_deref()), "IMAP login");
         self.user = Some(user);
+        self.token = token;
         let caps = format!("CAPABILITY {}", self.capabilities());
         self.ok_code(tag, &caps, "Logged in");
         Next::Continue
@@ -197,7 +216,7 @@ impl Session {
         tracing::info!(peer = ?self.peer, mechanism, reason = %failure, "IMAP authentication failed");
         let (status, code, text) = failure_reply(&failure);
         response::status(&mut self.out, tag, status, code, text);
-        if failure == SaslFailure::Aborted {
+        if !failure.counts_as_failure() {
             return Next::Continue;
         }
         self.count_failure()

@@ -297,6 +297,8 @@ impl Session {
             }
             line.extend_from_slice(b")\r\n");
             self.out.extend_from_slice(&line);
+            // A revocation may end the session between two FETCH responses, never inside one.
+            self.cut();
             if let Some(sel) = self.selected.as_mut().filter(|_| flags_sent || seen_now) {
                 sel.note_flags(uid, &flags);
             }

@@ -87,8 +87,13 @@ pub enum Event {
     },
     /// Step the running exchange with this client message; answer with [`Session::auth_step`].
     AuthResponse(Vec<u8>),
-    /// Drop the running exchange (client abort or protocol error). No answer.
+    /// Drop the running exchange (protocol error). No answer.
     AuthCancelled,
+    /// The client cancelled with `*`: abort the exchange and answer with
+    /// [`Session::auth_step`] carrying [`SaslExchange::abort`]'s failure.
+    ///
+    /// [`SaslExchange::abort`]: crate::auth::sasl::SaslExchange::abort
+    AuthAbort,
     /// Look the address up in the directory; answer with [`Session::recipient_checked`].
     CheckRecipient(String),
     /// Store the message; answer with [`Session::delivered`].
@@ -109,6 +114,7 @@ impl fmt::Debug for Event {
                 .finish(),
             Event::AuthResponse(r) => write!(f, "AuthResponse({} bytes)", r.len()),
             Event::AuthCancelled => f.write_str("AuthCancelled"),
+            Event::AuthAbort => f.write_str("AuthAbort"),
             Event::CheckRecipient(a) => f.debug_tuple("CheckRecipient").field(a).finish(),
             Event::Deliver(e) => f
                 .debug_struct("Deliver")
@@ -344,6 +350,19 @@ impl Session {
                 self.reply(Reply::store_failure());
             }
         }
+    }
+
+    /// The session was ended from outside (logout at the IdP, revocation, token expiry): `421`,
+    /// and whatever was under way (a message in DATA, a pending event's answer) is dropped.
+    pub fn ended(&mut self, reason: &crate::auth::revocation::EndReason) {
+        tracing::info!(code = reason.code(), user = ?self.identity.as_ref().map(|i| &i.authorization_id), "session ended");
+        self.output.clear();
+        self.event = None;
+        self.awaiting = None;
+        self.transaction = None;
+        self.mode = Mode::Command;
+        self.reply(Reply::session_ended(&reason.text()));
+        self.closing = true;
     }
 
     /// The connection was idle too long.
@@ -713,8 +732,8 @@ impl Session {
 
     fn auth_response(&mut self, line: &[u8]) {
         if line == b"*" {
-            self.emit(Event::AuthCancelled, None);
-            return self.auth_failed(&SaslFailure::Aborted);
+            // The exchange knows whether it had refused the credentials already.
+            return self.emit(Event::AuthAbort, Some(Awaiting::Auth));
         }
         let decoded = if line.is_empty() || line == b"=" {
             Ok(Vec::new())
@@ -754,13 +773,7 @@ impl Session {
     fn auth_failed(&mut self, failure: &SaslFailure) {
         tracing::info!(reason = %failure, "authentication failed");
         self.reply(Reply::sasl_failure(failure));
-        let counted = matches!(
-            failure,
-            SaslFailure::InvalidCredentials { .. }
-                | SaslFailure::DelegationForbidden { .. }
-                | SaslFailure::Malformed(_)
-        );
-        if counted {
+        if failure.counts_as_failure() {
             self.count_auth_failure();
         }
     }

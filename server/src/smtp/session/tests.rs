@@ -103,6 +103,12 @@ impl Driver {
                 self.session.auth_step(step);
             }
             Event::AuthCancelled => self.cancelled += 1,
+            Event::AuthAbort => {
+                // The scripted exchange has no state: a plain abort.
+                self.cancelled += 1;
+                self.session
+                    .auth_step(SaslStep::Failure(crate::auth::sasl::SaslFailure::Aborted));
+            }
             Event::CheckRecipient(address) => {
                 let result = match address.to_ascii_lowercase().as_str() {
                     "down@example.com" => Err(DirectoryError::Unavailable("down".into())),
