@@ -208,7 +208,8 @@ pub async fn run(runs: usize) -> anyhow::Result<BenchReport> {
         format!("{}/oidc/.well-known/jmap", ep.gateway),
         Auth::Bearer(token.clone()),
         &[],
-    )?;
+    )?
+    .with_ca(&ep.ca_pem)?;
     let direct_api = direct.session().await?;
     let gateway_api = via_gateway.session().await?;
     let calls = |account: &str| serde_json::json!([["Mailbox/get", {"accountId": account, "ids": null}, "0"]]);

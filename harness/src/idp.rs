@@ -30,7 +30,8 @@ pub struct IdpSettings {
     /// Issuer URL; discovery is `<issuer>/.well-known/openid-configuration`.
     pub issuer: String,
     pub client_id: String,
-    pub client_secret: String,
+    /// `None` for a public client (it sends `client_id` in the form, and PKCE).
+    pub client_secret: Option<String>,
     /// Registered redirect URI for the auth-code flow (never actually served).
     pub redirect_uri: String,
 }
@@ -228,14 +229,27 @@ impl IdpClient {
         Ok(d.clone())
     }
 
-    /// POST to the token endpoint with client_secret_basic.
+    /// A request authenticated as this client: client_secret_basic, or for a public client
+    /// `client_id` in the form (RFC 6749 2.3.1, 3.2.1).
+    fn client_post(&self, url: &str, form: &[(&str, &str)]) -> reqwest::RequestBuilder {
+        let req = self.http.post(url);
+        match &self.settings.client_secret {
+            Some(secret) => req
+                .basic_auth(&self.settings.client_id, Some(secret))
+                .form(form),
+            None => {
+                let mut with_id: Vec<(&str, &str)> = form.to_vec();
+                with_id.push(("client_id", &self.settings.client_id));
+                req.form(&with_id)
+            }
+        }
+    }
+
+    /// POST to the token endpoint as this client.
     async fn token_request(&self, form: &[(&str, &str)]) -> anyhow::Result<TokenSet> {
         let disc = self.discovery().await?;
         let resp = self
-            .http
-            .post(&disc.token_endpoint)
-            .basic_auth(&self.settings.client_id, Some(&self.settings.client_secret))
-            .form(form)
+            .client_post(&disc.token_endpoint, form)
             .send()
             .await
             .with_context(|| format!("POST {}", disc.token_endpoint))?;
@@ -279,10 +293,7 @@ impl IdpClient {
     pub async fn introspect(&self, token: &str) -> anyhow::Result<Value> {
         let disc = self.discovery().await?;
         let resp = self
-            .http
-            .post(&disc.introspection_endpoint)
-            .basic_auth(&self.settings.client_id, Some(&self.settings.client_secret))
-            .form(&[("token", token)])
+            .client_post(&disc.introspection_endpoint, &[("token", token)])
             .send()
             .await
             .with_context(|| format!("POST {}", disc.introspection_endpoint))?;
@@ -727,7 +738,7 @@ mod tests {
         let idp = IdpClient::new(IdpSettings {
             issuer: "http://localhost:1".into(),
             client_id: "c".into(),
-            client_secret: "s".into(),
+            client_secret: Some("s".into()),
             redirect_uri: "http://localhost:2/cb".into(),
         })
         .expect("client");

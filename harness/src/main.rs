@@ -153,7 +153,11 @@ async fn up(env_file: Option<PathBuf>) -> anyhow::Result<()> {
         ("CA certificate", ca.to_string()),
         (
             "OIDC client",
-            format!("{} / {}", settings.client_id, settings.client_secret),
+            format!(
+                "{} / {}",
+                settings.client_id,
+                settings.client_secret.as_deref().unwrap_or("(public)")
+            ),
         ),
         ("Demo user", format!("{} / {}", demo.mail, demo.password)),
         ("Logs", stack.dir().join("logs").display().to_string()),
@@ -192,7 +196,7 @@ async fn up(env_file: Option<PathBuf>) -> anyhow::Result<()> {
         demo.mail, demo.password
     );
     if !ep.gateway.is_empty() {
-        print_jmap_examples(&ep.gateway, &access_token).await;
+        print_jmap_examples(&ep.gateway, &ep.ca_pem, &access_token).await;
     }
 
     let env = render_env(&stack, &settings, &demo.mail, &demo.password, &access_token);
@@ -237,7 +241,10 @@ fn render_env(
         ("MAIL_OIDC_DISCOVERY_URL", ep.discovery_url.clone()),
         ("MAIL_OIDC_TOKEN_ENDPOINT", ep.token_endpoint.clone()),
         ("MAIL_OIDC_CLIENT_ID", settings.client_id.clone()),
-        ("MAIL_OIDC_CLIENT_SECRET", settings.client_secret.clone()),
+        (
+            "MAIL_OIDC_CLIENT_SECRET",
+            settings.client_secret.clone().unwrap_or_default(),
+        ),
         ("MAIL_OIDC_USER", user.to_string()),
         ("MAIL_OIDC_PASSWORD", password.to_string()),
         ("MAIL_OIDC_CA_CERT", ep.ca_cert.display().to_string()),
@@ -250,9 +257,11 @@ fn render_env(
 
 /// curl commands for JMAP through the gateway. The account id comes from the session (fetched
 /// here through the gateway); without it the Mailbox/get line names where to find it.
-async fn print_jmap_examples(gateway: &str, access_token: &str) {
+async fn print_jmap_examples(gateway: &str, ca_pem: &str, access_token: &str) {
     let session_url = format!("{gateway}/oidc/.well-known/jmap");
-    let session = match JmapClient::new(&session_url, Auth::Bearer(access_token.into()), &[]) {
+    let session = match JmapClient::new(&session_url, Auth::Bearer(access_token.into()), &[])
+        .and_then(|c| c.with_ca(ca_pem))
+    {
         Ok(client) => client.session().await,
         Err(e) => Err(e),
     };
@@ -356,7 +365,7 @@ async fn token(user: &str, password: &str, env_file: Option<&Path>) -> anyhow::R
     let settings = IdpSettings {
         issuer: get("MAIL_OIDC_ISSUER")?,
         client_id: get("MAIL_OIDC_CLIENT_ID")?,
-        client_secret: get("MAIL_OIDC_CLIENT_SECRET")?,
+        client_secret: Some(get("MAIL_OIDC_CLIENT_SECRET")?),
         redirect_uri: String::new(),
     };
     // The token endpoint is required too, so a stale or partial file is reported early.

@@ -33,14 +33,22 @@ pub struct RealmUser {
     pub family_name: String,
 }
 
-/// One confidential OIDC client (relying party).
+/// One OIDC client (relying party).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RealmClient {
     pub client_id: String,
-    pub secret: String,
+    /// `None`: a public client (a browser app: authorization code with PKCE, no secret).
+    pub secret: Option<String>,
     pub redirect_uris: Vec<String>,
-    /// Back-channel logout endpoint; `None` = no back-channel logout for this client.
+    /// Back-channel logout endpoint (session required); `None` = none for this client. The
+    /// stack points every client at its server's `/backchannel-logout`.
     pub backchannel_logout_url: Option<String>,
+}
+
+impl RealmClient {
+    pub fn is_public(&self) -> bool {
+        self.secret.is_none()
+    }
 }
 
 /// Where the LemonLDAP::NG configuration points and which key it signs with.
@@ -67,6 +75,11 @@ pub struct LlngParams {
     pub cfg_version: String,
 }
 
+/// The demo realm's administrator (uid).
+pub const ADMIN_UID: &str = "mailadmin";
+/// The demo realm's public web client.
+pub const WEB_CLIENT: &str = "webmail";
+
 /// Claims every client gets, as (claim, LDAP-exported session attribute).
 const CLAIMS: [(&str, &str); 5] = [
     ("email", "mail"),
@@ -84,7 +97,9 @@ impl RealmUser {
 }
 
 impl Realm {
-    /// The demo realm: users `demo` and `bob`, clients `mail-oidc` and `webmail`.
+    /// The demo realm: users `demo`, `bob` and the administrator `mailadmin`; the confidential
+    /// client `mail-oidc` (auth code, password, client credentials) and the public web client
+    /// `webmail` (auth code + PKCE).
     pub fn demo() -> Self {
         Self {
             base_dn: "dc=example,dc=com".into(),
@@ -106,17 +121,24 @@ impl Realm {
                     given_name: "Bob".into(),
                     family_name: "Example".into(),
                 },
+                RealmUser {
+                    uid: ADMIN_UID.into(),
+                    mail: "mailadmin@example.com".into(),
+                    password: "mailadmin-password".into(),
+                    given_name: "Mail".into(),
+                    family_name: "Administrator".into(),
+                },
             ],
             clients: vec![
                 RealmClient {
                     client_id: "mail-oidc".into(),
-                    secret: "mail-oidc-secret".into(),
+                    secret: Some("mail-oidc-secret".into()),
                     redirect_uris: vec!["http://localhost/mail-oidc/callback".into()],
                     backchannel_logout_url: None,
                 },
                 RealmClient {
-                    client_id: "webmail".into(),
-                    secret: "webmail-secret".into(),
+                    client_id: WEB_CLIENT.into(),
+                    secret: None,
                     redirect_uris: vec!["http://localhost/webmail/callback".into()],
                     backchannel_logout_url: None,
                 },
@@ -140,6 +162,24 @@ impl Realm {
     /// Every client id: the audiences a resource server of this realm accepts.
     pub fn client_ids(&self) -> Vec<String> {
         self.clients.iter().map(|c| c.client_id.clone()).collect()
+    }
+
+    /// The administrator allowed to call the server's `/admin/revoke`.
+    pub fn admin(&self) -> Option<&RealmUser> {
+        self.user(ADMIN_UID)
+    }
+
+    /// The public web client (auth code + PKCE), if the realm has one.
+    pub fn web_client(&self) -> Option<&RealmClient> {
+        self.clients.iter().find(|c| c.is_public())
+    }
+
+    /// Points every client's back-channel logout at `url` (session required).
+    pub fn with_backchannel_logout(mut self, url: &str) -> Self {
+        for c in &mut self.clients {
+            c.backchannel_logout_url = Some(url.to_string());
+        }
+        self
     }
 
     /// The LDAP seed: base entry, people OU, and every user as an `inetOrgPerson`.
@@ -283,12 +323,14 @@ impl Realm {
 
 fn rp_options_for(client: &RealmClient) -> Value {
     let redirects = client.redirect_uris.join(" ");
+    let public = client.is_public();
     let mut o = json!({
         "oidcRPMetaDataOptionsClientID": client.client_id,
-        "oidcRPMetaDataOptionsClientSecret": client.secret,
         "oidcRPMetaDataOptionsRedirectUris": redirects,
         "oidcRPMetaDataOptionsPostLogoutRedirectUris": redirects,
-        "oidcRPMetaDataOptionsPublic": 0,
+        "oidcRPMetaDataOptionsPublic": u8::from(public),
+        // A browser app cannot keep a secret: PKCE protects its code instead.
+        "oidcRPMetaDataOptionsRequirePKCE": u8::from(public),
         "oidcRPMetaDataOptionsBypassConsent": 1,
         "oidcRPMetaDataOptionsIDTokenSignAlg": "RS256",
         "oidcRPMetaDataOptionsAccessTokenJWT": 1,
@@ -296,8 +338,9 @@ fn rp_options_for(client: &RealmClient) -> Value {
         // User claims in the JWT access token and the ID token, not only at userinfo.
         "oidcRPMetaDataOptionsAccessTokenClaims": 1,
         "oidcRPMetaDataOptionsIDTokenForceClaims": 1,
-        "oidcRPMetaDataOptionsAllowPasswordGrant": 1,
-        "oidcRPMetaDataOptionsAllowClientCredentialsGrant": 1,
+        // Password and client-credentials grants only for the confidential client.
+        "oidcRPMetaDataOptionsAllowPasswordGrant": u8::from(!public),
+        "oidcRPMetaDataOptionsAllowClientCredentialsGrant": u8::from(!public),
         "oidcRPMetaDataOptionsRefreshToken": 1,
         "oidcRPMetaDataOptionsAllowOffline": 1,
         "oidcRPMetaDataOptionsUserIDAttr": "uid",
@@ -306,6 +349,9 @@ fn rp_options_for(client: &RealmClient) -> Value {
         "oidcRPMetaDataOptionsAccessTokenExpiration": 3600,
         "oidcRPMetaDataOptionsIDTokenExpiration": 3600,
     });
+    if let (Some(secret), Some(map)) = (&client.secret, o.as_object_mut()) {
+        map.insert("oidcRPMetaDataOptionsClientSecret".into(), json!(secret));
+    }
     if let (Some(url), Some(map)) = (&client.backchannel_logout_url, o.as_object_mut()) {
         map.insert("oidcRPMetaDataOptionsLogoutType".into(), json!("back"));
         map.insert("oidcRPMetaDataOptionsLogoutUrl".into(), json!(url));
@@ -425,7 +471,7 @@ mod tests {
         assert!(ldif.contains(demo), "{ldif}");
         assert!(ldif.contains("mail: bob@example.com\n"));
         // Entries are separated by exactly one blank line.
-        assert_eq!(ldif.matches("\n\ndn: ").count(), 3);
+        assert_eq!(ldif.matches("\n\ndn: ").count(), 4);
     }
 
     #[test]
@@ -493,7 +539,13 @@ mod tests {
         assert_eq!(rp["oidcRPMetaDataOptionsUserIDAttr"], "uid");
         assert!(rp.get("oidcRPMetaDataOptionsLogoutType").is_none());
         let web = &rps["webmail"];
+        assert_eq!(web["oidcRPMetaDataOptionsPublic"], 1);
+        assert_eq!(web["oidcRPMetaDataOptionsRequirePKCE"], 1);
+        assert!(web.get("oidcRPMetaDataOptionsClientSecret").is_none());
+        assert_eq!(web["oidcRPMetaDataOptionsAllowPasswordGrant"], 0);
+        assert_eq!(rp["oidcRPMetaDataOptionsPublic"], 0);
         assert_eq!(web["oidcRPMetaDataOptionsLogoutType"], "back");
+        assert_eq!(web["oidcRPMetaDataOptionsLogoutSessionRequired"], 1);
         assert_eq!(
             web["oidcRPMetaDataOptionsLogoutUrl"],
             "http://127.0.0.1:9/bcl"

@@ -29,7 +29,14 @@ fn now() -> i64 {
 
 fn gateway_client(stack: &Stack, auth: Auth, extra: &[(String, String)]) -> JmapClient {
     let url = format!("{}/oidc/.well-known/jmap", stack.endpoints().gateway);
-    JmapClient::new(url, auth, extra).expect("jmap client")
+    JmapClient::new(url, auth, extra)
+        .and_then(|c| c.with_ca(&stack.endpoints().ca_pem))
+        .expect("jmap client")
+}
+
+/// TLS trusting the stack's CA, for WebSocket upgrades at the gateway.
+fn gateway_tls(stack: &Stack) -> Option<std::sync::Arc<rustls::ClientConfig>> {
+    Some(mail_oidc_harness::clients::tls::client_config(&stack.endpoints().ca_pem).expect("CA"))
 }
 
 /// GET the server's `/whoami` through the gateway's token-checked route.
@@ -92,7 +99,7 @@ async fn gateway_verifies_tokens_and_asserts_the_identity() {
         gateway.start_duration()
     );
     assert!(
-        ep.gateway.starts_with("http://127.0.0.1:"),
+        ep.gateway.starts_with("https://127.0.0.1:"),
         "{}",
         ep.gateway
     );
@@ -121,7 +128,7 @@ async fn gateway_verifies_tokens_and_asserts_the_identity() {
         );
     }
     let ws = format!("{}/oidc/jmap/ws", ep.gateway);
-    match JmapWs::connect(&ws, &[]).await {
+    match JmapWs::connect_with(&ws, &[], gateway_tls(&stack)).await {
         Err(e @ JmapError::Upgrade(_)) => {
             assert_eq!(e.status(), Some(401), "{e}");
             assert!(
@@ -165,7 +172,9 @@ async fn gateway_verifies_tokens_and_asserts_the_identity() {
     // (The server honours X-Forwarded-* only for x-user requests: its own base URL here.)
     let server_base = format!("http://{}", ep.http);
     let plain = |auth: Auth, extra: &[(String, String)]| {
-        JmapClient::new(format!("{}/whoami", ep.gateway), auth, extra).expect("client")
+        JmapClient::new(format!("{}/whoami", ep.gateway), auth, extra)
+            .and_then(|c| c.with_ca(&ep.ca_pem))
+            .expect("client")
     };
     let basic = Auth::Basic(user.mail.clone(), user.password.clone());
     let resp = plain(basic.clone(), &forged)
@@ -355,6 +364,7 @@ async fn jmap_through_gateway(stack: &Stack, token: &str, mail: &str, password: 
         Auth::Basic(mail.to_string(), password.to_string()),
         &[],
     )
+    .and_then(|c| c.with_ca(&ep.ca_pem))
     .expect("client");
     let session = basic.session().await.expect("Basic through the gateway");
     assert_eq!(session.username, mail);
@@ -473,6 +483,10 @@ async fn extra_gateway(
         x_user_secret_header: "X-User-Secret".into(),
         x_user_secret: secret.into(),
         leeway_seconds: 30,
+        redis_addr: ep.redis_url.trim_start_matches("redis://").to_string(),
+        key_prefix: stack.server_config().revocation.key_prefix,
+        tls_cert: stack.dir().join("pki").join("server.pem"),
+        tls_key: stack.dir().join("pki").join("server-key.pem"),
     };
     let http = reqwest::Client::builder()
         .no_proxy()
@@ -484,6 +498,7 @@ async fn extra_gateway(
         &stack.dir().join(name),
         &stack.dir().join("logs").join(format!("{name}.log")),
         &http,
+        &ep.ca_pem,
     )
     .await
     .expect("extra gateway")
@@ -504,7 +519,7 @@ async fn websocket_and_redirects_through_the_gateway() {
         ("x-user".to_string(), "bob@example.com".to_string()),
     ];
     let url = format!("{}/oidc/jmap/ws", gw.base_url());
-    let mut ws = JmapWs::connect(&url, &headers)
+    let mut ws = JmapWs::connect_with(&url, &headers, gateway_tls(&stack))
         .await
         .expect("upgrade through /oidc");
     let seen = ws.recv(Duration::from_secs(10)).await.expect("hello");
@@ -523,7 +538,7 @@ async fn websocket_and_redirects_through_the_gateway() {
     // The pass-through route: the Authorization header reaches the backend, identity headers
     // from the client do not.
     let url = format!("{}/jmap/ws", gw.base_url());
-    let mut ws = JmapWs::connect(&url, &headers)
+    let mut ws = JmapWs::connect_with(&url, &headers, gateway_tls(&stack))
         .await
         .expect("upgrade through /jmap/ws");
     let seen = ws.recv(Duration::from_secs(10)).await.expect("hello");
@@ -541,6 +556,9 @@ async fn websocket_and_redirects_through_the_gateway() {
         extra_gateway(&stack, redirect_backend().await, "gateway-redirect", secret).await;
     let no_follow = reqwest::Client::builder()
         .no_proxy()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(stack.endpoints().ca_pem.as_bytes()).expect("CA"),
+        )
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("http client");

@@ -16,7 +16,9 @@ use serde_json::{Value, json};
 
 fn gateway_client(stack: &Stack, auth: Auth, extra: &[(String, String)]) -> JmapClient {
     let url = format!("{}/oidc/.well-known/jmap", stack.endpoints().gateway);
-    JmapClient::new(url, auth, extra).expect("jmap client")
+    JmapClient::new(url, auth, extra)
+        .and_then(|c| c.with_ca(&stack.endpoints().ca_pem))
+        .expect("jmap client")
 }
 
 /// Sends one message from a fresh sender to `rcpt` over inbound SMTP.
@@ -178,6 +180,7 @@ async fn forged_x_user_through_gateway_is_ignored() {
         Auth::Basic(bob.mail.clone(), bob.password.clone()),
         &forged,
     )
+    .and_then(|c| c.with_ca(&stack.endpoints().ca_pem))
     .expect("client");
     assert_eq!(
         basic.session().await.expect("basic session").username,

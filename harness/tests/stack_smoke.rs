@@ -51,7 +51,7 @@ async fn password_grant(stack: &Stack, user: &str, password: &str) -> String {
     let client = stack.realm().client("mail-oidc").expect("client");
     let resp: Value = http()
         .post(&stack.endpoints().token_endpoint)
-        .basic_auth(&client.client_id, Some(&client.secret))
+        .basic_auth(&client.client_id, client.secret.as_ref())
         .form(&[
             ("grant_type", "password"),
             ("username", user),

@@ -54,6 +54,9 @@ pub enum JmapError {
     Protocol(String),
     #[error("invalid header {0:?}")]
     Header(String),
+    /// The WebSocket was closed by the server (`code` from its Close frame, if it sent one).
+    #[error("WebSocket closed by the server (code {code:?}): {reason}")]
+    Closed { code: Option<u16>, reason: String },
 }
 
 impl From<tokio_tungstenite::tungstenite::Error> for JmapError {
@@ -216,6 +219,8 @@ pub struct JmapClient {
     session_url: String,
     auth: Auth,
     extra: HeaderMap,
+    /// Trusted CA for `https://` and `wss://` (the stack's gateway); system roots otherwise.
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 fn to_header_map(headers: &[(String, String)]) -> JmapResult<HeaderMap> {
@@ -248,7 +253,23 @@ impl JmapClient {
             session_url: session_url.into(),
             auth,
             extra: to_header_map(extra_headers)?,
+            tls: None,
         })
+    }
+
+    /// Trusts the CA(s) in `ca_pem` (and only them) for HTTPS and WSS, e.g. the stack's gateway.
+    pub fn with_ca(mut self, ca_pem: &str) -> JmapResult<Self> {
+        let config = super::tls::client_config(ca_pem)
+            .map_err(|e| JmapError::Protocol(format!("CA: {e}")))?;
+        let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes())?;
+        self.http = reqwest::Client::builder()
+            .no_proxy()
+            .tls_certs_only([ca])
+            .connect_timeout(DEFAULT_TIMEOUT)
+            .timeout(DEFAULT_TIMEOUT)
+            .build()?;
+        self.tls = Some(config);
+        Ok(self)
     }
 
     pub fn session_url(&self) -> &str {
@@ -407,13 +428,121 @@ impl JmapClient {
         Ok(Self::require_success("GET", &url, resp)?.body)
     }
 
+    /// Opens the session's EventSource (RFC 8620 §7.3) for every type, no ping, no close-after.
+    pub async fn open_event_source(&self) -> JmapResult<EventStream> {
+        let session = self.session().await?;
+        let template = session
+            .raw
+            .get("eventSourceUrl")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                JmapError::Protocol("the session advertises no eventSourceUrl".into())
+            })?;
+        let url = template
+            .replace("{types}", "*")
+            .replace("{closeafter}", "no")
+            .replace("{ping}", "0");
+        // A stream outlives any total request timeout: only connecting is bounded.
+        let mut builder = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(DEFAULT_TIMEOUT);
+        if let Some(tls) = &self.tls {
+            builder = builder.tls_backend_preconfigured((**tls).clone());
+        }
+        let http = builder.build()?;
+        let mut req = http
+            .get(&url)
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        if let Some(v) = self.auth.header_value() {
+            req = req.header(reqwest::header::AUTHORIZATION, v);
+        }
+        let response =
+            tokio::time::timeout(DEFAULT_TIMEOUT, req.headers(self.extra.clone()).send())
+                .await
+                .map_err(|_| JmapError::Timeout(DEFAULT_TIMEOUT, "opening the EventSource"))??;
+        if !response.status().is_success() {
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let body = response.text().await.unwrap_or_default();
+            return Err(JmapError::Status(Box::new(Refusal {
+                method: "GET",
+                url,
+                status,
+                headers,
+                body,
+            })));
+        }
+        Ok(EventStream {
+            response,
+            buffer: Vec::new(),
+        })
+    }
+
     /// Opens the session's WebSocket with this client's auth and extra headers.
     pub async fn connect_ws(&self) -> JmapResult<JmapWs> {
         let session = self.session().await?;
         let url = session
             .ws_url
             .ok_or_else(|| JmapError::Protocol("the session advertises no WebSocket".into()))?;
-        JmapWs::connect(&url, &self.request_headers()).await
+        JmapWs::connect_with(&url, &self.request_headers(), self.tls.clone()).await
+    }
+}
+
+/// An open EventSource response, read event by event.
+pub struct EventStream {
+    response: reqwest::Response,
+    buffer: Vec<u8>,
+}
+
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream")
+            .field("buffered", &self.buffer.len())
+            .finish()
+    }
+}
+
+impl EventStream {
+    /// The next event as (`event`, `data`), or `None` once the server ended the stream.
+    pub async fn next_event(&mut self, timeout: Duration) -> JmapResult<Option<(String, String)>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
+                let text = String::from_utf8_lossy(&block);
+                let mut event = String::from("message");
+                let mut data = Vec::new();
+                for line in text.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push(v.trim_start().to_string());
+                    }
+                }
+                if data.is_empty() && event == "message" {
+                    continue;
+                }
+                return Ok(Some((event, data.join("\n"))));
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.response.chunk()).await {
+                Err(_) => return Err(JmapError::Timeout(timeout, "waiting for an event")),
+                Ok(Err(e)) => return Err(e.into()),
+                Ok(Ok(None)) => return Ok(None),
+                Ok(Ok(Some(bytes))) => self.buffer.extend_from_slice(&bytes),
+            }
+        }
+    }
+
+    /// Reads events until the server ends the stream.
+    pub async fn wait_end(&mut self, timeout: Duration) -> JmapResult<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if self.next_event(left).await?.is_none() {
+                return Ok(());
+            }
+        }
     }
 }
 
@@ -440,6 +569,15 @@ impl std::fmt::Debug for JmapWs {
 impl JmapWs {
     /// Upgrades `ws_url` (`ws://` or `http://`) with `headers` (e.g. `Authorization`).
     pub async fn connect(ws_url: &str, headers: &[(String, String)]) -> JmapResult<Self> {
+        Self::connect_with(ws_url, headers, None).await
+    }
+
+    /// Like [`JmapWs::connect`], for `wss://` trusting `tls`'s roots.
+    pub async fn connect_with(
+        ws_url: &str,
+        headers: &[(String, String)],
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    ) -> JmapResult<Self> {
         let url = if let Some(rest) = ws_url.strip_prefix("http://") {
             format!("ws://{rest}")
         } else if let Some(rest) = ws_url.strip_prefix("https://") {
@@ -455,7 +593,9 @@ impl JmapWs {
                 h.append(name, value);
             }
         }
-        let connect = tokio_tungstenite::connect_async(request);
+        let connector = tls.map(tokio_tungstenite::Connector::Rustls);
+        let connect =
+            tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector);
         let (stream, _response) = match tokio::time::timeout(DEFAULT_TIMEOUT, connect).await {
             Err(_) => return Err(JmapError::Timeout(DEFAULT_TIMEOUT, "WebSocket upgrade")),
             Ok(Err(tokio_tungstenite::tungstenite::Error::Http(resp))) => {
@@ -497,7 +637,12 @@ impl JmapWs {
         let read = async {
             loop {
                 match self.stream.next().await {
-                    None => return Err(JmapError::Protocol("WebSocket closed".into())),
+                    None => {
+                        return Err(JmapError::Closed {
+                            code: None,
+                            reason: "connection ended without a Close frame".into(),
+                        });
+                    }
                     Some(Err(e)) => return Err(e.into()),
                     Some(Ok(Message::Text(text))) => {
                         return serde_json::from_str(text.as_str()).map_err(|e| {
@@ -505,7 +650,10 @@ impl JmapWs {
                         });
                     }
                     Some(Ok(Message::Close(frame))) => {
-                        return Err(JmapError::Protocol(format!("WebSocket closed: {frame:?}")));
+                        return Err(JmapError::Closed {
+                            code: frame.as_ref().map(|f| u16::from(f.code)),
+                            reason: frame.map(|f| f.reason.to_string()).unwrap_or_default(),
+                        });
                     }
                     Some(Ok(_)) => {}
                 }
@@ -514,6 +662,19 @@ impl JmapWs {
         tokio::time::timeout(timeout, read)
             .await
             .map_err(|_| JmapError::Timeout(timeout, "waiting for a WebSocket message"))?
+    }
+
+    /// Reads (and drops pushes) until the server closes the socket; its Close code and reason.
+    pub async fn wait_closed(&mut self, timeout: Duration) -> JmapResult<(Option<u16>, String)> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.recv(left).await {
+                Ok(message) => self.pushes.push_back(message),
+                Err(JmapError::Closed { code, reason }) => return Ok((code, reason)),
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Sends a JMAP Request (`using` core/mail/submission unless `request` has one) and returns

@@ -15,6 +15,11 @@ pub const SERVER_NAME: &str = "localhost";
 
 /// A connector that trusts only the CA(s) in `ca_pem`.
 pub fn tls_connector(ca_pem: &str) -> ClientResult<TlsConnector> {
+    Ok(TlsConnector::from(client_config(ca_pem)?))
+}
+
+/// A client configuration that trusts only the CA(s) in `ca_pem`.
+pub fn client_config(ca_pem: &str) -> ClientResult<Arc<rustls::ClientConfig>> {
     mail_oidc_server::tls::install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     let mut count = 0;
@@ -31,7 +36,7 @@ pub fn tls_connector(ca_pem: &str) -> ClientResult<TlsConnector> {
     let config = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(config)))
+    Ok(Arc::new(config))
 }
 
 /// TLS handshake over `tcp` for [`SERVER_NAME`], trusting only `ca_pem`.

@@ -36,6 +36,9 @@ const WORKERS: &str = "2";
 pub struct Discovered {
     pub token_endpoint: String,
     pub jwks_uri: String,
+    pub authorization_endpoint: String,
+    pub introspection_endpoint: String,
+    pub end_session_endpoint: Option<String>,
 }
 
 pub struct Llng {
@@ -59,18 +62,25 @@ fn prefix() -> PathBuf {
     )
 }
 
+/// The issuer of a portal on `port` (LemonLDAP::NG needs a host under its cookie domain).
+pub fn issuer_for_port(port: u16) -> String {
+    format!("http://localhost:{port}")
+}
+
 /// A fresh `kid`: configuration number plus a random suffix, so rotations never reuse one.
 pub fn new_kid(cfg_num: u32) -> String {
     format!("k{cfg_num}-{}", super::random_token(8).to_ascii_lowercase())
 }
 
 impl Llng {
-    /// Writes the configuration and starts Starman on a free port (a new port, and a new
-    /// configuration carrying it, when the port was taken meanwhile).
+    /// Writes the configuration and starts Starman on `port` (a new free port, and a new
+    /// configuration carrying it, when that one was taken meanwhile: check [`Llng::issuer`]).
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         realm: &Realm,
         dir: &Path,
         log: &Path,
+        port: u16,
         ldap_url: &str,
         redis_addr: &str,
         key: RsaKeyPair,
@@ -95,8 +105,8 @@ impl Llng {
         };
         llng.write_static_files()?;
         let mut last_error = None;
-        for _ in 0..START_ATTEMPTS {
-            llng.port = free_port()?;
+        for attempt in 0..START_ATTEMPTS {
+            llng.port = if attempt == 0 { port } else { free_port()? };
             llng.cfg_num += 1;
             llng.kid = new_kid(llng.cfg_num);
             llng.write_conf()?;
@@ -117,7 +127,12 @@ impl Llng {
     }
 
     pub fn issuer(&self) -> String {
-        format!("http://localhost:{}", self.port)
+        issuer_for_port(self.port)
+    }
+
+    /// What a browser visits to log out of the portal (every RP gets a back-channel call).
+    pub fn logout_url(&self) -> String {
+        format!("{}/?logout=1", self.issuer())
     }
 
     pub fn discovery_url(&self) -> String {
@@ -281,6 +296,11 @@ builder {{
         Ok(Discovered {
             token_endpoint: field("token_endpoint").context("no token_endpoint in discovery")?,
             jwks_uri: field("jwks_uri").context("no jwks_uri in discovery")?,
+            authorization_endpoint: field("authorization_endpoint")
+                .context("no authorization_endpoint in discovery")?,
+            introspection_endpoint: field("introspection_endpoint")
+                .context("no introspection_endpoint in discovery")?,
+            end_session_endpoint: field("end_session_endpoint"),
         })
     }
 

@@ -26,7 +26,8 @@ use rand::distr::Alphanumeric;
 use tempfile::TempDir;
 
 use self::gateway::{Gateway, GatewaySettings};
-use self::llng::Llng;
+use self::llng::{Llng, issuer_for_port};
+use self::ports::free_port;
 use self::process::{ChildProcess, tail_file};
 pub use self::server::ServerHandle;
 use crate::idp::IdpSettings;
@@ -66,9 +67,13 @@ pub struct Endpoints {
     pub http: SocketAddr,
     /// `http://127.0.0.1:<port>/.well-known/jmap` on the server itself ("" without HTTP).
     pub jmap_session: String,
-    /// Base URL of the OIDC gateway, `http://127.0.0.1:<port>` ("" without one): token-checked
-    /// routes under `/oidc/` (e.g. `/oidc/.well-known/jmap`), pass-through routes at the root.
+    /// Base URL of the OIDC gateway, `https://127.0.0.1:<port>` ("" without one), certificate
+    /// from [`Endpoints::ca_cert`]: token-checked routes under `/oidc/` (e.g.
+    /// `/oidc/.well-known/jmap`), pass-through routes at the root.
     pub gateway: String,
+    /// The server's back-channel logout receiver, registered for every client at the IdP
+    /// ("" without a server).
+    pub backchannel_logout_url: String,
     /// The secret the gateway sends the server in `http.auth.x_user_secret_header`.
     pub x_user_secret: String,
     /// `http://localhost:<port>` (LemonLDAP::NG needs a host under its cookie domain).
@@ -76,6 +81,12 @@ pub struct Endpoints {
     pub discovery_url: String,
     pub token_endpoint: String,
     pub jwks_uri: String,
+    pub authorization_endpoint: String,
+    pub introspection_endpoint: String,
+    /// RP-initiated logout (`id_token_hint`), if the IdP has one.
+    pub end_session_endpoint: Option<String>,
+    /// What a browser visits (with its SSO cookie) to log out at the IdP.
+    pub logout_url: String,
     /// `ldap://127.0.0.1:<port>`.
     pub ldap_url: String,
     /// `redis://127.0.0.1:<port>` (LemonLDAP::NG's sessions use databases 0 and 1).
@@ -160,7 +171,7 @@ pub struct Stack {
     gateway: Option<Gateway>,
     server: Option<ServerHandle>,
     idp: tokio::sync::Mutex<Llng>,
-    redis: ChildProcess,
+    redis: tokio::sync::Mutex<Option<ChildProcess>>,
     slapd: ChildProcess,
     endpoints: Endpoints,
     realm: Realm,
@@ -199,6 +210,10 @@ fn probe_client() -> anyhow::Result<reqwest::Client> {
         .timeout(Duration::from_secs(5))
         .build()
         .context("building the HTTP client")
+}
+
+fn discovery_url_of(issuer: &str) -> String {
+    format!("{issuer}/.well-known/openid-configuration")
 }
 
 fn unbound() -> SocketAddr {
@@ -247,10 +262,48 @@ impl Stack {
         let key = key.await.context("key generation task")??;
         tracing::debug!(after = ?started.elapsed(), "slapd, redis, keys ready");
 
+        // The server first (it needs no IdP to start), so the IdP's configuration can name its
+        // back-channel logout URL; the IdP's port is chosen now for the server's discovery URL.
+        let idp_port = free_port()?;
+        let x_user_secret = random_token(32);
+        let redis_url = format!("redis://{}", redis.addr);
+        let mut base_config = server::base_config(&server::ServerEnv {
+            realm: &realm,
+            discovery_url: &discovery_url_of(&issuer_for_port(idp_port)),
+            ldap_url: &slapd.url,
+            cert: &pki.cert,
+            key: &pki.key,
+            x_user_secret: &x_user_secret,
+            redis_url: &redis_url,
+        })?;
+        // The builder's edits shape the stack's server and every extra server.
+        for edit in builder.edits {
+            edit(&mut base_config);
+        }
+        let server_dir = root.join("server");
+        let server_log = logs.join("server.log");
+        let mut server = match &server_binary {
+            Some(bin) => Some(
+                server::start(bin, "server", base_config.clone(), &server_dir, &server_log).await?,
+            ),
+            None => None,
+        };
+        let backchannel_logout_url = server
+            .as_ref()
+            .and_then(|s| s.addrs.http)
+            .map(|a| format!("http://{a}/backchannel-logout"))
+            .unwrap_or_default();
+        let realm = if backchannel_logout_url.is_empty() {
+            realm
+        } else {
+            realm.with_backchannel_logout(&backchannel_logout_url)
+        };
+
         let llng = Llng::start(
             &realm,
             &root.join("llng"),
             &logs.join("lemonldap-ng.log"),
+            idp_port,
             &slapd.url,
             &redis.addr,
             key,
@@ -264,33 +317,22 @@ impl Stack {
         tracing::debug!(after = ?started.elapsed(), "LemonLDAP::NG ready");
         let issuer = llng.issuer();
         let discovery_url = llng.discovery_url();
-
-        let x_user_secret = random_token(32);
-        let mut base_config = server::base_config(&server::ServerEnv {
-            realm: &realm,
-            discovery_url: &discovery_url,
-            ldap_url: &slapd.url,
-            cert: &pki.cert,
-            key: &pki.key,
-            x_user_secret: &x_user_secret,
-        })?;
-        // The builder's edits shape the stack's server and every extra server.
-        for edit in builder.edits {
-            edit(&mut base_config);
+        if discovery_url != discovery_url_of(&issuer_for_port(idp_port)) {
+            // The IdP had to move to another port: restart the server pointing at it, on the
+            // HTTP port the IdP already knows.
+            if let (Some(old), Some(bin)) = (server.take(), &server_binary) {
+                let http = old.addrs.http;
+                old.stop();
+                if let Some(oidc) = base_config.oidc.as_mut() {
+                    oidc.discovery_url = Some(discovery_url.clone());
+                }
+                let mut config = base_config.clone();
+                config.http.listen = http;
+                server =
+                    Some(server::start(bin, "server", config, &server_dir, &server_log).await?);
+            }
         }
-        let server = match &server_binary {
-            Some(bin) => Some(
-                server::start(
-                    bin,
-                    "server",
-                    base_config.clone(),
-                    &root.join("server"),
-                    &logs.join("server.log"),
-                )
-                .await?,
-            ),
-            None => None,
-        };
+
         let addrs = server.as_ref().map(|s| s.addrs.clone()).unwrap_or_default();
         // The gateway fronts the stack's own server, with the (possibly edited) HTTP settings.
         let gateway = match addrs.http {
@@ -309,12 +351,17 @@ impl Stack {
                         .clone()
                         .unwrap_or_else(|| x_user_secret.clone()),
                     leeway_seconds: base_config.oidc.as_ref().map_or(30, |o| o.leeway_seconds),
+                    redis_addr: redis.addr.clone(),
+                    key_prefix: base_config.revocation.key_prefix.clone(),
+                    tls_cert: pki.cert.clone(),
+                    tls_key: pki.key.clone(),
                 };
                 let gw = gateway::start(
                     &settings,
                     &root.join("gateway"),
                     &logs.join("gateway.log"),
                     &http,
+                    &pki.ca_pem,
                 )
                 .await?;
                 tracing::debug!(after = ?started.elapsed(), took = ?gw.start_duration(), "gateway ready");
@@ -337,18 +384,26 @@ impl Stack {
                 .as_ref()
                 .map(|g| g.base_url().to_string())
                 .unwrap_or_default(),
+            backchannel_logout_url: addrs
+                .http
+                .map(|a| format!("http://{a}/backchannel-logout"))
+                .unwrap_or_default(),
             x_user_secret: base_config
                 .http
                 .auth
                 .x_user_secret
                 .clone()
                 .unwrap_or_default(),
+            logout_url: llng.logout_url(),
             issuer,
             discovery_url,
             token_endpoint: discovered.token_endpoint,
             jwks_uri: discovered.jwks_uri,
+            authorization_endpoint: discovered.authorization_endpoint,
+            introspection_endpoint: discovered.introspection_endpoint,
+            end_session_endpoint: discovered.end_session_endpoint,
             ldap_url: slapd.url.clone(),
-            redis_url: format!("redis://{}", redis.addr),
+            redis_url,
             ca_cert: pki.ca_cert.clone(),
             ca_pem: pki.ca_pem.clone(),
         };
@@ -367,7 +422,7 @@ impl Stack {
             gateway,
             server,
             idp: tokio::sync::Mutex::new(llng),
-            redis: redis.process,
+            redis: tokio::sync::Mutex::new(Some(redis.process)),
             slapd: slapd.process,
             endpoints,
             realm,
@@ -478,6 +533,36 @@ impl Stack {
         self.idp.lock().await.restart().await
     }
 
+    /// Stops Redis (the revocation store, and the IdP's sessions) until [`Stack::start_redis`].
+    pub async fn stop_redis(&self) {
+        if let Some(mut r) = self.redis.lock().await.take() {
+            r.terminate();
+        }
+    }
+
+    /// Starts Redis again on the same port with the same data (its append-only file).
+    pub async fn start_redis(&self) -> anyhow::Result<()> {
+        let mut guard = self.redis.lock().await;
+        if guard.is_some() {
+            return Ok(());
+        }
+        let port = self
+            .endpoints
+            .redis_url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse::<u16>().ok())
+            .context("the stack's Redis URL has no port")?;
+        let restarted = redis::start_on(
+            &self.dir.path().join("redis"),
+            &self.dir.path().join("logs").join("redis.log"),
+            Some(port),
+        )
+        .await?;
+        *guard = Some(restarted.process);
+        Ok(())
+    }
+
     /// Replaces the IdP's signing key (new `kid`, next configuration number) and returns once
     /// the JWKS serves only the new key; [`Stack::forge`] uses it from then on.
     pub async fn rotate_signing_key(&self) -> anyhow::Result<String> {
@@ -553,7 +638,9 @@ impl Stack {
         if let Some(p) = self.idp.lock().await.pid() {
             pids.push(p);
         }
-        pids.push(self.redis.pid());
+        if let Some(r) = self.redis.lock().await.as_ref() {
+            pids.push(r.pid());
+        }
         pids.push(self.slapd.pid());
         pids
     }
@@ -600,7 +687,9 @@ impl Drop for Stack {
             server.stop();
         }
         self.idp.get_mut().stop();
-        self.redis.terminate();
+        if let Some(redis) = self.redis.get_mut() {
+            redis.terminate();
+        }
         self.slapd.terminate();
         if std::env::var_os("MAIL_OIDC_KEEP_STACK_DIR").is_some() {
             let path = self.dir.path().to_path_buf();

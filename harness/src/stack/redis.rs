@@ -1,4 +1,6 @@
-//! redis-server in the foreground on a free loopback port, no persistence.
+//! redis-server in the foreground on a free loopback port. Its append-only file lives in the
+//! stack's directory, so a stop and a start on the same port keep the deny-list (as a
+//! production Redis would).
 
 use std::path::Path;
 use std::process::Command;
@@ -20,18 +22,28 @@ pub struct Redis {
     pub process: ChildProcess,
 }
 
-/// Starts redis-server; ready when it answers PING.
+/// Starts redis-server on a free port; ready when it answers PING.
 pub async fn start(dir: &Path, log: &Path) -> anyhow::Result<Redis> {
+    start_on(dir, log, None).await
+}
+
+/// Starts redis-server on `port` (tried once), or on a free port; ready when it answers PING.
+pub async fn start_on(dir: &Path, log: &Path, port: Option<u16>) -> anyhow::Result<Redis> {
     let program = find_program("redis-server")?;
     std::fs::create_dir_all(dir)?;
     let mut last_error = None;
-    for _ in 0..START_ATTEMPTS {
-        let port = free_port()?;
+    let attempts = if port.is_some() { 1 } else { START_ATTEMPTS };
+    for _ in 0..attempts {
+        let port = match port {
+            Some(p) => p,
+            None => free_port()?,
+        };
         let addr = format!("127.0.0.1:{port}");
         let mut cmd = Command::new(&program);
         cmd.arg("--port")
             .arg(port.to_string())
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "everysec"])
             .args(["--daemonize", "no", "--dir"])
             .arg(dir);
         let mut process = ChildProcess::spawn("redis", cmd, log)?;

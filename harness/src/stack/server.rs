@@ -100,16 +100,29 @@ pub struct ServerEnv<'a> {
     pub key: &'a Path,
     /// Shared with the gateway: proves an `X-User` header came through it.
     pub x_user_secret: &'a str,
+    /// `redis://127.0.0.1:<port>`: the revocation store every instance and the gateway share.
+    pub redis_url: &'a str,
 }
 
 /// Every listener on 127.0.0.1:0, TLS from the stack's CA, OIDC against the IdP (every client id
 /// is an accepted audience, user from `email`), users from LDAP through the admin account, HTTP
-/// (JMAP) accepting Bearer, Basic and the gateway's `X-User` (secret + loopback source).
+/// (JMAP) accepting Bearer, Basic and the gateway's `X-User` (secret + loopback source), the
+/// deny-list in the stack's Redis, the realm's administrator allowed to revoke.
 /// Built from JSON so every key left out keeps the server's own default.
 pub fn base_config(env: &ServerEnv<'_>) -> anyhow::Result<Config> {
     let any = "127.0.0.1:0";
+    let admins: Vec<&str> = env
+        .realm
+        .admin()
+        .map(|a| a.mail.as_str())
+        .into_iter()
+        .collect();
     let value = json!({
-        "server": { "hostname": "localhost", "log": "info,mail_oidc_server=debug" },
+        "server": {
+            "hostname": "localhost",
+            "log": "info,mail_oidc_server=debug",
+            "admins": admins,
+        },
         "tls": { "cert": env.cert, "key": env.key },
         "imap": { "listen": any, "listen_tls": any },
         "submission": { "listen": any, "listen_tls": any },
@@ -135,6 +148,7 @@ pub fn base_config(env: &ServerEnv<'_>) -> anyhow::Result<Config> {
             "bind_password": env.realm.admin_password,
         },
         "store": { "kind": "memory" },
+        "revocation": { "store": "redis", "redis_url": env.redis_url },
     });
     let config: Config =
         serde_json::from_value(value).context("building the server's base configuration")?;
@@ -245,6 +259,7 @@ mod tests {
             cert: Path::new("/tmp/cert.pem"),
             key: Path::new("/tmp/key.pem"),
             x_user_secret: "gw-secret",
+            redis_url: "redis://127.0.0.1:3",
         })
         .expect("base config");
         let text = toml::to_string(&config).expect("toml");
@@ -282,5 +297,10 @@ mod tests {
             other => panic!("expected LDAP directory, got {other:?}"),
         }
         assert_eq!(parsed.tls.expect("tls").cert, Path::new("/tmp/cert.pem"));
+        assert_eq!(
+            parsed.revocation.redis_url.as_deref(),
+            Some("redis://127.0.0.1:3")
+        );
+        assert_eq!(parsed.server.admins, ["mailadmin@example.com"]);
     }
 }
