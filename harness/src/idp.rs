@@ -451,6 +451,28 @@ impl IdpClient {
         param("code").with_context(|| format!("no code in the redirect {target}"))
     }
 
+    /// Logs out at the IdP as a user does in the browser: GET `logout_url` (LemonLDAP::NG:
+    /// `<portal>/?logout=1`) with the SSO cookie. The IdP then calls every back-channel logout
+    /// URL of the session's clients before it answers. Returns the final HTTP status.
+    pub async fn browser_logout(
+        &self,
+        browser: &BrowserSession,
+        logout_url: &str,
+    ) -> anyhow::Result<u16> {
+        let resp = browser
+            .http
+            .get(logout_url)
+            .send()
+            .await
+            .with_context(|| format!("GET {logout_url}"))?;
+        let status = resp.status();
+        if status.is_client_error() || status.is_server_error() {
+            let page = resp.text().await.unwrap_or_default();
+            bail!("logout at {logout_url} answered HTTP {status}: {}", snippet(&page));
+        }
+        Ok(status.as_u16())
+    }
+
     /// RP-initiated logout at the end_session_endpoint with the browser's SSO cookie (LemonLDAP::NG
     /// then sends back-channel logout tokens). A confirmation page, if shown, is confirmed.
     pub async fn logout(
