@@ -1,6 +1,8 @@
 //! Test doubles shared by the module tests: a directory with fixed users and a token validator
 //! answering from a table. Module testkits (SASL, HTTP auth, SMTP) build on these.
 
+pub mod redis_server;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -103,3 +103,78 @@ fn bad_trusted_source_is_named() {
     assert!(!ok, "must fail: {text}");
     assert!(text.contains("http.auth.x_user_trusted_sources"), "{text}");
 }
+
+const OIDC: &str =
+    "[oidc]\ndiscovery_url = \"http://127.0.0.1:1/.well-known/openid-configuration\"\n";
+
+#[test]
+fn oidc_audience_is_required() {
+    let (ok, text) = run_check(&format!("{DIRECTORY}{OIDC}"));
+    assert!(!ok, "must fail: {text}");
+    assert!(text.contains("oidc.audience"), "names the key: {text}");
+    assert!(
+        text.contains("audience_check = false"),
+        "says how to opt out: {text}"
+    );
+    let (ok, text) = run_check(&format!("{DIRECTORY}{OIDC}audience = [\"mail\"]\n"));
+    assert!(ok, "with an audience it passes: {text}");
+}
+
+#[test]
+fn audience_check_false_is_accepted() {
+    let (ok, text) = run_check(&format!(
+        "{DIRECTORY}{OIDC}audience_check = false\n[revocation]\nlogout_audiences = [\"mail\"]\n"
+    ));
+    assert!(ok, "must pass: {text}");
+    // Logout tokens still need an audience: without one anywhere, that key is named.
+    let (ok, text) = run_check(&format!("{DIRECTORY}{OIDC}audience_check = false\n"));
+    assert!(!ok, "must fail: {text}");
+    assert!(text.contains("revocation.logout_audiences"), "{text}");
+}
+
+#[test]
+fn redis_store_needs_a_redis_url() {
+    let (ok, text) = run_check(&format!("{DIRECTORY}[revocation]\nstore = \"redis\"\n"));
+    assert!(!ok, "must fail: {text}");
+    assert!(
+        text.contains("revocation.redis_url"),
+        "names the key: {text}"
+    );
+    let (ok, text) = run_check(&format!(
+        "{DIRECTORY}[revocation]\nstore = \"redis\"\nredis_url = \"http://127.0.0.1:6379\"\n"
+    ));
+    assert!(!ok, "must fail: {text}");
+    assert!(text.contains("revocation.redis_url"), "{text}");
+    // Redis need not be up for the configuration to be valid.
+    let (ok, text) = run_check(&format!(
+        "{DIRECTORY}[revocation]\nstore = \"redis\"\nredis_url = \"redis://127.0.0.1:1/\"\n"
+    ));
+    assert!(ok, "must pass: {text}");
+}
+
+#[test]
+fn revocation_ttl_below_300_seconds_is_refused() {
+    let (ok, text) = run_check(&format!("{DIRECTORY}[revocation]\nttl_seconds = 299\n"));
+    assert!(!ok, "must fail: {text}");
+    assert!(
+        text.contains("revocation.ttl_seconds"),
+        "names the key: {text}"
+    );
+    let (ok, text) = run_check(&format!("{DIRECTORY}[revocation]\nttl_seconds = 300\n"));
+    assert!(ok, "300 is enough: {text}");
+}
+
+#[test]
+fn recheck_interval_and_admins_are_checked() {
+    let (ok, text) = run_check(&format!(
+        "{DIRECTORY}{OIDC}audience = [\"mail\"]\n[oidc.introspection]\nclient_id = \"mail\"\nclient_secret = \"s\"\nrecheck_seconds = 0\n"
+    ));
+    assert!(!ok, "must fail: {text}");
+    assert!(
+        text.contains("oidc.introspection.recheck_seconds"),
+        "{text}"
+    );
+    let (ok, text) = run_check(&format!("{DIRECTORY}[server]\nadmins = [\" \"]\n"));
+    assert!(!ok, "must fail: {text}");
+    assert!(text.contains("server.admins"), "{text}");
+}

@@ -1,5 +1,7 @@
 //! PublicBase rules, and the router end to end with `oneshot` (plus one real listener).
 
+mod revocation;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -1,5 +1,7 @@
 //! Connection-level tests: a real session over an in-memory pipe, scripted like RFC transcripts.
 
+mod revocation;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;

@@ -269,9 +269,11 @@ impl HttpAuthenticator {
                 };
             }
         };
-        // The validator already asked the deny-list (the server wraps it in the check).
+        // The validator already asked the deny-list (the server wraps it in the check). The
+        // token goes with the session for the introspection re-check of long-lived connections
+        // (the registry drops it when no re-check is configured).
         Attempt::Accepted(HttpIdentity {
-            token: Some(validated.session(None)),
+            token: Some(validated.session(Some(token))),
             user: validated.username,
             strategy: strategy_name(HttpStrategy::Bearer),
         })

@@ -465,7 +465,7 @@ async fn bearer_accepts_a_valid_token_and_keeps_the_session() {
             sid: Some("sid-1".into()),
             expires_at: 4_000_000_000,
             issued_at: Some(1_700_000_000),
-            bearer: None,
+            bearer: Some(crate::auth::secret::Secret::new("good-alice")),
         })
     );
 }

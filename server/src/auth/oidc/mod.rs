@@ -10,7 +10,7 @@ mod jws;
 mod validator;
 
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 #[cfg(test)]
 mod tests;
 

@@ -332,3 +332,48 @@ async fn serve(mut stream: TcpStream, state: Arc<IdpState>) {
     let _ = stream.write_all(response.as_bytes()).await;
     let _ = stream.shutdown().await;
 }
+
+/// The validator settings `[oidc]` with `discovery_url` (this IdP) and `audience = ["mail"]`
+/// gives; with `introspection`, RFC 7662 at the discovered endpoint as client `mail`.
+pub fn validator_config(idp: &FakeIdp, introspection: bool) -> super::OidcValidatorConfig {
+    let section: crate::config::OidcSection = toml::from_str(&format!(
+        "discovery_url = \"{}\"\naudience = [\"mail\"]\nhttp_timeout_seconds = 5",
+        idp.url(DISCOVERY_PATH)
+    ))
+    .expect("section parses");
+    let mut config = super::OidcValidatorConfig::from_section(&section).expect("valid section");
+    if introspection {
+        config.introspection = Some(super::IntrospectionConfig {
+            endpoint: None,
+            client_id: "mail".into(),
+            client_secret: "s3cret".into(),
+            cache_ttl: std::time::Duration::from_secs(60),
+            cache_capacity: 100,
+        });
+    }
+    config
+}
+
+/// The real validator against this IdP, over the shared test directory (alice, bob).
+pub fn validator(idp: &FakeIdp, introspection: bool) -> super::OidcValidator {
+    super::OidcValidator::new(
+        validator_config(idp, introspection),
+        crate::testkit::TestDirectory::new(),
+    )
+    .expect("validator builds")
+}
+
+/// Access-token claims for alice from this IdP (what [`super::OidcValidator::validate`]
+/// accepts), with the given `sid`.
+pub fn access_claims(idp: &FakeIdp, sid: &str) -> Value {
+    let now = crate::time::now_unix().max(0) as u64;
+    json!({
+        "iss": idp.issuer(),
+        "sub": "sub-alice",
+        "aud": ["mail"],
+        "exp": now + 300,
+        "iat": now - 10,
+        "sid": sid,
+        "email": "alice@example.com",
+    })
+}

@@ -16,6 +16,15 @@ pub mod registry;
 mod service;
 mod validator;
 
+#[cfg(test)]
+mod receiver_tests;
+#[cfg(test)]
+mod redis_tests;
+#[cfg(test)]
+mod service_tests;
+#[cfg(test)]
+pub(crate) mod test_support;
+
 pub use memory::MemoryRevocationStore;
 pub use receiver::{LogoutError, LogoutReceiver, LogoutSettings, revocation_for};
 pub use redis::{RedisRevocationConfig, RedisRevocationStore};
@@ -80,6 +89,20 @@ impl Revocation {
                         None => authenticated_at <= *before,
                     }
             }
+        }
+    }
+}
+
+impl Revocation {
+    /// Whether a session that is registering now (it just logged in) falls under this: the
+    /// race between a login's store check and a revocation written meanwhile. Judged by the
+    /// token alone; a password login after a user revocation is a new login and stands.
+    pub fn covers_new_login(&self, token: Option<&TokenSession>) -> bool {
+        match self {
+            Revocation::Session { .. } | Revocation::Subject { .. } => {
+                self.matches(token, "", u64::MAX)
+            }
+            Revocation::User { before, .. } => token.is_some_and(|t| issued_no_later(t, *before)),
         }
     }
 }

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use super::logout_token::{self, LogoutEvent, LogoutRules, LogoutTokenError};
-use super::{Revocation, RevocationService};
+use super::{Query, Revocation, RevocationService};
 use crate::auth::oidc::TokenValidator;
+use crate::auth::sasl::TokenSession;
 
 /// Why a logout was not carried out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,18 +52,33 @@ impl LogoutReceiver {
     /// Checks `token` fully and revokes what it names; returns what was revoked.
     pub async fn receive(&self, token: &str) -> Result<Revocation, LogoutError> {
         let event = self.verify(token).await?;
-        match self
-            .revocation
-            .store()
-            .first_use(&event.issuer, &event.jti)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => return Err(LogoutError::Invalid(LogoutTokenError::Replayed)),
-            Err(e) => return Err(LogoutError::Unavailable(e.to_string())),
-        }
         let revocation =
             revocation_for(&event).ok_or(LogoutError::Invalid(LogoutTokenError::NoSidOrSub))?;
+        let store = self.revocation.store();
+        match store.first_use(&event.issuer, &event.jti).await {
+            Ok(true) => {}
+            // Seen before: a replay if that logout was recorded. If it was not (the store
+            // failed between the jti and the revocation, and the IdP got a 503), this is the
+            // IdP's retry of the same token and must go through.
+            Ok(false) => {
+                let Some(probe) = covered_session(&revocation) else {
+                    return Err(LogoutError::Invalid(LogoutTokenError::Replayed));
+                };
+                let query = Query {
+                    token: Some(&probe),
+                    user: "",
+                    authenticated_at: None,
+                };
+                match store.lookup(query).await {
+                    Ok(Some(_)) => return Err(LogoutError::Invalid(LogoutTokenError::Replayed)),
+                    Ok(None) => {
+                        tracing::info!(jti = %event.jti, "retry of a logout that was not recorded")
+                    }
+                    Err(e) => return Err(LogoutError::Unavailable(e.to_string())),
+                }
+            }
+            Err(e) => return Err(LogoutError::Unavailable(e.to_string())),
+        }
         self.revocation
             .revoke(revocation.clone())
             .await
@@ -92,6 +108,28 @@ impl LogoutReceiver {
         )
         .map_err(LogoutError::Invalid)
     }
+}
+
+/// A token session that `revocation` covers: asking the store about it tells whether the
+/// revocation is recorded. `None` for a user revocation (logout tokens never make one).
+fn covered_session(revocation: &Revocation) -> Option<TokenSession> {
+    let (issuer, subject, sid, issued_at) = match revocation {
+        Revocation::Session { issuer, sid } => (issuer, String::new(), Some(sid.clone()), 0),
+        Revocation::Subject {
+            issuer,
+            subject,
+            before,
+        } => (issuer, subject.clone(), None, *before),
+        Revocation::User { .. } => return None,
+    };
+    Some(TokenSession {
+        issuer: issuer.clone(),
+        subject,
+        sid,
+        expires_at: 0,
+        issued_at: Some(issued_at),
+        bearer: None,
+    })
 }
 
 /// A `sid` names one IdP session (§2.4: with both, the session is meant); `sub` alone means

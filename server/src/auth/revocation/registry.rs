@@ -187,7 +187,13 @@ impl SessionRegistry {
         }
         recent
             .iter()
-            .find(|(_, r)| r.matches(s.token.as_ref(), &s.user, s.authenticated_at))
+            .find(|(_, r)| {
+                r.covers_new_login(s.token.as_ref())
+                    && match r {
+                        Revocation::User { user, .. } => user.eq_ignore_ascii_case(&s.user),
+                        _ => true,
+                    }
+            })
             .map(|(_, r)| r.describe())
     }
 
@@ -397,6 +403,21 @@ mod tests {
         assert!(matches!(h.try_ended(), Some(EndReason::Revoked(_))));
         let other = registry.register(LiveSession::new("imap", "a@x", Some(token("s8", far()))));
         assert_eq!(other.try_ended(), None);
+    }
+
+    #[tokio::test]
+    async fn a_password_login_after_a_user_revocation_stands() {
+        let registry = SessionRegistry::new(false);
+        let now = crate::time::now_unix() as u64;
+        registry.end_matching(&Revocation::User {
+            user: "a@x".into(),
+            before: now,
+        });
+        let password = registry.register(LiveSession::new("imap", "a@x", None));
+        assert_eq!(password.try_ended(), None, "same second, but a new login");
+        // A token issued at or before the revocation is caught (the login race).
+        let old = registry.register(LiveSession::new("imap", "a@x", Some(token("s1", far()))));
+        assert!(matches!(old.try_ended(), Some(EndReason::Revoked(_))));
     }
 
     #[tokio::test]

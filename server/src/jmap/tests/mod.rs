@@ -3,6 +3,7 @@
 
 mod api;
 mod mail;
+mod revocation;
 mod router;
 mod submission;
 mod websocket;
