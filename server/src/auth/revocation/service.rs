@@ -94,11 +94,14 @@ impl RevocationService {
         }
     }
 
-    /// Writes `revocation` (every instance hears of it) and ends this instance's matching
-    /// sessions at once, so a lost subscription cannot delay them. Returns how many ended here.
+    /// Ends this instance's matching sessions at once (a lost subscription cannot delay them),
+    /// then writes `revocation` so every instance hears of it and new logins are refused.
+    /// Returns how many ended here. When the store cannot be written, the local sessions are
+    /// ended all the same (the safe side) and the error says the rest did not happen.
     pub async fn revoke(&self, revocation: Revocation) -> Result<usize, StoreError> {
-        self.store.revoke(&revocation).await?;
+        // Before the write: the store's own notice would otherwise race this count.
         let ended = self.registry.end_matching(&revocation);
+        self.store.revoke(&revocation).await?;
         tracing::info!(?revocation, ended, "revocation recorded");
         Ok(ended)
     }
