@@ -2,6 +2,7 @@
 //! headless browser that walks LemonLDAP::NG's login form for the authorization-code flow (with
 //! state, nonce and PKCE S256) and RP-initiated logout.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,12 +10,12 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::StatusCode;
-use reqwest::cookie::{CookieStore, Jar};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use url::Url;
 
+use crate::cookies::CookieJar;
 use crate::tokens::{decode_unverified, random_id};
 
 /// Deadline of each HTTP call to the IdP.
@@ -126,30 +127,80 @@ pub struct LogoutOutcome {
 }
 
 /// A headless browser: its own cookie jar (so an SSO session is shared by every client it logs
-/// in to) and no automatic redirects (so the code can be read from the redirect).
+/// in to) and no automatic redirects (so the code can be read from the redirect). The jar lives
+/// in memory ([`BrowserSession::new`]) or in a Netscape cookie file that curl reads and writes
+/// too ([`BrowserSession::with_cookie_file`], written back by [`BrowserSession::save`]).
 #[derive(Clone)]
 pub struct BrowserSession {
     http: reqwest::Client,
-    jar: Arc<Jar>,
+    jar: Arc<CookieJar>,
+    /// Where [`BrowserSession::save`] writes the jar; `None` for an in-memory browser.
+    cookie_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for BrowserSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BrowserSession").finish_non_exhaustive()
+        f.debug_struct("BrowserSession")
+            .field("cookie_file", &self.cookie_file)
+            .finish_non_exhaustive()
     }
 }
 
 impl BrowserSession {
+    /// A browser with an empty in-memory jar.
     pub fn new() -> anyhow::Result<Self> {
+        Self::build(Arc::new(CookieJar::new()), None)
+    }
+
+    /// A browser on the cookies of a Netscape cookie file (a missing file is an empty jar);
+    /// [`BrowserSession::save`] writes them back there.
+    pub fn with_cookie_file(path: impl Into<PathBuf>) -> anyhow::Result<Self> {
+        let path = path.into();
+        let jar = CookieJar::load(&path)
+            .with_context(|| format!("reading the cookie file {}", path.display()))?;
+        Self::build(Arc::new(jar), Some(path))
+    }
+
+    /// A browser on an existing jar (shared with whoever else holds it), kept in memory.
+    pub fn with_jar(jar: Arc<CookieJar>) -> anyhow::Result<Self> {
+        Self::build(jar, None)
+    }
+
+    fn build(jar: Arc<CookieJar>, cookie_file: Option<PathBuf>) -> anyhow::Result<Self> {
         mail_oidc_server::tls::install_crypto_provider();
-        let jar = Arc::new(Jar::default());
         let http = reqwest::Client::builder()
             .cookie_provider(jar.clone())
             .redirect(reqwest::redirect::Policy::none())
             .timeout(HTTP_TIMEOUT)
             .build()
             .context("building the browser HTTP client")?;
-        Ok(Self { http, jar })
+        Ok(Self {
+            http,
+            jar,
+            cookie_file,
+        })
+    }
+
+    /// The browser's cookies.
+    pub fn jar(&self) -> &Arc<CookieJar> {
+        &self.jar
+    }
+
+    /// The cookie file this browser was loaded from, if any.
+    pub fn cookie_file(&self) -> Option<&Path> {
+        self.cookie_file.as_deref()
+    }
+
+    /// Writes the jar back to its cookie file (atomically, mode 0600); nothing to do for an
+    /// in-memory browser.
+    pub fn save(&self) -> anyhow::Result<()> {
+        match &self.cookie_file {
+            Some(path) => self
+                .jar
+                .save(path)
+                .with_context(|| format!("writing the cookie file {}", path.display())),
+            None => Ok(()),
+        }
     }
 
     /// Drops LemonLDAP::NG's `lemonldappdata` cookie: after an abandoned or failed login it
@@ -167,8 +218,7 @@ impl BrowserSession {
     /// The `Cookie` header this browser would send to `url` (for diagnostics).
     pub fn cookies_for(&self, url: &str) -> Option<String> {
         let url = Url::parse(url).ok()?;
-        let header = self.jar.cookies(&url)?;
-        header.to_str().ok().map(str::to_string)
+        self.jar.header_for(&url)
     }
 }
 
@@ -468,7 +518,10 @@ impl IdpClient {
         let status = resp.status();
         if status.is_client_error() || status.is_server_error() {
             let page = resp.text().await.unwrap_or_default();
-            bail!("logout at {logout_url} answered HTTP {status}: {}", snippet(&page));
+            bail!(
+                "logout at {logout_url} answered HTTP {status}: {}",
+                snippet(&page)
+            );
         }
         Ok(status.as_u16())
     }

@@ -2,21 +2,34 @@
 //! - `mail-oidc up [--env-file F]`: starts the demo environment, prints how to use it, writes the
 //!   env file once everything answers, and runs until Ctrl-C.
 //! - `mail-oidc token --user U --password P [--env-file F]`: prints an access token.
+//! - `mail-oidc login [--user U --password P] [--client ID] --cookie-jar F [--json]`: browser
+//!   login (authorization code + PKCE) keeping the IdP's SSO cookie in F, a curl cookie file;
+//!   without a password it is single sign-on from that cookie.
+//! - `mail-oidc logout --cookie-jar F`: logs out at the IdP as a browser would (single log-out).
+//! - `mail-oidc revoke (--user U | --sub S | --sid S) [--iss I]`: the server's admin revocation.
+//!
+//! Every command but `up` and `bench` reads the environment written by `up`: `--env-file F`,
+//! else environment variables, else the state file.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
-use clap::{Parser, Subcommand};
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
 use mail_oidc_harness::clients::jmap::{Auth, JmapClient};
-use mail_oidc_harness::idp::{IdpClient, IdpSettings};
+use mail_oidc_harness::cookies::write_private_atomically;
+use mail_oidc_harness::idp::{BrowserSession, IdpClient, IdpSettings};
+use mail_oidc_harness::realm::Realm;
 use mail_oidc_harness::stack::{Backend, Stack};
+use serde_json::{Value, json};
 use tracing_subscriber::EnvFilter;
 
 /// The client the demo environment's token and commands use.
 const DEMO_CLIENT: &str = "mail-oidc";
 const DEMO_USER: &str = "demo";
+/// Deadline of the `revoke` request.
+const HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Parser)]
 #[command(
@@ -55,6 +68,75 @@ enum Command {
         #[arg(long)]
         env_file: Option<PathBuf>,
     },
+    /// Log in as a browser does (authorization code + PKCE) and print the access token. The
+    /// IdP's SSO cookie is kept in the cookie jar (curl's cookie-file format); without
+    /// --password the login is single sign-on from that cookie.
+    Login(LoginArgs),
+    /// Log out at the IdP as a browser does (GET MAIL_OIDC_LOGOUT_URL with the SSO cookie):
+    /// the IdP ends the session and sends every client's back-channel logout.
+    Logout {
+        /// Cookie jar written by `login` (or by curl -c); saved back after the logout.
+        #[arg(long, value_name = "FILE")]
+        cookie_jar: PathBuf,
+        /// Environment file written by `up` (see `token`).
+        #[arg(long)]
+        env_file: Option<PathBuf>,
+    },
+    /// Revoke a user, subject or session at the server (POST /admin/revoke as
+    /// MAIL_OIDC_ADMIN_USER) and print its answer.
+    Revoke {
+        #[command(flatten)]
+        target: RevokeTarget,
+        /// Issuer of --sub or --sid (default: the server's configured issuer).
+        #[arg(long, conflicts_with = "user")]
+        iss: Option<String>,
+        /// Environment file written by `up` (see `token`).
+        #[arg(long)]
+        env_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct LoginArgs {
+    /// The user to log in as; without --user and --password: single sign-on from the jar.
+    #[arg(long, requires = "password")]
+    user: Option<String>,
+    #[arg(long, requires = "user")]
+    password: Option<String>,
+    /// OIDC client (default: MAIL_OIDC_WEB_CLIENT_ID, else MAIL_OIDC_CLIENT_ID). Its secret is
+    /// MAIL_OIDC_CLIENT_SECRET when it is MAIL_OIDC_CLIENT_ID; any other client is public.
+    #[arg(long, value_name = "ID")]
+    client: Option<String>,
+    /// Redirect URI registered for the client (default: from the environment, else the demo
+    /// realm's).
+    #[arg(long)]
+    redirect_uri: Option<String>,
+    /// Cookie jar (Netscape format, as curl -b/-c use), read and written back (mode 0600).
+    /// The ID token is kept beside it in FILE.id_token for a later logout.
+    #[arg(long, value_name = "FILE")]
+    cookie_jar: PathBuf,
+    /// Print the whole token response as JSON (access_token, id_token, refresh_token,
+    /// expires_in) instead of the access token.
+    #[arg(long)]
+    json: bool,
+    /// Environment file written by `up` (see `token`).
+    #[arg(long)]
+    env_file: Option<PathBuf>,
+}
+
+/// Exactly one of user, subject or session.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct RevokeTarget {
+    /// Every session of a directory user (mail or uid).
+    #[arg(long)]
+    user: Option<String>,
+    /// Every token of this subject issued before now.
+    #[arg(long)]
+    sub: Option<String>,
+    /// One IdP session (the `sid` claim).
+    #[arg(long)]
+    sid: Option<String>,
 }
 
 #[tokio::main]
@@ -78,6 +160,16 @@ async fn main() -> ExitCode {
             password,
             env_file,
         } => token(&user, &password, env_file.as_deref()).await,
+        Command::Login(args) => login(args).await,
+        Command::Logout {
+            cookie_jar,
+            env_file,
+        } => logout(&cookie_jar, env_file.as_deref()).await,
+        Command::Revoke {
+            target,
+            iss,
+            env_file,
+        } => revoke(&target, iss.as_deref(), env_file.as_deref()).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -124,24 +216,36 @@ async fn up(env_file: Option<PathBuf>) -> anyhow::Result<()> {
         "mail-oidc demo environment is up (started in {:.1?}).\n",
         stack.start_duration()
     );
+    let web_client = realm
+        .web_client()
+        .map(|c| format!("{} (public: auth code + PKCE)", c.client_id))
+        .unwrap_or_else(|| "(none)".into());
+    let admin = realm
+        .admin()
+        .map(|a| format!("{} / {}  (POST /admin/revoke)", a.mail, a.password))
+        .unwrap_or_else(|| "(none)".into());
     let rows = [
         ("IMAP (STARTTLS)", ep.imap.to_string()),
         ("IMAPS", ep.imaps.to_string()),
         ("Submission (STARTTLS)", ep.submission.to_string()),
         ("Submissions (TLS)", ep.submissions.to_string()),
         ("SMTP (inbound)", ep.smtp.to_string()),
+        ("Server HTTP", format!("http://{}", ep.http)),
         ("JMAP session", ep.jmap_session.clone()),
         (
             "OIDC gateway",
             format!(
-                "{}  (token-checked under /oidc/, pass-through at /)",
+                "{}  (HTTPS, CA below; token-checked under /oidc/, pass-through at /)",
                 ep.gateway
             ),
         ),
         ("OIDC issuer", ep.issuer.clone()),
         ("Discovery", ep.discovery_url.clone()),
+        ("Authorization", ep.authorization_endpoint.clone()),
         ("Token endpoint", ep.token_endpoint.clone()),
         ("JWKS", ep.jwks_uri.clone()),
+        ("IdP logout (browser)", ep.logout_url.clone()),
+        ("Back-channel logout", ep.backchannel_logout_url.clone()),
         (
             "LDAP",
             format!(
@@ -159,7 +263,9 @@ async fn up(env_file: Option<PathBuf>) -> anyhow::Result<()> {
                 settings.client_secret.as_deref().unwrap_or("(public)")
             ),
         ),
+        ("Web client", web_client),
         ("Demo user", format!("{} / {}", demo.mail, demo.password)),
+        ("Administrator", admin),
         ("Logs", stack.dir().join("logs").display().to_string()),
     ];
     for (name, value) in rows {
@@ -196,8 +302,9 @@ async fn up(env_file: Option<PathBuf>) -> anyhow::Result<()> {
         demo.mail, demo.password
     );
     if !ep.gateway.is_empty() {
-        print_jmap_examples(&ep.gateway, &ep.ca_pem, &access_token).await;
+        print_jmap_examples(&ep.gateway, &ep.ca_pem, &ep.ca_cert, &access_token).await;
     }
+    print_slo_walkthrough(&stack, &demo.mail, &demo.password);
 
     let env = render_env(&stack, &settings, &demo.mail, &demo.password, &access_token);
     for path in &env_paths {
@@ -221,6 +328,41 @@ async fn up(env_file: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Single log-out by hand: a browser login, an IMAP session on its token, the IdP logout, and
+/// the session's end.
+fn print_slo_walkthrough(stack: &Stack, user: &str, password: &str) {
+    let ep = stack.endpoints();
+    let ca = ep.ca_cert.display();
+    println!("\nSingle log-out (two terminals):");
+    println!(
+        "  export WEB_TOKEN=$(mail-oidc login --user {user} --password {password} \
+         --cookie-jar jar.txt)"
+    );
+    println!(
+        "  {{ printf 'a AUTHENTICATE OAUTHBEARER %s\\r\\nb IDLE\\r\\n' \"$(printf \
+         'n,a=%s,\\001auth=Bearer %s\\001\\001' {user} \"$WEB_TOKEN\" | base64 -w0)\"; cat; }} \
+         | openssl s_client -quiet -CAfile {ca} -connect 127.0.0.1:{}",
+        ep.imaps.port()
+    );
+    println!(
+        "  # second terminal: log out at the IdP with the browser's SSO cookie \
+         (MAIL_OIDC_LOGOUT_URL):"
+    );
+    println!("  curl -b jar.txt -c jar.txt '{}'", ep.logout_url);
+    println!("  # or: mail-oidc logout --cookie-jar jar.txt");
+    println!(
+        "  # the IMAP session ends with `* BYE` (back-channel logout to {}); \
+         `mail-oidc login --cookie-jar jar.txt` now wants the password again.",
+        ep.backchannel_logout_url
+    );
+    if let Some(admin) = stack.realm().admin() {
+        println!(
+            "  # revoke by hand instead (as {}): mail-oidc revoke --user {user}",
+            admin.mail
+        );
+    }
+}
+
 fn render_env(
     stack: &Stack,
     settings: &IdpSettings,
@@ -229,24 +371,55 @@ fn render_env(
     access_token: &str,
 ) -> String {
     let ep = stack.endpoints();
+    let realm = stack.realm();
+    let web = realm.web_client();
+    let admin = realm.admin();
     let lines = [
         ("MAIL_OIDC_IMAP", ep.imap.to_string()),
         ("MAIL_OIDC_IMAPS", ep.imaps.to_string()),
         ("MAIL_OIDC_SUBMISSION", ep.submission.to_string()),
         ("MAIL_OIDC_SUBMISSIONS", ep.submissions.to_string()),
         ("MAIL_OIDC_SMTP", ep.smtp.to_string()),
+        ("MAIL_OIDC_HTTP", format!("http://{}", ep.http)),
         ("MAIL_OIDC_JMAP", ep.jmap_session.clone()),
         ("MAIL_OIDC_GATEWAY", ep.gateway.clone()),
         ("MAIL_OIDC_ISSUER", ep.issuer.clone()),
         ("MAIL_OIDC_DISCOVERY_URL", ep.discovery_url.clone()),
+        (
+            "MAIL_OIDC_AUTHORIZATION_ENDPOINT",
+            ep.authorization_endpoint.clone(),
+        ),
         ("MAIL_OIDC_TOKEN_ENDPOINT", ep.token_endpoint.clone()),
+        ("MAIL_OIDC_LOGOUT_URL", ep.logout_url.clone()),
+        (
+            "MAIL_OIDC_BACKCHANNEL_LOGOUT_URL",
+            ep.backchannel_logout_url.clone(),
+        ),
         ("MAIL_OIDC_CLIENT_ID", settings.client_id.clone()),
         (
             "MAIL_OIDC_CLIENT_SECRET",
             settings.client_secret.clone().unwrap_or_default(),
         ),
+        ("MAIL_OIDC_REDIRECT_URI", settings.redirect_uri.clone()),
+        (
+            "MAIL_OIDC_WEB_CLIENT_ID",
+            web.map(|c| c.client_id.clone()).unwrap_or_default(),
+        ),
+        (
+            "MAIL_OIDC_WEB_REDIRECT_URI",
+            web.and_then(|c| c.redirect_uris.first().cloned())
+                .unwrap_or_default(),
+        ),
         ("MAIL_OIDC_USER", user.to_string()),
         ("MAIL_OIDC_PASSWORD", password.to_string()),
+        (
+            "MAIL_OIDC_ADMIN_USER",
+            admin.map(|a| a.mail.clone()).unwrap_or_default(),
+        ),
+        (
+            "MAIL_OIDC_ADMIN_PASSWORD",
+            admin.map(|a| a.password.clone()).unwrap_or_default(),
+        ),
         ("MAIL_OIDC_CA_CERT", ep.ca_cert.display().to_string()),
         ("MAIL_OIDC_LDAP_URL", ep.ldap_url.clone()),
         ("MAIL_OIDC_REDIS_URL", ep.redis_url.clone()),
@@ -255,9 +428,10 @@ fn render_env(
     lines.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
 }
 
-/// curl commands for JMAP through the gateway. The account id comes from the session (fetched
-/// here through the gateway); without it the Mailbox/get line names where to find it.
-async fn print_jmap_examples(gateway: &str, ca_pem: &str, access_token: &str) {
+/// curl commands for JMAP through the gateway (HTTPS: curl trusts the stack's CA with
+/// `--cacert`). The account id comes from the session (fetched here through the gateway);
+/// without it the Mailbox/get line names where to find it.
+async fn print_jmap_examples(gateway: &str, ca_pem: &str, ca_path: &Path, access_token: &str) {
     let session_url = format!("{gateway}/oidc/.well-known/jmap");
     let session = match JmapClient::new(&session_url, Auth::Bearer(access_token.into()), &[])
         .and_then(|c| c.with_ca(ca_pem))
@@ -277,11 +451,14 @@ async fn print_jmap_examples(gateway: &str, ca_pem: &str, access_token: &str) {
         r#"{{"using":["urn:ietf:params:jmap:core","urn:ietf:params:jmap:mail"],"methodCalls":[["Mailbox/get",{{"accountId":{}}},"0"]]}}"#,
         serde_json::Value::String(account)
     );
+    let ca = ca_path.display();
     println!("  export GATEWAY={gateway}");
-    println!("  curl -H \"Authorization: Bearer $TOKEN\" $GATEWAY/oidc/.well-known/jmap");
     println!(
-        "  curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \
-         -d '{body}' $GATEWAY/oidc/jmap"
+        "  curl --cacert {ca} -H \"Authorization: Bearer $TOKEN\" $GATEWAY/oidc/.well-known/jmap"
+    );
+    println!(
+        "  curl --cacert {ca} -H \"Authorization: Bearer $TOKEN\" \
+         -H 'Content-Type: application/json' -d '{body}' $GATEWAY/oidc/jmap"
     );
 }
 
@@ -340,42 +517,289 @@ fn lookup(
         .or_else(|| state.and_then(|m| m.get(key).cloned()))
 }
 
-async fn token(user: &str, password: &str, env_file: Option<&Path>) -> anyhow::Result<()> {
-    let read = |p: &Path| -> anyhow::Result<HashMap<String, String>> {
-        let text =
-            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-        Ok(parse_env(&text))
-    };
-    let explicit = env_file.map(read).transpose()?;
-    let state_path = state_env_path();
-    let state = if explicit.is_none() && state_path.is_file() {
-        Some(read(&state_path)?)
-    } else {
-        None
-    };
-    let get = |key: &str| {
-        lookup(explicit.as_ref(), state.as_ref(), key).with_context(|| {
+/// Where a command reads the environment written by `up`: an explicit `--env-file`, else the
+/// process environment, else the state file.
+struct UpEnv {
+    explicit: Option<HashMap<String, String>>,
+    state: Option<HashMap<String, String>>,
+    state_path: PathBuf,
+}
+
+impl UpEnv {
+    fn load(env_file: Option<&Path>) -> anyhow::Result<Self> {
+        let read = |p: &Path| -> anyhow::Result<HashMap<String, String>> {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Ok(parse_env(&text))
+        };
+        let explicit = env_file.map(read).transpose()?;
+        let state_path = state_env_path();
+        let state = if explicit.is_none() && state_path.is_file() {
+            Some(read(&state_path)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            explicit,
+            state,
+            state_path,
+        })
+    }
+
+    /// The value of `key`; an empty value counts as unset.
+    fn opt(&self, key: &str) -> Option<String> {
+        lookup(self.explicit.as_ref(), self.state.as_ref(), key).filter(|v| !v.is_empty())
+    }
+
+    fn get(&self, key: &str) -> anyhow::Result<String> {
+        self.opt(key).with_context(|| {
             format!(
                 "{key} not set: run `mail-oidc up` first, pass --env-file, or export {key} \
                  (state file: {})",
-                state_path.display()
+                self.state_path.display()
             )
         })
-    };
+    }
+}
+
+async fn token(user: &str, password: &str, env_file: Option<&Path>) -> anyhow::Result<()> {
+    let env = UpEnv::load(env_file)?;
     let settings = IdpSettings {
-        issuer: get("MAIL_OIDC_ISSUER")?,
-        client_id: get("MAIL_OIDC_CLIENT_ID")?,
-        client_secret: Some(get("MAIL_OIDC_CLIENT_SECRET")?),
+        issuer: env.get("MAIL_OIDC_ISSUER")?,
+        client_id: env.get("MAIL_OIDC_CLIENT_ID")?,
+        client_secret: Some(env.get("MAIL_OIDC_CLIENT_SECRET")?),
         redirect_uri: String::new(),
     };
     // The token endpoint is required too, so a stale or partial file is reported early.
-    let token_endpoint = get("MAIL_OIDC_TOKEN_ENDPOINT")?;
+    let token_endpoint = env.get("MAIL_OIDC_TOKEN_ENDPOINT")?;
     tracing::debug!(%token_endpoint, issuer = %settings.issuer, "requesting a token");
     let tokens = IdpClient::new(settings)?
         .password_grant(user, password)
         .await
         .context("password grant")?;
     println!("{}", tokens.access_token);
+    Ok(())
+}
+
+/// `FILE.id_token`: the last ID token of a `login` with that jar (an `id_token_hint` for
+/// RP-initiated logout).
+fn id_token_path(cookie_jar: &Path) -> PathBuf {
+    let mut p = cookie_jar.as_os_str().to_owned();
+    p.push(".id_token");
+    PathBuf::from(p)
+}
+
+/// The client `login` acts as: `--client`, else the web client, else the main client. Only the
+/// main client has a secret (MAIL_OIDC_CLIENT_SECRET).
+fn login_settings(
+    env: &UpEnv,
+    client: Option<String>,
+    redirect_uri: Option<String>,
+) -> anyhow::Result<IdpSettings> {
+    let main_client = env.opt("MAIL_OIDC_CLIENT_ID");
+    let web_client = env.opt("MAIL_OIDC_WEB_CLIENT_ID");
+    let client_id = client
+        .or_else(|| web_client.clone())
+        .or_else(|| main_client.clone())
+        .context(
+            "no OIDC client: pass --client, or set MAIL_OIDC_WEB_CLIENT_ID or \
+             MAIL_OIDC_CLIENT_ID (run `mail-oidc up` first, or pass --env-file)",
+        )?;
+    let is_main = main_client.as_deref() == Some(client_id.as_str());
+    let is_web = web_client.as_deref() == Some(client_id.as_str());
+    let client_secret = if is_main {
+        env.opt("MAIL_OIDC_CLIENT_SECRET")
+    } else {
+        None
+    };
+    let redirect_uri = redirect_uri
+        .or_else(|| is_main.then(|| env.opt("MAIL_OIDC_REDIRECT_URI")).flatten())
+        .or_else(|| {
+            is_web
+                .then(|| env.opt("MAIL_OIDC_WEB_REDIRECT_URI"))
+                .flatten()
+        })
+        .or_else(|| {
+            Realm::demo()
+                .client(&client_id)
+                .and_then(|c| c.redirect_uris.first().cloned())
+        })
+        .with_context(|| {
+            format!("no redirect URI known for the client {client_id:?}: pass --redirect-uri")
+        })?;
+    Ok(IdpSettings {
+        issuer: env.get("MAIL_OIDC_ISSUER")?,
+        client_id,
+        client_secret,
+        redirect_uri,
+    })
+}
+
+async fn login(args: LoginArgs) -> anyhow::Result<()> {
+    let env = UpEnv::load(args.env_file.as_deref())?;
+    let settings = login_settings(&env, args.client, args.redirect_uri)?;
+    let jar = &args.cookie_jar;
+    let browser = BrowserSession::with_cookie_file(jar)?;
+    let idp = IdpClient::new(settings)?;
+    let credentials = args.user.as_deref().zip(args.password.as_deref());
+    if credentials.is_none() {
+        // Without a cookie for the IdP there is nothing to sign on with.
+        let authorize = match env.opt("MAIL_OIDC_AUTHORIZATION_ENDPOINT") {
+            Some(url) => url,
+            None => idp.discovery().await?.authorization_endpoint,
+        };
+        if browser.cookies_for(&authorize).is_none() {
+            bail!(
+                "no IdP session in {} (no cookie for {authorize}): the IdP wants the password; \
+                 log in with --user and --password",
+                jar.display()
+            );
+        }
+    }
+    let outcome = idp
+        .auth_code_login(&browser, credentials)
+        .await
+        .with_context(|| match credentials {
+            Some((user, _)) => format!("browser login of {user} as {}", idp.settings.client_id),
+            None => format!(
+                "single sign-on as {} from the IdP session in {} failed (if the IdP showed its \
+                 login form, the session has ended: log in again with --user and --password)",
+                idp.settings.client_id,
+                jar.display()
+            ),
+        })?;
+    browser.save()?;
+    let id_token_file = id_token_path(jar);
+    match &outcome.tokens.id_token {
+        Some(id_token) => write_private_atomically(&id_token_file, id_token.as_bytes())
+            .with_context(|| format!("writing {}", id_token_file.display()))?,
+        None => {
+            let _ = std::fs::remove_file(&id_token_file);
+        }
+    }
+    tracing::debug!(
+        client = %idp.settings.client_id,
+        sso = !outcome.login_form_shown,
+        "logged in"
+    );
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outcome.tokens)?);
+    } else {
+        println!("{}", outcome.tokens.access_token);
+    }
+    Ok(())
+}
+
+async fn logout(cookie_jar: &Path, env_file: Option<&Path>) -> anyhow::Result<()> {
+    let env = UpEnv::load(env_file)?;
+    let browser = BrowserSession::with_cookie_file(cookie_jar)?;
+    let id_token_file = id_token_path(cookie_jar);
+    let how = match env.opt("MAIL_OIDC_LOGOUT_URL") {
+        Some(logout_url) => {
+            if browser.cookies_for(&logout_url).is_none() {
+                bail!(
+                    "no IdP session in {} (no cookie for {logout_url}): nothing to log out",
+                    cookie_jar.display()
+                );
+            }
+            let idp = IdpClient::new(IdpSettings {
+                issuer: env.opt("MAIL_OIDC_ISSUER").unwrap_or_default(),
+                client_id: String::new(),
+                client_secret: None,
+                redirect_uri: String::new(),
+            })?;
+            let status = idp.browser_logout(&browser, &logout_url).await?;
+            format!("GET {logout_url}: HTTP {status}")
+        }
+        // Without the portal's logout URL: RP-initiated logout with the saved ID token.
+        None => {
+            let id_token = std::fs::read_to_string(&id_token_file).with_context(|| {
+                format!(
+                    "MAIL_OIDC_LOGOUT_URL is not set and there is no ID token for an \
+                     RP-initiated logout in {}",
+                    id_token_file.display()
+                )
+            })?;
+            let idp = IdpClient::new(IdpSettings {
+                issuer: env.get("MAIL_OIDC_ISSUER")?,
+                client_id: String::new(),
+                client_secret: None,
+                redirect_uri: String::new(),
+            })?;
+            let outcome = idp.logout(&browser, id_token.trim()).await?;
+            format!("end_session_endpoint: HTTP {}", outcome.status)
+        }
+    };
+    browser.save()?;
+    let _ = std::fs::remove_file(&id_token_file);
+    println!(
+        "Logged out at the IdP ({how}); its clients got their back-channel logout, and {} \
+         holds no session any more.",
+        cookie_jar.display()
+    );
+    Ok(())
+}
+
+/// The `/admin/revoke` body for a target.
+fn revoke_body(target: &RevokeTarget, iss: Option<&str>) -> Value {
+    let mut body = serde_json::Map::new();
+    for (key, value) in [
+        ("user", &target.user),
+        ("sub", &target.sub),
+        ("sid", &target.sid),
+    ] {
+        if let Some(v) = value {
+            body.insert(key.into(), json!(v));
+        }
+    }
+    if let Some(iss) = iss {
+        body.insert("iss".into(), json!(iss));
+    }
+    Value::Object(body)
+}
+
+async fn revoke(
+    target: &RevokeTarget,
+    iss: Option<&str>,
+    env_file: Option<&Path>,
+) -> anyhow::Result<()> {
+    let env = UpEnv::load(env_file)?;
+    let url = format!(
+        "{}/admin/revoke",
+        env.get("MAIL_OIDC_HTTP")?.trim_end_matches('/')
+    );
+    let admin = env.get("MAIL_OIDC_ADMIN_USER")?;
+    let password = env.get("MAIL_OIDC_ADMIN_PASSWORD")?;
+    let http = reqwest::Client::builder()
+        .timeout(HTTP_TIMEOUT)
+        .build()
+        .context("building the HTTP client")?;
+    let resp = http
+        .post(&url)
+        .basic_auth(&admin, Some(&password))
+        .json(&revoke_body(target, iss))
+        .send()
+        .await
+        .with_context(|| format!("POST {url}"))?;
+    let status = resp.status();
+    let text = resp
+        .text()
+        .await
+        .with_context(|| format!("reading the answer of {url}"))?;
+    let body = serde_json::from_str::<Value>(&text).ok();
+    if !status.is_success() {
+        // RFC 7807: the detail says why.
+        let detail = body
+            .as_ref()
+            .and_then(|b| b.get("detail"))
+            .and_then(Value::as_str)
+            .map_or_else(|| text.trim().to_string(), str::to_string);
+        bail!("POST {url} as {admin} answered HTTP {status}: {detail}");
+    }
+    match body {
+        Some(json) => println!("{}", serde_json::to_string_pretty(&json)?),
+        None => println!("{}", text.trim()),
+    }
     Ok(())
 }
 
@@ -414,6 +838,93 @@ mod tests {
             Some("state")
         );
         assert_eq!(lookup(None, None, "MAIL_OIDC_TEST_UNSET_KEY"), None);
+    }
+
+    fn env_of(pairs: &[(&str, &str)]) -> UpEnv {
+        UpEnv {
+            explicit: Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            state: None,
+            state_path: PathBuf::from("/nonexistent/up.env"),
+        }
+    }
+
+    #[test]
+    fn login_picks_the_web_client_and_keeps_the_secret_for_the_main_client() {
+        let env = env_of(&[
+            ("MAIL_OIDC_ISSUER", "http://localhost:1"),
+            ("MAIL_OIDC_CLIENT_ID", "mail-oidc"),
+            ("MAIL_OIDC_CLIENT_SECRET", "s3cret"),
+            ("MAIL_OIDC_REDIRECT_URI", "http://localhost/main/cb"),
+            ("MAIL_OIDC_WEB_CLIENT_ID", "webmail"),
+            ("MAIL_OIDC_WEB_REDIRECT_URI", "http://localhost/web/cb"),
+        ]);
+        let web = login_settings(&env, None, None).expect("web client");
+        assert_eq!(web.client_id, "webmail");
+        assert_eq!(web.client_secret, None);
+        assert_eq!(web.redirect_uri, "http://localhost/web/cb");
+        let main = login_settings(&env, Some("mail-oidc".into()), None).expect("main client");
+        assert_eq!(main.client_secret.as_deref(), Some("s3cret"));
+        assert_eq!(main.redirect_uri, "http://localhost/main/cb");
+        // Another client is public; its redirect URI comes from the demo realm or the flag.
+        let other = login_settings(&env, Some("elsewhere".into()), Some("http://x/cb".into()))
+            .expect("explicit redirect");
+        assert_eq!(
+            (other.client_secret, other.redirect_uri.as_str()),
+            (None, "http://x/cb")
+        );
+        assert!(login_settings(&env, Some("elsewhere".into()), None).is_err());
+
+        // Without a web client the main client is the default; the demo realm knows its URI.
+        let env = env_of(&[
+            ("MAIL_OIDC_ISSUER", "http://localhost:1"),
+            ("MAIL_OIDC_CLIENT_ID", "mail-oidc"),
+            ("MAIL_OIDC_CLIENT_SECRET", "s3cret"),
+            ("MAIL_OIDC_WEB_CLIENT_ID", ""),
+        ]);
+        let main = login_settings(&env, None, None).expect("main client");
+        assert_eq!(main.client_id, "mail-oidc");
+        assert_eq!(main.redirect_uri, "http://localhost/mail-oidc/callback");
+    }
+
+    #[test]
+    fn cli_usage() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let parse = |args: &[&str]| Cli::try_parse_from(["mail-oidc"].iter().chain(args));
+        assert!(parse(&["login", "--cookie-jar", "j"]).is_ok(), "SSO form");
+        assert!(parse(&["login", "--user", "u", "--cookie-jar", "j"]).is_err());
+        assert!(parse(&["login", "--user", "u", "--password", "p"]).is_err());
+        assert!(parse(&["revoke"]).is_err(), "a target is required");
+        assert!(parse(&["revoke", "--user", "u", "--sub", "s"]).is_err());
+        assert!(parse(&["revoke", "--user", "u", "--iss", "i"]).is_err());
+        assert!(parse(&["revoke", "--sid", "s", "--iss", "i"]).is_ok());
+        assert!(parse(&["logout", "--cookie-jar", "j"]).is_ok());
+    }
+
+    #[test]
+    fn revoke_bodies() {
+        let target = |user: Option<&str>, sub: Option<&str>, sid: Option<&str>| RevokeTarget {
+            user: user.map(str::to_string),
+            sub: sub.map(str::to_string),
+            sid: sid.map(str::to_string),
+        };
+        assert_eq!(
+            revoke_body(&target(Some("demo@example.com"), None, None), None),
+            json!({"user": "demo@example.com"})
+        );
+        assert_eq!(
+            revoke_body(&target(None, None, Some("s1")), Some("http://idp")),
+            json!({"sid": "s1", "iss": "http://idp"})
+        );
+        assert_eq!(
+            id_token_path(Path::new("d/jar.txt")),
+            Path::new("d/jar.txt.id_token")
+        );
     }
 
     #[test]

@@ -76,12 +76,40 @@ async fn up_writes_env_file_and_token_logs_in() {
         "MAIL_OIDC_USER",
         "MAIL_OIDC_PASSWORD",
         "MAIL_OIDC_CA_CERT",
+        "MAIL_OIDC_HTTP",
+        "MAIL_OIDC_GATEWAY",
+        "MAIL_OIDC_AUTHORIZATION_ENDPOINT",
+        "MAIL_OIDC_LOGOUT_URL",
+        "MAIL_OIDC_BACKCHANNEL_LOGOUT_URL",
+        "MAIL_OIDC_REDIRECT_URI",
+        "MAIL_OIDC_WEB_CLIENT_ID",
+        "MAIL_OIDC_WEB_REDIRECT_URI",
+        "MAIL_OIDC_ADMIN_USER",
+        "MAIL_OIDC_ADMIN_PASSWORD",
     ] {
         assert!(
             env.get(key).is_some_and(|v| !v.is_empty()),
             "{key} missing in:\n{text}"
         );
     }
+    assert_eq!(env["MAIL_OIDC_WEB_CLIENT_ID"], "webmail", "{text}");
+    assert_eq!(
+        env["MAIL_OIDC_ADMIN_USER"], "mailadmin@example.com",
+        "{text}"
+    );
+    assert!(
+        env["MAIL_OIDC_HTTP"].starts_with("http://127.0.0.1:"),
+        "{text}"
+    );
+    assert!(env["MAIL_OIDC_GATEWAY"].starts_with("https://"), "{text}");
+    assert!(
+        env["MAIL_OIDC_LOGOUT_URL"].ends_with("/?logout=1"),
+        "{text}"
+    );
+    assert!(
+        env["MAIL_OIDC_BACKCHANNEL_LOGOUT_URL"].starts_with(&format!("{}/", env["MAIL_OIDC_HTTP"])),
+        "{text}"
+    );
 
     let out = Command::new(env!("CARGO_BIN_EXE_mail-oidc"))
         .args(["token", "--user", &env["MAIL_OIDC_USER"], "--password"])
@@ -116,6 +144,46 @@ async fn up_writes_env_file_and_token_logs_in() {
     let outcome = smtp.xoauth2(&user, &token, true).await.expect("auth");
     assert_eq!(outcome.reply.code, 235, "{outcome:?}");
 
+    // The file is all `login` and `revoke` need: once named, once as the state file.
+    let jar = dir.path().join("jar.txt");
+    let cli = |args: &[&str], env_file: Option<&std::path::Path>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mail-oidc"));
+        cmd.args(args).env("XDG_RUNTIME_DIR", dir.path());
+        if let Some(f) = env_file {
+            cmd.arg("--env-file").arg(f);
+        }
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("MAIL_OIDC_") {
+                cmd.env_remove(key);
+            }
+        }
+        let out = cmd.output().expect("run mail-oidc");
+        assert!(
+            out.status.success(),
+            "mail-oidc {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf8")
+    };
+    let jar_arg = jar.to_str().expect("utf8 path");
+    let web_token = cli(
+        &[
+            "login",
+            "--user",
+            &user,
+            "--password",
+            &env["MAIL_OIDC_PASSWORD"],
+            "--cookie-jar",
+            jar_arg,
+        ],
+        Some(&env_file),
+    );
+    assert_eq!(web_token.trim().split('.').count(), 3, "a JWT: {web_token}");
+    let sso_token = cli(&["login", "--cookie-jar", jar_arg], None);
+    assert_eq!(sso_token.trim().split('.').count(), 3, "a JWT: {sso_token}");
+    let revoked = cli(&["revoke", "--user", &user], None);
+    assert!(revoked.contains("\"revoked\""), "{revoked}");
+
     // Stopping `up` stops every service.
     unsafe { libc::kill(up.0.id() as i32, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -130,6 +198,29 @@ async fn up_writes_env_file_and_token_logs_in() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "clean exit: {status:?}");
+    let mut printed = String::new();
+    std::io::Read::read_to_string(&mut up.0.stdout.take().expect("stdout piped"), &mut printed)
+        .expect("read what up printed");
+    // The gateway is HTTPS: every curl line for it trusts the stack's CA.
+    let ca_arg = format!("--cacert {}", env["MAIL_OIDC_CA_CERT"]);
+    for line in printed.lines().filter(|l| l.contains("$GATEWAY/")) {
+        assert!(line.contains(&ca_arg), "no {ca_arg} in: {line}");
+    }
+    // The single log-out walkthrough.
+    for expected in [
+        "mail-oidc login --user demo@example.com --password demo-password --cookie-jar jar.txt",
+        "openssl s_client",
+        &format!(
+            "curl -b jar.txt -c jar.txt '{}'",
+            env["MAIL_OIDC_LOGOUT_URL"]
+        ),
+        "mail-oidc logout --cookie-jar jar.txt",
+    ] {
+        assert!(
+            printed.contains(expected),
+            "{expected:?} not in:\n{printed}"
+        );
+    }
     assert!(
         tokio::net::TcpStream::connect(imaps).await.is_err(),
         "IMAP listener gone after up stopped"
