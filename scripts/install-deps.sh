@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the native packages the harness needs (slapd, redis, LemonLDAP::NG 2.21, Apache httpd
-# with mod_oauth2/mod_lua). Prints what it installs; does nothing when everything is present.
+# with mod_oauth2/mod_lua/mod_ssl, and the Lua Redis client the gateway's deny-list check uses).
+# Prints what it installs; does nothing when everything is present.
 # LemonLDAP::NG 2.21 comes from the backports suite, which is added to the machine's existing
 # Debian source (same mirror, same keyring): no host is named here.
 set -euo pipefail
@@ -21,7 +22,7 @@ PKGS=(slapd ldap-utils redis-server openssl curl starman
   libclone-perl libdigest-hmac-perl libemail-date-format-perl libhtml-formattext-withlinks-perl
   liblist-moreutils-perl libregexp-assemble-perl libtext-unidecode-perl libcrypt-rijndael-perl
   libnet-cidr-perl libclass-xsaccessor-perl
-  apache2 libapache2-mod-oauth2 lua5.4)
+  apache2 libapache2-mod-oauth2 lua5.4 lua-socket lua-redis)
 LLNG_PKGS=(liblemonldap-ng-portal-perl liblemonldap-ng-common-perl liblemonldap-ng-handler-perl)
 
 missing=()

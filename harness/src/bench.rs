@@ -56,10 +56,38 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// Sessions of one IdP session the logout-latency runs end.
+pub const LOGOUT_IMAP_SESSIONS: usize = 100;
+pub const LOGOUT_WEBSOCKETS: usize = 10;
+/// Logout-latency runs (at least 20, for a p99 worth the name).
+pub const LOGOUT_RUNS: usize = 20;
+/// Concurrent clients in the login-throughput runs.
+pub const LOGIN_WORKERS: usize = 4;
+
+/// Percentiles of the logout latency: IdP logout request sent -> the last of
+/// [`LOGOUT_IMAP_SESSIONS`] IMAP IDLE sessions and [`LOGOUT_WEBSOCKETS`] WebSockets closed.
+#[derive(Debug, Clone)]
+pub struct LogoutLatency {
+    pub runs: usize,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+/// IMAP OAUTHBEARER logins per second with the deny-list in Redis (the check on every login
+/// is a round trip) and in memory (an in-process lookup: the cost of no store at all).
+#[derive(Debug, Clone)]
+pub struct LoginThroughput {
+    pub with_redis: f64,
+    pub in_memory: f64,
+}
+
 /// Everything one bench run measured.
 #[derive(Debug, Clone)]
 pub struct BenchReport {
     pub stack_start: Duration,
+    pub logout: Option<LogoutLatency>,
+    pub logins: Option<LoginThroughput>,
     /// Median JMAP call through the gateway divided by the median direct call.
     pub gateway_ratio: Option<f64>,
     pub stats: Vec<Stats>,
@@ -81,6 +109,25 @@ impl std::fmt::Display for BenchReport {
             writeln!(
                 f,
                 "JMAP through the gateway / direct (medians): {ratio:.2}x"
+            )?;
+        }
+        if let Some(l) = &self.logout {
+            writeln!(
+                f,
+                "logout latency ({LOGOUT_IMAP_SESSIONS} IMAP IDLE + {LOGOUT_WEBSOCKETS} WebSockets of one sid, {} runs): p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+                l.runs,
+                ms(l.p50),
+                ms(l.p99),
+                ms(l.max)
+            )?;
+        }
+        if let Some(t) = &self.logins {
+            writeln!(
+                f,
+                "IMAPS OAUTHBEARER logins/s ({LOGIN_WORKERS} clients): deny-list in Redis {:.0}, in memory {:.0} ({:+.1}%)",
+                t.with_redis,
+                t.in_memory,
+                (t.with_redis / t.in_memory.max(1e-9) - 1.0) * 100.0
             )?;
         }
         if let Some(rss) = self.server_rss_kib {
@@ -231,11 +278,131 @@ pub async fn run(runs: usize) -> anyhow::Result<BenchReport> {
         gateway_stats.median.as_secs_f64() / direct_stats.median.as_secs_f64().max(1e-9);
     stats.push(direct_stats);
     stats.push(gateway_stats);
+    let logins = Some(login_throughput(&stack, &user.mail, &token, runs).await?);
+    let logout = Some(logout_latency(&stack).await?);
     let server_rss_kib = stack.server().and_then(|s| rss_kib(s.pid()));
     Ok(BenchReport {
+        logout,
+        logins,
         gateway_ratio: Some(gateway_ratio),
         stack_start: stack.start_duration(),
         stats,
         server_rss_kib,
+    })
+}
+
+/// Logins per second of [`LOGIN_WORKERS`] concurrent clients, `per_worker` logins each.
+async fn logins_per_second(
+    imaps: std::net::SocketAddr,
+    ca_pem: &str,
+    user: &str,
+    token: &str,
+    per_worker: usize,
+) -> anyhow::Result<f64> {
+    let login = || async {
+        let mut imap = ImapClient::connect_tls(imaps, ca_pem).await?;
+        let out = imap.oauthbearer(user, token, true).await?;
+        anyhow::ensure!(out.reply.is_ok(), "login failed: {out:?}");
+        anyhow::Ok(())
+    };
+    login().await.context("warm-up login")?;
+    let started = Instant::now();
+    let workers = (0..LOGIN_WORKERS).map(|_| async {
+        for _ in 0..per_worker {
+            login().await?;
+        }
+        anyhow::Ok(())
+    });
+    for result in futures_util::future::join_all(workers).await {
+        result?;
+    }
+    Ok((LOGIN_WORKERS * per_worker) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The stack's server (deny-list in Redis) against a second server with the deny-list in
+/// memory, same IdP, same token.
+async fn login_throughput(
+    stack: &Stack,
+    user: &str,
+    token: &str,
+    runs: usize,
+) -> anyhow::Result<LoginThroughput> {
+    let ep = stack.endpoints();
+    let memory = stack
+        .start_server(|c| {
+            c.revocation.store = mail_oidc_server::config::RevocationStoreKind::Memory;
+            c.revocation.redis_url = None;
+        })
+        .await?;
+    let memory_imaps = memory
+        .addrs
+        .imap_tls
+        .context("the in-memory server has no IMAPS listener")?;
+    let per_worker = runs.max(10);
+    // Alternated, so drift on the machine hits both alike.
+    let mut redis_rates = Vec::new();
+    let mut memory_rates = Vec::new();
+    for _ in 0..3 {
+        redis_rates.push(logins_per_second(ep.imaps, &ep.ca_pem, user, token, per_worker).await?);
+        memory_rates
+            .push(logins_per_second(memory_imaps, &ep.ca_pem, user, token, per_worker).await?);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    Ok(LoginThroughput {
+        with_redis: median(redis_rates),
+        in_memory: median(memory_rates),
+    })
+}
+
+/// [`LOGOUT_RUNS`] times: one browser login, [`LOGOUT_IMAP_SESSIONS`] IMAP IDLE sessions and
+/// [`LOGOUT_WEBSOCKETS`] WebSockets with its token, then the IdP logout; the time from sending
+/// the logout request to the last session closed.
+async fn logout_latency(stack: &Stack) -> anyhow::Result<LogoutLatency> {
+    use crate::suites::live;
+
+    let target = stack.mail_target();
+    let idp = stack.idp_target();
+    let mut samples = Vec::with_capacity(LOGOUT_RUNS);
+    for run in 0..LOGOUT_RUNS {
+        let user = stack.create_user("logout-bench").await?;
+        let on = crate::suites::sso::sign_on(&idp, &user.account()).await?;
+        let token = on.confidential.tokens.access_token.clone();
+        let mut sessions = Vec::with_capacity(LOGOUT_IMAP_SESSIONS + LOGOUT_WEBSOCKETS);
+        for _ in 0..LOGOUT_IMAP_SESSIONS {
+            sessions.push(live::imap_idle(&target, &user.mail, &token).await?);
+        }
+        for _ in 0..LOGOUT_WEBSOCKETS {
+            sessions.push(live::websocket(&target, &target.jmap_session, &token).await?);
+        }
+        let started = Instant::now();
+        let waits = sessions.into_iter().map(|mut s| {
+            tokio::spawn(async move {
+                s.ended(crate::suites::END_DEADLINE).await?;
+                anyhow::Ok(Instant::now())
+            })
+        });
+        let waits: Vec<_> = waits.collect();
+        IdpClient::new(idp.confidential.clone())?
+            .browser_logout(&on.browser, &idp.logout_url)
+            .await?;
+        let mut last = started;
+        for w in waits {
+            let ended = w.await.context("session task")??;
+            last = last.max(ended);
+        }
+        let took = last.duration_since(started);
+        tracing::debug!(run, ?took, "logout latency");
+        samples.push(took);
+    }
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+    Ok(LogoutLatency {
+        runs: samples.len(),
+        p50: at(0.5),
+        p99: at(0.99),
+        max: at(1.0),
     })
 }

@@ -3,8 +3,10 @@
 
 pub mod bench;
 pub mod clients;
+pub mod cookies;
 pub mod idp;
 pub mod keys;
 pub mod realm;
 pub mod stack;
+pub mod suites;
 pub mod tokens;

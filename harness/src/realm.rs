@@ -43,6 +43,8 @@ pub struct RealmClient {
     /// Back-channel logout endpoint (session required); `None` = none for this client. The
     /// stack points every client at its server's `/backchannel-logout`.
     pub backchannel_logout_url: Option<String>,
+    /// Lifetime of the access (and ID) tokens issued to this client.
+    pub access_token_seconds: u64,
 }
 
 impl RealmClient {
@@ -75,6 +77,8 @@ pub struct LlngParams {
     pub cfg_version: String,
 }
 
+/// Access-token lifetime of the demo realm's clients.
+pub const DEFAULT_TOKEN_SECONDS: u64 = 3600;
 /// The demo realm's administrator (uid).
 pub const ADMIN_UID: &str = "mailadmin";
 /// The demo realm's public web client.
@@ -135,12 +139,14 @@ impl Realm {
                     secret: Some("mail-oidc-secret".into()),
                     redirect_uris: vec!["http://localhost/mail-oidc/callback".into()],
                     backchannel_logout_url: None,
+                    access_token_seconds: DEFAULT_TOKEN_SECONDS,
                 },
                 RealmClient {
                     client_id: WEB_CLIENT.into(),
                     secret: None,
                     redirect_uris: vec!["http://localhost/webmail/callback".into()],
                     backchannel_logout_url: None,
+                    access_token_seconds: DEFAULT_TOKEN_SECONDS,
                 },
             ],
         }
@@ -346,8 +352,8 @@ fn rp_options_for(client: &RealmClient) -> Value {
         "oidcRPMetaDataOptionsUserIDAttr": "uid",
         "oidcRPMetaDataOptionsLogoutSessionRequired": 1,
         "oidcRPMetaDataOptionsLogoutBypassConfirm": 1,
-        "oidcRPMetaDataOptionsAccessTokenExpiration": 3600,
-        "oidcRPMetaDataOptionsIDTokenExpiration": 3600,
+        "oidcRPMetaDataOptionsAccessTokenExpiration": client.access_token_seconds,
+        "oidcRPMetaDataOptionsIDTokenExpiration": client.access_token_seconds,
     });
     if let (Some(secret), Some(map)) = (&client.secret, o.as_object_mut()) {
         map.insert("oidcRPMetaDataOptionsClientSecret".into(), json!(secret));

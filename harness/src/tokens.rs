@@ -82,6 +82,58 @@ impl Hostile {
     }
 }
 
+/// The ways a back-channel logout token can be wrong (OpenID Connect Back-Channel Logout 1.0
+/// §2.6). Each must get 400 and end nothing. (A replayed `jti` is the valid token sent twice.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HostileLogout {
+    /// Signed by an unrelated RSA key under the real `kid`.
+    BadSignature,
+    /// Header `alg: none`, empty signature.
+    AlgNone,
+    /// `iss` of another provider.
+    WrongIssuer,
+    /// `aud` naming only another client.
+    WrongAudience,
+    /// No `events` claim.
+    NoEvents,
+    /// A `nonce` (an ID token's claim).
+    NoncePresent,
+    /// Neither `sid` nor `sub`.
+    NoSidNoSub,
+    /// `iat` an hour ago.
+    TooOld,
+}
+
+impl HostileLogout {
+    /// A word the refusal's `error_description` names (this server's wording).
+    pub fn expected_reason(&self) -> &'static str {
+        match self {
+            HostileLogout::BadSignature => "bad_signature",
+            HostileLogout::AlgNone => "alg_not_allowed",
+            HostileLogout::WrongIssuer => "issuer",
+            HostileLogout::WrongAudience => "aud",
+            HostileLogout::NoEvents => "events",
+            HostileLogout::NoncePresent => "nonce",
+            HostileLogout::NoSidNoSub => "neither sid nor sub",
+            HostileLogout::TooOld => "issued",
+        }
+    }
+
+    pub const ALL: [HostileLogout; 8] = [
+        HostileLogout::BadSignature,
+        HostileLogout::AlgNone,
+        HostileLogout::WrongIssuer,
+        HostileLogout::WrongAudience,
+        HostileLogout::NoEvents,
+        HostileLogout::NoncePresent,
+        HostileLogout::NoSidNoSub,
+        HostileLogout::TooOld,
+    ];
+}
+
+/// The `events` member of a logout token.
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
 fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -208,6 +260,86 @@ impl TokenForge {
                 jsonwebtoken::encode(&header, &claims, &key).context("signing HS256")
             }
             Hostile::Garbage => Ok(format!("not-a-jwt-{}", random_id(40))),
+        }
+    }
+
+    /// Claims of a logout token like LemonLDAP::NG's: iss, aud (array), iat, jti, events, and
+    /// the given `sid`/`sub` (no `exp`).
+    pub fn logout_claims(&self, sid: Option<&str>, sub: Option<&str>) -> Value {
+        let mut claims = json!({
+            "iss": self.issuer,
+            "aud": [self.audience],
+            "iat": now(),
+            "jti": random_id(16),
+            "events": { BACKCHANNEL_LOGOUT_EVENT: {} },
+        });
+        if let Some(sid) = sid {
+            claims["sid"] = json!(sid);
+        }
+        if let Some(sub) = sub {
+            claims["sub"] = json!(sub);
+        }
+        claims
+    }
+
+    /// A logout token signed with the IdP's key (header `typ: JWT`, as LemonLDAP::NG sends).
+    pub fn try_logout_token(&self, claims: &Value) -> anyhow::Result<String> {
+        let mut header = self.header();
+        header.typ = Some("JWT".into());
+        self.sign_rs256(&header, claims, &self.private_pem)
+    }
+
+    /// A logout token for `sid`/`sub` that is wrong in exactly the way `kind` says.
+    pub fn try_hostile_logout(
+        &self,
+        kind: HostileLogout,
+        sid: Option<&str>,
+        sub: Option<&str>,
+    ) -> anyhow::Result<String> {
+        let mut claims = self.logout_claims(sid, sub);
+        match kind {
+            HostileLogout::BadSignature => {
+                let mut header = self.header();
+                header.typ = Some("JWT".into());
+                self.sign_rs256(&header, &claims, &foreign_key()?.private_pem)
+            }
+            HostileLogout::AlgNone => {
+                let header = json!({"alg": "none", "typ": "JWT", "kid": self.kid});
+                Ok(format!(
+                    "{}.{}.",
+                    b64url_json(&header),
+                    b64url_json(&claims)
+                ))
+            }
+            HostileLogout::WrongIssuer => {
+                claims["iss"] = json!("http://evil.invalid:8080");
+                self.try_logout_token(&claims)
+            }
+            HostileLogout::WrongAudience => {
+                claims["aud"] = json!(["someone-else"]);
+                self.try_logout_token(&claims)
+            }
+            HostileLogout::NoEvents => {
+                if let Some(map) = claims.as_object_mut() {
+                    map.remove("events");
+                }
+                self.try_logout_token(&claims)
+            }
+            HostileLogout::NoncePresent => {
+                claims["nonce"] = json!(random_id(12));
+                self.try_logout_token(&claims)
+            }
+            HostileLogout::NoSidNoSub => {
+                if let Some(map) = claims.as_object_mut() {
+                    map.remove("sid");
+                    map.remove("sub");
+                }
+                self.try_logout_token(&claims)
+            }
+            HostileLogout::TooOld => {
+                claims["iat"] = json!(now() - 3600);
+                self.try_logout_token(&claims)
+            }
         }
     }
 

@@ -158,7 +158,8 @@ async fn plain_and_login_against_ldap() {
     assert!(good.tagged.starts_with("OK"), "{good:?}");
 }
 
-/// Before TLS: LOGINDISABLED, no AUTH=PLAIN, and PLAIN/LOGIN are refused even if tried.
+/// Before TLS: LOGINDISABLED, no AUTH= at all (a bearer token is a credential like a password),
+/// and PLAIN, LOGIN and OAUTHBEARER are refused even if tried.
 #[tokio::test]
 async fn plaintext_refused_before_tls() {
     let stack = stack().await;
@@ -169,12 +170,28 @@ async fn plaintext_refused_before_tls() {
     let caps = imap.capabilities().await.expect("caps");
     assert!(caps.iter().any(|c| c == "STARTTLS"), "{caps:?}");
     assert!(caps.iter().any(|c| c == "LOGINDISABLED"), "{caps:?}");
-    assert!(!caps.iter().any(|c| c == "AUTH=PLAIN"), "{caps:?}");
+    assert!(!caps.iter().any(|c| c.starts_with("AUTH=")), "{caps:?}");
     let reply = imap
         .plain(&user.mail, &user.password, true)
         .await
         .expect("plain");
     assert!(reply.tagged.starts_with("NO"), "{reply:?}");
+    let token = common::token_for(&stack, &user, common::Grant::Password)
+        .await
+        .access_token;
+    let bearer = imap
+        .oauthbearer(&user.mail, &token, true)
+        .await
+        .expect("oauthbearer");
+    assert_eq!(
+        bearer.reply.tagged,
+        "NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure connections.",
+        "{bearer:?}"
+    );
+    assert!(
+        bearer.challenge.is_none(),
+        "refused before the token is looked at"
+    );
     let reply = imap.login(&user.mail, &user.password).await.expect("login");
     assert!(reply.tagged.starts_with("NO"), "{reply:?}");
     imap.starttls(&stack.endpoints().ca_pem)
@@ -186,6 +203,12 @@ async fn plaintext_refused_before_tls() {
         "{caps:?}"
     );
     assert!(caps.iter().any(|c| c == "AUTH=PLAIN"), "{caps:?}");
+    assert!(caps.iter().any(|c| c == "AUTH=OAUTHBEARER"), "{caps:?}");
+    let ok = imap
+        .oauthbearer(&user.mail, &token, true)
+        .await
+        .expect("oauthbearer");
+    assert!(ok.reply.is_ok(), "{ok:?}");
 }
 
 /// CAPABILITY shows exactly the configured mechanisms, in the configured order.

@@ -170,6 +170,13 @@ function check_token(r)
     r:info("refusing a token that is not valid before " .. tostring(nbf))
     return refuse(r, 401, "Token not yet valid.")
   end
+  -- An ID token is signed like an access token, for the same audience: tell them apart.
+  local typ = claim(r, "typ")
+  if (typ ~= nil and string.lower(typ) ~= "bearer") or claim(r, "nonce") ~= nil
+     or claim(r, "at_hash") ~= nil or claim(r, "c_hash") ~= nil then
+    r:info("refusing an ID token presented as an access token")
+    return refuse(r, 401, "not_access_token: an ID token is not an access token")
+  end
   local iss, sub, sid = claim(r, "iss") or "", claim(r, "sub") or "", claim(r, "sid")
   local user = string.lower(claim(r, "email") or "")
   local iat = tonumber(claim(r, "iat") or "")
@@ -502,6 +509,13 @@ pub async fn start(
             module_dir.join("mod_oauth2.so").display()
         );
     }
+    let redis_lua = Path::new(LUA_PATH.trim_end_matches("?.lua")).join("redis.lua");
+    if !redis_lua.is_file() {
+        bail!(
+            "{} missing: install lua-redis and lua-socket (scripts/install-deps.sh)",
+            redis_lua.display()
+        );
+    }
     std::fs::create_dir_all(dir.join("run"))?;
     let lua = dir.join("gateway.lua");
     std::fs::write(&lua, render_lua(settings))?;
@@ -685,6 +699,7 @@ mod tests {
             "PREFIX .. \"revoked:sub:\" .. iss .. \"#\" .. sub",
             "PREFIX .. \"revoked:user:\" .. user",
             "return 503",
+            "claim(r, \"at_hash\") ~= nil",
             "forward(r, \"X-User-Sid\", claim(r, \"sid\"))",
             "forward(r, \"X-User-Iat\", claim(r, \"iat\"))",
         ] {

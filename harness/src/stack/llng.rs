@@ -330,6 +330,78 @@ builder {{
             .unwrap_or_default())
     }
 
+    /// Deletes the user's SSO sessions behind the portal's back, with LemonLDAP::NG's own
+    /// `lemonldap-ng-sessions` tool: no back-channel logout is sent (what an IdP-side session
+    /// expiry or an admin purge looks like), but introspection answers `active: false` from then
+    /// on. `names` are what the user may have typed at login (mail, uid). Returns how many.
+    pub async fn delete_sessions_of(&self, names: &[&str]) -> anyhow::Result<usize> {
+        let tool = prefix().join("share/lemonldap-ng/bin/lemonldap-ng-sessions");
+        let run = |args: Vec<String>| {
+            let tool = tool.clone();
+            let ini = self.ini_path();
+            let dir = self.dir.clone();
+            async move {
+                let shown = tool.display().to_string();
+                tokio::task::spawn_blocking(move || {
+                    Command::new(&tool)
+                        .args(&args)
+                        .current_dir(&dir)
+                        .env("LLNG_DEFAULTCONFFILE", &ini)
+                        .output()
+                })
+                .await
+                .context("session tool task")?
+                .with_context(|| format!("running {shown}"))
+            }
+        };
+        let out = run([
+            "search",
+            "--select",
+            "_session_id",
+            "--select",
+            "_session_kind",
+            "--select",
+            "_user",
+        ]
+        .map(String::from)
+        .to_vec())
+        .await?;
+        if !out.status.success() {
+            bail!(
+                "lemonldap-ng-sessions search failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let sessions: Value = serde_json::from_slice(&out.stdout)
+            .context("lemonldap-ng-sessions search printed no JSON")?;
+        let ids: Vec<String> = sessions
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s.get("_session_kind").and_then(Value::as_str) == Some("SSO"))
+            .filter(|s| {
+                s.get("_user")
+                    .and_then(Value::as_str)
+                    .is_some_and(|u| names.iter().any(|n| n.eq_ignore_ascii_case(u)))
+            })
+            .filter_map(|s| {
+                s.get("_session_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .collect();
+        for id in &ids {
+            let out = run(vec!["delete".into(), id.clone()]).await?;
+            if !out.status.success() {
+                bail!(
+                    "lemonldap-ng-sessions delete {id} failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        Ok(ids.len())
+    }
+
     /// Stops Starman (the port is released; discovery fails until [`Llng::restart`]).
     pub fn stop(&mut self) {
         if let Some(mut p) = self.process.take() {

@@ -33,6 +33,7 @@ pub use self::server::ServerHandle;
 use crate::idp::IdpSettings;
 use crate::keys::RsaKeyPair;
 use crate::realm::{Realm, RealmUser, ldap_attributes};
+use crate::suites::{Account, IdpTarget, MailTarget};
 use crate::tokens::TokenForge;
 
 /// Lines of each log printed when a test fails.
@@ -102,6 +103,15 @@ pub struct TestUser {
     pub uid: String,
     pub mail: String,
     pub password: String,
+}
+
+impl TestUser {
+    pub fn account(&self) -> Account {
+        Account {
+            mail: self.mail.clone(),
+            password: self.password.clone(),
+        }
+    }
 }
 
 type ConfigEdit = Box<dyn FnOnce(&mut Config) + Send>;
@@ -468,6 +478,59 @@ impl Stack {
             client_secret: client.secret.clone(),
             redirect_uri: client.redirect_uris.first().cloned().unwrap_or_default(),
         }
+    }
+
+    /// The stack's server and gateway, for the suites.
+    pub fn mail_target(&self) -> MailTarget {
+        MailTarget::from_endpoints(&self.endpoints)
+    }
+
+    /// The realm's confidential client, its public web client and the browser logout URL, for
+    /// the suites.
+    ///
+    /// # Panics
+    /// When the realm has no public client (a realm without one is a test mistake).
+    pub fn idp_target(&self) -> IdpTarget {
+        let web = self
+            .realm
+            .web_client()
+            .map(|c| c.client_id.clone())
+            .unwrap_or_else(|| panic!("the realm has no public web client"));
+        IdpTarget {
+            confidential: self.idp_settings(FORGE_AUDIENCE),
+            web: self.idp_settings(&web),
+            logout_url: self.endpoints.logout_url.clone(),
+        }
+    }
+
+    /// The realm's administrator (allowed to call `/admin/revoke`).
+    ///
+    /// # Panics
+    /// When the realm has no administrator.
+    pub fn admin_account(&self) -> Account {
+        let admin = self
+            .realm
+            .admin()
+            .unwrap_or_else(|| panic!("the realm has no administrator"));
+        Account {
+            mail: admin.mail.clone(),
+            password: admin.password.clone(),
+        }
+    }
+
+    /// `http://<server>/admin/revoke`.
+    pub fn admin_revoke_url(&self) -> String {
+        format!("http://{}/admin/revoke", self.endpoints.http)
+    }
+
+    /// Ends `user`'s sessions at the IdP without any back-channel call (see
+    /// `Llng::delete_sessions_of`); returns how many SSO sessions went.
+    pub async fn kill_idp_sessions(&self, user: &TestUser) -> anyhow::Result<usize> {
+        self.idp
+            .lock()
+            .await
+            .delete_sessions_of(&[&user.mail, &user.uid])
+            .await
     }
 
     /// A forge holding the IdP's current signing key and `kid`, audience `mail-oidc`.

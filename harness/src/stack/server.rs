@@ -55,6 +55,22 @@ impl ServerHandle {
             .unwrap_or_default()
     }
 
+    /// This server as a suite target (no gateway in front of it).
+    pub fn mail_target(&self, ca_pem: &str) -> crate::suites::MailTarget {
+        let unbound = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+        crate::suites::MailTarget {
+            imaps: self.addrs.imap_tls.unwrap_or(unbound),
+            submissions: self.addrs.submission_tls.unwrap_or(unbound),
+            jmap_session: self
+                .addrs
+                .http
+                .map(|a| format!("http://{a}/.well-known/jmap"))
+                .unwrap_or_default(),
+            gateway_jmap_session: None,
+            ca_pem: ca_pem.to_string(),
+        }
+    }
+
     /// Stops the server now (SIGTERM, then SIGKILL after a grace period).
     pub fn stop(mut self) {
         self.process.terminate();

@@ -1,0 +1,185 @@
+//! Whether a token opens (or is refused on) each way into the server: IMAP, submission, JMAP
+//! directly and JMAP through the gateway, with each protocol's exact refusal.
+
+use anyhow::{Context, bail};
+
+use super::MailTarget;
+use super::live::{imap_login, jmap_client, smtp_login};
+use crate::clients::imap::ImapClient;
+use crate::clients::smtp::SmtpClient;
+
+/// The ways in a token is tried on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    Imap,
+    Submission,
+    JmapDirect,
+    JmapGateway,
+}
+
+impl Path {
+    pub const ALL: [Path; 4] = [
+        Path::Imap,
+        Path::Submission,
+        Path::JmapDirect,
+        Path::JmapGateway,
+    ];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Path::Imap => "IMAP",
+            Path::Submission => "SMTP submission",
+            Path::JmapDirect => "JMAP direct",
+            Path::JmapGateway => "JMAP through the gateway",
+        }
+    }
+
+    /// Whether the target offers this way in.
+    pub fn offered(&self, target: &MailTarget) -> bool {
+        *self != Path::JmapGateway || target.gateway_jmap_session.is_some()
+    }
+
+    fn session_url<'a>(&self, target: &'a MailTarget) -> anyhow::Result<&'a str> {
+        match self {
+            Path::JmapDirect => Ok(&target.jmap_session),
+            Path::JmapGateway => target
+                .gateway_jmap_session
+                .as_deref()
+                .context("the target has no gateway"),
+            _ => bail!("{} has no JMAP session URL", self.name()),
+        }
+    }
+}
+
+/// `token` opens a session for `user` on `path` (and the JMAP session names `user`).
+pub async fn accepted(
+    target: &MailTarget,
+    path: Path,
+    user: &str,
+    token: &str,
+) -> anyhow::Result<()> {
+    match path {
+        Path::Imap => {
+            let mut imap = imap_login(target, user, token).await?;
+            let _ = imap.logout().await;
+        }
+        Path::Submission => {
+            let mut smtp = smtp_login(target, user, token).await?;
+            let _ = smtp.quit().await;
+        }
+        Path::JmapDirect | Path::JmapGateway => {
+            let session = jmap_client(target, path.session_url(target)?, token)?
+                .session()
+                .await?;
+            if !session.username.eq_ignore_ascii_case(user) {
+                bail!("the JMAP session is {}'s, not {user}'s", session.username);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `token` is refused on `path` with that protocol's refusal: IMAP `NO [AUTHENTICATIONFAILED]`
+/// after the RFC 7628 error challenge, SMTP `535 5.7.8`, HTTP 401 with a Bearer
+/// `invalid_token` challenge whose description starts with `description_prefix` (e.g.
+/// `revoked`), if given.
+pub async fn refused(
+    target: &MailTarget,
+    path: Path,
+    user: &str,
+    token: &str,
+    description_prefix: Option<&str>,
+) -> anyhow::Result<()> {
+    match path {
+        Path::Imap => {
+            let mut imap = ImapClient::connect_tls(target.imaps, &target.ca_pem).await?;
+            let outcome = imap.oauthbearer(user, token, true).await?;
+            if outcome.challenge.is_none() {
+                bail!("no RFC 7628 error challenge: {:?}", outcome.reply);
+            }
+            if outcome.reply.code() != Some("AUTHENTICATIONFAILED") {
+                bail!(
+                    "expected NO [AUTHENTICATIONFAILED], got {:?}",
+                    outcome.reply
+                );
+            }
+        }
+        Path::Submission => {
+            let mut smtp = SmtpClient::connect_tls(target.submissions, &target.ca_pem).await?;
+            smtp.ehlo("suite.test").await?;
+            let outcome = smtp.oauthbearer(user, token, true).await?;
+            if outcome.challenge.is_none() {
+                bail!("no RFC 7628 error challenge: {}", outcome.reply);
+            }
+            if outcome.reply.code != 535 || outcome.reply.enhanced() != Some("5.7.8") {
+                bail!("expected 535 5.7.8, got {}", outcome.reply);
+            }
+        }
+        Path::JmapDirect | Path::JmapGateway => {
+            let client = jmap_client(target, path.session_url(target)?, token)?;
+            let url = client.session_url().to_string();
+            let resp = client.raw_get(&url, &[]).await?;
+            if resp.status != 401 {
+                bail!("expected 401, got {}: {}", resp.status, resp.text());
+            }
+            let challenges: Vec<String> = resp
+                .headers
+                .get_all(reqwest::header::WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok().map(str::to_string))
+                .collect();
+            let bearer = challenges
+                .iter()
+                .find(|c| c.starts_with("Bearer"))
+                .with_context(|| format!("no Bearer challenge in {challenges:?}"))?;
+            if !bearer.contains("error=\"invalid_token\"") {
+                bail!("the Bearer challenge names no invalid_token: {bearer}");
+            }
+            if let Some(prefix) = description_prefix
+                && !bearer.contains(&format!("error_description=\"{prefix}"))
+            {
+                bail!("the error_description does not start with {prefix:?}: {bearer}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `token` gets the protocol's temporary-failure reply on `path` (the revocation store or the
+/// IdP cannot be asked): IMAP `NO [UNAVAILABLE]`, SMTP `454 4.7.0`, HTTP 503 with Retry-After.
+pub async fn unavailable(
+    target: &MailTarget,
+    path: Path,
+    user: &str,
+    token: &str,
+) -> anyhow::Result<()> {
+    match path {
+        Path::Imap => {
+            let mut imap = ImapClient::connect_tls(target.imaps, &target.ca_pem).await?;
+            let outcome = imap.oauthbearer(user, token, true).await?;
+            if outcome.reply.code() != Some("UNAVAILABLE") {
+                bail!("expected NO [UNAVAILABLE], got {:?}", outcome.reply);
+            }
+        }
+        Path::Submission => {
+            let mut smtp = SmtpClient::connect_tls(target.submissions, &target.ca_pem).await?;
+            smtp.ehlo("suite.test").await?;
+            let outcome = smtp.oauthbearer(user, token, true).await?;
+            if outcome.reply.code != 454 || outcome.reply.enhanced() != Some("4.7.0") {
+                bail!("expected 454 4.7.0, got {}", outcome.reply);
+            }
+        }
+        Path::JmapDirect | Path::JmapGateway => {
+            let client = jmap_client(target, path.session_url(target)?, token)?;
+            let url = client.session_url().to_string();
+            let resp = client.raw_get(&url, &[]).await?;
+            if resp.status != 503 {
+                bail!("expected 503, got {}: {}", resp.status, resp.text());
+            }
+            if resp.headers.get(reqwest::header::RETRY_AFTER).is_none() {
+                bail!("503 without Retry-After");
+            }
+        }
+    }
+    Ok(())
+}
