@@ -153,6 +153,31 @@ local function unavailable(r, why)
   return 503
 end
 
+-- One connection per Lua state (LuaScope thread: one per httpd thread), kept across requests;
+-- a failed command drops it and tries once more on a fresh one before failing closed.
+local client = nil
+
+local function connected()
+  if client ~= nil then return true, client end
+  local ok, c = pcall(redis.connect, {{ host = REDIS_HOST, port = REDIS_PORT, timeout = 1 }})
+  if ok then client = c end
+  return ok, c
+end
+
+local function lookup(keys)
+  local last = "no answer"
+  for attempt = 1, 2 do
+    local ok, c = connected()
+    if not ok then return false, c end
+    local ok2, values = pcall(c.mget, c, table.unpack(keys))
+    if ok2 and type(values) == "table" then return true, values end
+    pcall(c.quit, c)
+    client = nil
+    last = values
+  end
+  return false, last
+end
+
 local function forward(r, header, value)
   if value ~= nil then r.headers_in[header] = value end
 end
@@ -183,12 +208,10 @@ function check_token(r)
   local none = PREFIX .. "revoked:none"
   local sid_key = none
   if sid ~= nil then sid_key = PREFIX .. "revoked:sid:" .. iss .. "#" .. sid end
-  local ok, client = pcall(redis.connect, {{ host = REDIS_HOST, port = REDIS_PORT, timeout = 1 }})
-  if not ok then return unavailable(r, client) end
-  local ok2, values = pcall(client.mget, client, sid_key,
-    PREFIX .. "revoked:sub:" .. iss .. "#" .. sub, PREFIX .. "revoked:user:" .. user)
-  pcall(client.quit, client)
-  if not ok2 or type(values) ~= "table" then return unavailable(r, values) end
+  local keys = {{ sid_key, PREFIX .. "revoked:sub:" .. iss .. "#" .. sub,
+    PREFIX .. "revoked:user:" .. user }}
+  local ok, values = lookup(keys)
+  if not ok then return unavailable(r, values) end
   local function value(i)
     local v = values[i]
     if v == nil or type(v) ~= "string" then return nil end
