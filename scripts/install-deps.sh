@@ -34,6 +34,13 @@ if dpkg-query -W -f='${Version}' liblemonldap-ng-portal-perl 2>/dev/null | grep 
   llng_ok=1
 fi
 
+# A real JMAP client for the end-to-end tests (PyPI), pinned.
+JMAPC_VERSION=0.4.0
+if ! python3 -c "import jmapc" 2>/dev/null; then
+  echo "install-deps: pip install jmapc==${JMAPC_VERSION}"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "jmapc==${JMAPC_VERSION}"
+fi
+
 if [ ${#missing[@]} -eq 0 ] && [ $llng_ok = 1 ]; then
   echo "install-deps: all native packages present"
   exit 0
