@@ -19,6 +19,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use mail_oidc_harness::clients::jmap::{Auth, JmapClient};
 use mail_oidc_harness::cookies::write_private_atomically;
+use mail_oidc_harness::envfile;
 use mail_oidc_harness::idp::{BrowserSession, IdpClient, IdpSettings};
 use mail_oidc_harness::realm::Realm;
 use mail_oidc_harness::stack::{Backend, Stack};
@@ -306,7 +307,13 @@ async fn up(env_file: Option<PathBuf>) -> anyhow::Result<()> {
     }
     print_slo_walkthrough(&stack, &demo.mail, &demo.password);
 
-    let env = render_env(&stack, &settings, &demo.mail, &demo.password, &access_token);
+    let env = envfile::render(&envfile::entries(
+        &stack,
+        &settings,
+        &demo.mail,
+        &demo.password,
+        &access_token,
+    ));
     for path in &env_paths {
         write_atomically(path, &env).with_context(|| format!("writing {}", path.display()))?;
     }
@@ -361,71 +368,6 @@ fn print_slo_walkthrough(stack: &Stack, user: &str, password: &str) {
             admin.mail
         );
     }
-}
-
-fn render_env(
-    stack: &Stack,
-    settings: &IdpSettings,
-    user: &str,
-    password: &str,
-    access_token: &str,
-) -> String {
-    let ep = stack.endpoints();
-    let realm = stack.realm();
-    let web = realm.web_client();
-    let admin = realm.admin();
-    let lines = [
-        ("MAIL_OIDC_IMAP", ep.imap.to_string()),
-        ("MAIL_OIDC_IMAPS", ep.imaps.to_string()),
-        ("MAIL_OIDC_SUBMISSION", ep.submission.to_string()),
-        ("MAIL_OIDC_SUBMISSIONS", ep.submissions.to_string()),
-        ("MAIL_OIDC_SMTP", ep.smtp.to_string()),
-        ("MAIL_OIDC_HTTP", format!("http://{}", ep.http)),
-        ("MAIL_OIDC_JMAP", ep.jmap_session.clone()),
-        ("MAIL_OIDC_GATEWAY", ep.gateway.clone()),
-        ("MAIL_OIDC_ISSUER", ep.issuer.clone()),
-        ("MAIL_OIDC_DISCOVERY_URL", ep.discovery_url.clone()),
-        (
-            "MAIL_OIDC_AUTHORIZATION_ENDPOINT",
-            ep.authorization_endpoint.clone(),
-        ),
-        ("MAIL_OIDC_TOKEN_ENDPOINT", ep.token_endpoint.clone()),
-        ("MAIL_OIDC_LOGOUT_URL", ep.logout_url.clone()),
-        (
-            "MAIL_OIDC_BACKCHANNEL_LOGOUT_URL",
-            ep.backchannel_logout_url.clone(),
-        ),
-        ("MAIL_OIDC_CLIENT_ID", settings.client_id.clone()),
-        (
-            "MAIL_OIDC_CLIENT_SECRET",
-            settings.client_secret.clone().unwrap_or_default(),
-        ),
-        ("MAIL_OIDC_REDIRECT_URI", settings.redirect_uri.clone()),
-        (
-            "MAIL_OIDC_WEB_CLIENT_ID",
-            web.map(|c| c.client_id.clone()).unwrap_or_default(),
-        ),
-        (
-            "MAIL_OIDC_WEB_REDIRECT_URI",
-            web.and_then(|c| c.redirect_uris.first().cloned())
-                .unwrap_or_default(),
-        ),
-        ("MAIL_OIDC_USER", user.to_string()),
-        ("MAIL_OIDC_PASSWORD", password.to_string()),
-        (
-            "MAIL_OIDC_ADMIN_USER",
-            admin.map(|a| a.mail.clone()).unwrap_or_default(),
-        ),
-        (
-            "MAIL_OIDC_ADMIN_PASSWORD",
-            admin.map(|a| a.password.clone()).unwrap_or_default(),
-        ),
-        ("MAIL_OIDC_CA_CERT", ep.ca_cert.display().to_string()),
-        ("MAIL_OIDC_LDAP_URL", ep.ldap_url.clone()),
-        ("MAIL_OIDC_REDIS_URL", ep.redis_url.clone()),
-        ("MAIL_OIDC_ACCESS_TOKEN", access_token.to_string()),
-    ];
-    lines.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
 }
 
 /// curl commands for JMAP through the gateway (HTTPS: curl trusts the stack's CA with
@@ -484,27 +426,6 @@ async fn wait_for_shutdown() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `KEY=VALUE` lines; blank lines and `#` comments skipped, optional quotes removed.
-fn parse_env(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| {
-            let v = v.trim();
-            let unquoted = v
-                .strip_prefix('"')
-                .and_then(|s| s.strip_suffix('"'))
-                .or_else(|| v.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')))
-                .unwrap_or(v);
-            (
-                k.trim().trim_start_matches("export ").trim().to_string(),
-                unquoted.to_string(),
-            )
-        })
-        .collect()
-}
-
 /// An explicit `--env-file` wins over the environment; the environment wins over the state file.
 fn lookup(
     explicit: Option<&HashMap<String, String>>,
@@ -530,7 +451,7 @@ impl UpEnv {
         let read = |p: &Path| -> anyhow::Result<HashMap<String, String>> {
             let text =
                 std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            Ok(parse_env(&text))
+            Ok(envfile::parse(&text))
         };
         let explicit = env_file.map(read).transpose()?;
         let state_path = state_env_path();
@@ -809,7 +730,7 @@ mod tests {
 
     #[test]
     fn parses_env_files() {
-        let env = parse_env(
+        let env = envfile::parse(
             "# comment\nMAIL_OIDC_ISSUER=http://localhost:1\n\nexport A='x y'\nB=\"q\"\nC=a=b\n",
         );
         assert_eq!(env["MAIL_OIDC_ISSUER"], "http://localhost:1");

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use mail_oidc_harness::clients::imap::ImapClient;
 use mail_oidc_harness::cookies::CookieJar;
+use mail_oidc_harness::envfile;
 use mail_oidc_harness::realm::WEB_CLIENT;
 use mail_oidc_harness::stack::{Stack, TestUser};
 use mail_oidc_harness::tokens::decode_unverified;
@@ -22,49 +23,16 @@ const END_DEADLINE: Duration = Duration::from_secs(15);
 /// The env file `mail-oidc up` would write for `stack`, with `edits` applied (an empty value
 /// drops the key).
 fn write_env(stack: &Stack, dir: &Path, name: &str, edits: &[(&str, &str)]) -> PathBuf {
-    let ep = stack.endpoints();
-    let realm = stack.realm();
-    let main = stack.idp_settings("mail-oidc");
-    let web = stack.idp_settings(WEB_CLIENT);
-    let admin = realm.admin().expect("the realm has an admin");
-    let mut lines: Vec<(String, String)> = [
-        ("MAIL_OIDC_ISSUER", ep.issuer.clone()),
-        (
-            "MAIL_OIDC_AUTHORIZATION_ENDPOINT",
-            ep.authorization_endpoint.clone(),
-        ),
-        ("MAIL_OIDC_TOKEN_ENDPOINT", ep.token_endpoint.clone()),
-        ("MAIL_OIDC_LOGOUT_URL", ep.logout_url.clone()),
-        (
-            "MAIL_OIDC_BACKCHANNEL_LOGOUT_URL",
-            ep.backchannel_logout_url.clone(),
-        ),
-        ("MAIL_OIDC_CLIENT_ID", main.client_id.clone()),
-        (
-            "MAIL_OIDC_CLIENT_SECRET",
-            main.client_secret.clone().unwrap_or_default(),
-        ),
-        ("MAIL_OIDC_REDIRECT_URI", main.redirect_uri.clone()),
-        ("MAIL_OIDC_WEB_CLIENT_ID", web.client_id.clone()),
-        ("MAIL_OIDC_WEB_REDIRECT_URI", web.redirect_uri.clone()),
-        ("MAIL_OIDC_HTTP", format!("http://{}", ep.http)),
-        ("MAIL_OIDC_ADMIN_USER", admin.mail.clone()),
-        ("MAIL_OIDC_ADMIN_PASSWORD", admin.password.clone()),
-        ("MAIL_OIDC_IMAPS", ep.imaps.to_string()),
-        ("MAIL_OIDC_CA_CERT", ep.ca_cert.display().to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    // What `up` writes (for nobody in particular), with this test's edits on top.
+    let mut lines = envfile::entries(stack, &stack.idp_settings("mail-oidc"), "", "", "");
     for (key, value) in edits {
         lines.retain(|(k, _)| k != key);
         if !value.is_empty() {
-            lines.push((key.to_string(), value.to_string()));
+            lines.push((key, value.to_string()));
         }
     }
     let path = dir.join(name);
-    let text: String = lines.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-    std::fs::write(&path, text).expect("write env file");
+    std::fs::write(&path, envfile::render(&lines)).expect("write env file");
     path
 }
 

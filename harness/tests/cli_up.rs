@@ -29,10 +29,7 @@ impl Drop for Up {
 }
 
 fn parse_env(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    mail_oidc_harness::envfile::parse(text)
 }
 
 #[tokio::test]

@@ -47,7 +47,10 @@ async fn jmapc_lists_mailboxes_through_the_https_gateway_until_revoked() {
         "jmapc failed: {stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(stdout.lines().collect::<Vec<_>>(), ["Drafts", "INBOX", "Sent"]);
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["Drafts", "INBOX", "Sent"]
+    );
 
     let (status, body) = admin_revoke(
         &stack.admin_revoke_url(),
@@ -59,6 +62,9 @@ async fn jmapc_lists_mailboxes_through_the_https_gateway_until_revoked() {
     assert_eq!(status, 200, "{body}");
     let out = jmapc(host, &tokens.access_token, &ep.ca_cert);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "a revoked token still works for jmapc");
+    assert!(
+        !out.status.success(),
+        "a revoked token still works for jmapc"
+    );
     assert!(stderr.contains("401"), "jmapc should see the 401: {stderr}");
 }

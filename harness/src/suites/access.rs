@@ -51,6 +51,17 @@ impl Path {
     }
 }
 
+/// GET the JMAP session on `path` with `token`, whatever the answer.
+async fn session_response(
+    target: &MailTarget,
+    path: Path,
+    token: &str,
+) -> anyhow::Result<crate::clients::jmap::RawResponse> {
+    let client = jmap_client(target, path.session_url(target)?, token)?;
+    let url = client.session_url().to_string();
+    Ok(client.raw_get(&url, &[]).await?)
+}
+
 /// `token` opens a session for `user` on `path` (and the JMAP session names `user`).
 pub async fn accepted(
     target: &MailTarget,
@@ -116,9 +127,7 @@ pub async fn refused(
             }
         }
         Path::JmapDirect | Path::JmapGateway => {
-            let client = jmap_client(target, path.session_url(target)?, token)?;
-            let url = client.session_url().to_string();
-            let resp = client.raw_get(&url, &[]).await?;
+            let resp = session_response(target, path, token).await?;
             if resp.status != 401 {
                 bail!("expected 401, got {}: {}", resp.status, resp.text());
             }
@@ -170,9 +179,7 @@ pub async fn unavailable(
             }
         }
         Path::JmapDirect | Path::JmapGateway => {
-            let client = jmap_client(target, path.session_url(target)?, token)?;
-            let url = client.session_url().to_string();
-            let resp = client.raw_get(&url, &[]).await?;
+            let resp = session_response(target, path, token).await?;
             if resp.status != 503 {
                 bail!("expected 503, got {}: {}", resp.status, resp.text());
             }

@@ -158,17 +158,23 @@ pub async fn imap_login(
     Ok(imap)
 }
 
+/// IMAPS + OAUTHBEARER with INBOX selected.
+async fn imap_inbox(target: &MailTarget, user: &str, token: &str) -> anyhow::Result<ImapClient> {
+    let mut imap = imap_login(target, user, token).await?;
+    let select = imap.select("INBOX").await?;
+    if !select.is_ok() {
+        bail!("SELECT INBOX: {select:?}");
+    }
+    Ok(imap)
+}
+
 /// An IMAP session in IDLE on INBOX.
 pub async fn imap_idle(
     target: &MailTarget,
     user: &str,
     token: &str,
 ) -> anyhow::Result<LiveSession> {
-    let mut imap = imap_login(target, user, token).await?;
-    let select = imap.select("INBOX").await?;
-    if !select.is_ok() {
-        bail!("SELECT INBOX: {select:?}");
-    }
+    let mut imap = imap_inbox(target, user, token).await?;
     imap.send_line("I1 IDLE").await?;
     let line = imap.read_line().await?;
     if !line.starts_with('+') {
@@ -183,12 +189,9 @@ pub async fn imap_selected(
     user: &str,
     token: &str,
 ) -> anyhow::Result<LiveSession> {
-    let mut imap = imap_login(target, user, token).await?;
-    let select = imap.select("INBOX").await?;
-    if !select.is_ok() {
-        bail!("SELECT INBOX: {select:?}");
-    }
-    Ok(LiveSession::ImapSelected(imap))
+    Ok(LiveSession::ImapSelected(
+        imap_inbox(target, user, token).await?,
+    ))
 }
 
 /// SMTPS + OAUTHBEARER; fails unless the login is accepted.
