@@ -36,6 +36,23 @@ fn write_env(stack: &Stack, dir: &Path, name: &str, edits: &[(&str, &str)]) -> P
     path
 }
 
+/// `mail-oidc login --user --password --cookie-jar` with the default (web) client.
+async fn password_login(env: &Path, user: &TestUser, jar: &str) -> Output {
+    cli(
+        env,
+        &[
+            "login",
+            "--user",
+            &user.mail,
+            "--password",
+            &user.password,
+            "--cookie-jar",
+            jar,
+        ],
+    )
+    .await
+}
+
 /// Runs `mail-oidc <args> --env-file <env>` with no MAIL_OIDC_* variable of ours leaking in and
 /// no state file to fall back on.
 async fn cli(env_file: &Path, args: &[&str]) -> Output {
@@ -162,19 +179,7 @@ async fn login_sso_and_logout() {
     let jar_arg = path_str(&jar);
 
     // Password login: the web client's JWT on stdout, the SSO cookie in a curl jar.
-    let out = cli(
-        &env,
-        &[
-            "login",
-            "--user",
-            &user.mail,
-            "--password",
-            &user.password,
-            "--cookie-jar",
-            jar_arg,
-        ],
-    )
-    .await;
+    let out = password_login(&env, &user, jar_arg).await;
     let web_token = stdout(&out);
     assert_eq!(web_token.split('.').count(), 3, "a JWT: {web_token}");
     assert_token_of(&web_token, WEB_CLIENT, &user);
@@ -263,19 +268,7 @@ async fn curl_logs_out_with_the_cli_jar() {
     let env = write_env(&stack, dir.path(), "up.env", &[]);
     let jar = dir.path().join("jar.txt");
     let jar_arg = path_str(&jar);
-    let out = cli(
-        &env,
-        &[
-            "login",
-            "--user",
-            &user.mail,
-            "--password",
-            &user.password,
-            "--cookie-jar",
-            jar_arg,
-        ],
-    )
-    .await;
+    let out = password_login(&env, &user, jar_arg).await;
     let token = stdout(&out);
     let mut imap = imap_session(&stack, &user, &token).await;
 

@@ -5,8 +5,9 @@ use anyhow::{Context, bail};
 
 use super::MailTarget;
 use super::live::{imap_login, jmap_client, smtp_login};
-use crate::clients::imap::ImapClient;
-use crate::clients::smtp::SmtpClient;
+use crate::clients::OAuthOutcome;
+use crate::clients::imap::{ImapClient, ImapReply};
+use crate::clients::smtp::{SmtpClient, SmtpReply};
 
 /// The ways in a token is tried on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +50,27 @@ impl Path {
             _ => bail!("{} has no JMAP session URL", self.name()),
         }
     }
+}
+
+/// IMAPS + OAUTHBEARER, whatever the answer.
+async fn imap_attempt(
+    target: &MailTarget,
+    user: &str,
+    token: &str,
+) -> anyhow::Result<OAuthOutcome<ImapReply>> {
+    let mut imap = ImapClient::connect_tls(target.imaps, &target.ca_pem).await?;
+    Ok(imap.oauthbearer(user, token, true).await?)
+}
+
+/// SMTPS + EHLO + OAUTHBEARER, whatever the answer.
+async fn smtp_attempt(
+    target: &MailTarget,
+    user: &str,
+    token: &str,
+) -> anyhow::Result<OAuthOutcome<SmtpReply>> {
+    let mut smtp = SmtpClient::connect_tls(target.submissions, &target.ca_pem).await?;
+    smtp.ehlo("suite.test").await?;
+    Ok(smtp.oauthbearer(user, token, true).await?)
 }
 
 /// GET the JMAP session on `path` with `token`, whatever the answer.
@@ -103,8 +125,7 @@ pub async fn refused(
 ) -> anyhow::Result<()> {
     match path {
         Path::Imap => {
-            let mut imap = ImapClient::connect_tls(target.imaps, &target.ca_pem).await?;
-            let outcome = imap.oauthbearer(user, token, true).await?;
+            let outcome = imap_attempt(target, user, token).await?;
             if outcome.challenge.is_none() {
                 bail!("no RFC 7628 error challenge: {:?}", outcome.reply);
             }
@@ -116,9 +137,7 @@ pub async fn refused(
             }
         }
         Path::Submission => {
-            let mut smtp = SmtpClient::connect_tls(target.submissions, &target.ca_pem).await?;
-            smtp.ehlo("suite.test").await?;
-            let outcome = smtp.oauthbearer(user, token, true).await?;
+            let outcome = smtp_attempt(target, user, token).await?;
             if outcome.challenge.is_none() {
                 bail!("no RFC 7628 error challenge: {}", outcome.reply);
             }
@@ -164,16 +183,13 @@ pub async fn unavailable(
 ) -> anyhow::Result<()> {
     match path {
         Path::Imap => {
-            let mut imap = ImapClient::connect_tls(target.imaps, &target.ca_pem).await?;
-            let outcome = imap.oauthbearer(user, token, true).await?;
+            let outcome = imap_attempt(target, user, token).await?;
             if outcome.reply.code() != Some("UNAVAILABLE") {
                 bail!("expected NO [UNAVAILABLE], got {:?}", outcome.reply);
             }
         }
         Path::Submission => {
-            let mut smtp = SmtpClient::connect_tls(target.submissions, &target.ca_pem).await?;
-            smtp.ehlo("suite.test").await?;
-            let outcome = smtp.oauthbearer(user, token, true).await?;
+            let outcome = smtp_attempt(target, user, token).await?;
             if outcome.reply.code != 454 || outcome.reply.enhanced() != Some("4.7.0") {
                 bail!("expected 454 4.7.0, got {}", outcome.reply);
             }
