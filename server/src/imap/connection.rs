@@ -76,9 +76,11 @@ async fn flush_live(
         }
         let mut pos = 0;
         let mut end_seen = None;
+        // Once ended, the rest of this response gets FINISH_AFTER_END in all.
+        let mut finish_by = None;
         while pos < chunk.len() {
-            if end_seen.is_some() {
-                match tokio::time::timeout(FINISH_AFTER_END, io.write(&chunk[pos..])).await {
+            if let Some(by) = finish_by {
+                match tokio::time::timeout_at(by, io.write(&chunk[pos..])).await {
                     Ok(Ok(0)) | Ok(Err(_)) | Err(_) => {
                         return Err(std::io::Error::other(
                             "session ended while the client stalled",
@@ -93,7 +95,10 @@ async fn flush_live(
                     0 => return Err(std::io::ErrorKind::WriteZero.into()),
                     n => pos += n,
                 },
-                reason = ended(live) => end_seen = Some(reason),
+                reason = ended(live) => {
+                    end_seen = Some(reason);
+                    finish_by = Some(tokio::time::Instant::now() + FINISH_AFTER_END);
+                }
             }
         }
         wrote = true;
