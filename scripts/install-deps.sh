@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs the native packages the harness needs (slapd, redis, LemonLDAP::NG 2.21, Apache httpd
-# with mod_oauth2/mod_lua/mod_ssl, and the Lua Redis client the gateway's deny-list check uses).
-# Prints what it installs; does nothing when everything is present.
-# LemonLDAP::NG 2.21 comes from the backports suite, which is added to the machine's existing
-# Debian source (same mirror, same keyring): no host is named here.
+# Installs what the harness needs, printing what it installs and doing nothing for what is present:
+# - Debian packages: slapd, redis, LemonLDAP::NG 2.21, Apache httpd with mod_oauth2/mod_lua/mod_ssl
+#   and the Lua Redis client the gateway's deny-list check uses. LemonLDAP::NG 2.21 comes from the
+#   backports suite, which is added to the machine's existing Debian source (same mirror, same
+#   keyring): no host is named here.
+# - Keycloak (the second IdP) from Maven Central, unpacked into the cache and built once.
+# - Python's jmapc (a real JMAP client for the tests) from PyPI.
 set -euo pipefail
 
 SUDO=""
@@ -13,7 +15,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 codename="${VERSION_CODENAME:-bookworm}"
 backports="${codename}-backports"
 
-PKGS=(slapd ldap-utils redis-server openssl curl starman
+PKGS=(slapd ldap-utils redis-server openssl curl unzip starman
   libnet-ldap-perl libredis-perl libapache-session-browseable-perl
   libstring-random-perl libio-string-perl libunicode-string-perl libcrypt-openssl-bignum-perl
   libcookie-baker-xs-perl libhttp-parser-xs-perl libio-socket-timeout-perl libconvert-base32-perl
@@ -25,26 +27,11 @@ PKGS=(slapd ldap-utils redis-server openssl curl starman
   apache2 libapache2-mod-oauth2 lua5.4 lua-socket lua-redis)
 LLNG_PKGS=(liblemonldap-ng-portal-perl liblemonldap-ng-common-perl liblemonldap-ng-handler-perl)
 
-missing=()
-for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-llng_ok=0
-if dpkg-query -W -f='${Version}' liblemonldap-ng-portal-perl 2>/dev/null | grep -q '^2\.2[1-9]'; then
-  llng_ok=1
-fi
-
-# A real JMAP client for the end-to-end tests (PyPI), pinned.
+# Keycloak: pinned; the harness looks for it at $MAIL_OIDC_KEYCLOAK_HOME, else here.
+KEYCLOAK_VERSION=26.5.6
+CACHE="${MAIL_OIDC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mail-oidc}"
+# jmapc: pinned.
 JMAPC_VERSION=0.4.0
-if ! python3 -c "import jmapc" 2>/dev/null; then
-  echo "install-deps: pip install jmapc==${JMAPC_VERSION}"
-  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "jmapc==${JMAPC_VERSION}"
-fi
-
-if [ ${#missing[@]} -eq 0 ] && [ $llng_ok = 1 ]; then
-  echo "install-deps: all native packages present"
-  exit 0
-fi
 
 # Add the backports suite to the existing deb822 or one-line Debian source.
 add_backports() {
@@ -66,18 +53,76 @@ add_backports() {
     exit 1
   fi
 }
-add_backports
 
-export DEBIAN_FRONTEND=noninteractive
-echo "install-deps: apt-get update"
-$SUDO apt-get update -qq
-echo "install-deps: installing: ${missing[*]} ${LLNG_PKGS[*]} (LemonLDAP::NG from $backports)"
-# Services installed by packages must not start system-wide daemons we don't use.
-if [ ! -e /usr/sbin/policy-rc.d ]; then
-  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
-  $SUDO chmod +x /usr/sbin/policy-rc.d
-  trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
-fi
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-$SUDO apt-get install -y -qq --no-install-recommends -t "$backports" "${LLNG_PKGS[@]}" >/dev/null
-echo "install-deps: LemonLDAP::NG $(dpkg-query -W -f='${Version}' liblemonldap-ng-portal-perl)"
+install_packages() {
+  local missing=() p
+  for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  local llng_ok=0
+  if dpkg-query -W -f='${Version}' liblemonldap-ng-portal-perl 2>/dev/null | grep -q '^2\.2[1-9]'; then
+    llng_ok=1
+  fi
+  if [ ${#missing[@]} -eq 0 ] && [ $llng_ok = 1 ]; then
+    echo "install-deps: all native packages present"
+    return 0
+  fi
+  add_backports
+  export DEBIAN_FRONTEND=noninteractive
+  echo "install-deps: apt-get update"
+  $SUDO apt-get update -qq
+  echo "install-deps: installing: ${missing[*]} ${LLNG_PKGS[*]} (LemonLDAP::NG from $backports)"
+  # Services installed by packages must not start system-wide daemons we don't use.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  if [ ${#missing[@]} -gt 0 ]; then
+    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  $SUDO apt-get install -y -qq --no-install-recommends -t "$backports" "${LLNG_PKGS[@]}" >/dev/null
+  echo "install-deps: LemonLDAP::NG $(dpkg-query -W -f='${Version}' liblemonldap-ng-portal-perl)"
+}
+
+# The server distribution from Maven Central, unpacked into the cache once and built once
+# (`kc.sh build`), so every start is `start --optimized`.
+install_keycloak() {
+  local home="$CACHE/keycloak-${KEYCLOAK_VERSION}"
+  if [ -f "$home/.mail-oidc-built" ]; then
+    echo "install-deps: Keycloak ${KEYCLOAK_VERSION} present in $home"
+    return 0
+  fi
+  local tool
+  for tool in java mvn unzip; do
+    command -v "$tool" >/dev/null || { echo "install-deps: Keycloak needs $tool" >&2; exit 1; }
+  done
+  mkdir -p "$CACHE"
+  local zip="$CACHE/keycloak-quarkus-dist-${KEYCLOAK_VERSION}.zip"
+  if [ ! -f "$zip" ]; then
+    echo "install-deps: fetching org.keycloak:keycloak-quarkus-dist:${KEYCLOAK_VERSION}:zip from Maven Central"
+    mvn -q -B org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy \
+      "-Dartifact=org.keycloak:keycloak-quarkus-dist:${KEYCLOAK_VERSION}:zip" \
+      "-DoutputDirectory=$CACHE"
+  fi
+  echo "install-deps: fetched $(basename "$zip") ($(du -h "$zip" | cut -f1)); unpacking into $CACHE"
+  rm -rf "$home"
+  unzip -q "$zip" -d "$CACHE"
+  echo "install-deps: building Keycloak's optimized server (kc.sh build --db=dev-file --health-enabled=true)"
+  "$home/bin/kc.sh" build --db=dev-file --health-enabled=true >/dev/null
+  touch "$home/.mail-oidc-built"
+  echo "install-deps: Keycloak ${KEYCLOAK_VERSION} ready in $home"
+}
+
+install_jmapc() {
+  if python3 -c "import jmapc" 2>/dev/null; then
+    return 0
+  fi
+  echo "install-deps: pip install jmapc==${JMAPC_VERSION}"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    "jmapc==${JMAPC_VERSION}"
+}
+
+install_packages
+install_keycloak
+install_jmapc
