@@ -63,7 +63,7 @@ impl Cookie {
         };
         domain_ok
             && path_match(url.path(), &self.path)
-            && (!self.secure || matches!(url.scheme(), "https" | "wss"))
+            && (!self.secure || secure_context(url))
             && !self.expired(now)
     }
 
@@ -573,6 +573,14 @@ pub fn write_private_atomically(path: &Path, contents: &[u8]) -> std::io::Result
     written
 }
 
+/// Where a `Secure` cookie may be sent: HTTPS, and loopback hosts, which browsers (and curl)
+/// treat as secure contexts (Keycloak marks its cookies `Secure` even on http://localhost).
+fn secure_context(url: &Url) -> bool {
+    matches!(url.scheme(), "https" | "wss")
+        || matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
+        || url.host_str().is_some_and(|h| h.ends_with(".localhost"))
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
@@ -821,6 +829,13 @@ mod tests {
             Some("s=1")
         );
         assert_eq!(jar.header_at(&url("http://h.test/"), NOW), None);
+        // Loopback is a secure context, as in browsers and curl.
+        jar.set_cookie_at("l=1; Secure", &url("http://localhost:8080/"), NOW);
+        assert_eq!(
+            jar.header_at(&url("http://localhost:8080/"), NOW)
+                .as_deref(),
+            Some("l=1")
+        );
     }
 
     #[test]

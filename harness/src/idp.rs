@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::cookies::CookieJar;
+use crate::html::{self, snippet};
 use crate::tokens::{decode_unverified, random_id};
 
 /// Deadline of each HTTP call to the IdP.
@@ -126,6 +127,33 @@ pub struct LogoutOutcome {
     pub confirmed: bool,
 }
 
+/// What a page answered: status, redirect target, body.
+#[derive(Debug, Clone)]
+pub struct PageAnswer {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub body: String,
+    /// A confirmation form was submitted to get here.
+    pub confirmed: bool,
+}
+
+impl PageAnswer {
+    async fn read(resp: reqwest::Response, confirmed: bool) -> Self {
+        let status = resp.status();
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Self {
+            status,
+            location,
+            body: resp.text().await.unwrap_or_default(),
+            confirmed,
+        }
+    }
+}
+
 /// A headless browser: its own cookie jar (so an SSO session is shared by every client it logs
 /// in to) and no automatic redirects (so the code can be read from the redirect). The jar lives
 /// in memory ([`BrowserSession::new`]) or in a Netscape cookie file that curl reads and writes
@@ -213,6 +241,38 @@ impl BrowserSession {
             let with_domain = format!("lemonldappdata=; Path=/; Domain={host}; Max-Age=0");
             self.jar.add_cookie_str(&with_domain, url);
         }
+    }
+
+    /// GET `url`; when the IdP answers with a confirmation form (LemonLDAP::NG's `confirm`,
+    /// Keycloak's `confirmLogout`), submit it as the user would. The last answer.
+    pub async fn get_confirming(&self, url: Url) -> anyhow::Result<PageAnswer> {
+        let resp = self
+            .http
+            .get(url.clone())
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        let first = PageAnswer::read(resp, false).await;
+        if first.status != StatusCode::OK {
+            return Ok(first);
+        }
+        let confirm = html::forms(&first.body)
+            .into_iter()
+            .find_map(|f| f.submit_named("confirm").map(|button| (f, button)));
+        let Some((form, button)) = confirm else {
+            return Ok(first);
+        };
+        let mut fields = form.hidden();
+        fields.retain(|(k, _)| *k != button.0);
+        fields.push(button);
+        let resp = self
+            .http
+            .post(form.target(&url)?)
+            .form(&fields)
+            .send()
+            .await
+            .context("POST the confirmation")?;
+        Ok(PageAnswer::read(resp, true).await)
     }
 
     /// The `Cookie` header this browser would send to `url` (for diagnostics).
@@ -387,26 +447,30 @@ impl IdpClient {
         let mut login_form_shown = false;
         let resp = if resp.status() == StatusCode::OK {
             let page = resp.text().await.context("reading the authorize page")?;
-            if !has_password_field(&page) {
+            let Some(login) = html::login_form(&page) else {
                 bail!(
                     "authorize answered 200 without a login form: {}",
                     snippet(&page)
                 );
-            }
+            };
             let Some((name, password)) = user else {
                 bail!("the login form was shown but no credentials were given");
             };
             login_form_shown = true;
-            let mut form: Vec<(String, String)> = hidden_inputs(&page)
+            // LemonLDAP::NG: `user`, posted back to the page; Keycloak: `username`, posted to
+            // its login-actions URL.
+            let user_field = login.user_field().unwrap_or("user").to_string();
+            let password_field = login.password_field().unwrap_or("password").to_string();
+            let mut form: Vec<(String, String)> = login
+                .hidden()
                 .into_iter()
-                .filter(|(k, _)| k != "user" && k != "password")
+                .filter(|(k, _)| *k != user_field && *k != password_field)
                 .collect();
-            form.push(("user".into(), name.into()));
-            form.push(("password".into(), password.into()));
-            // The form's action is "#": post back to the authorize URL itself.
+            form.push((user_field, name.into()));
+            form.push((password_field, password.into()));
             browser
                 .http
-                .post(authorize.clone())
+                .post(login.target(&authorize)?)
                 .form(&form)
                 .send()
                 .await
@@ -431,7 +495,7 @@ impl IdpClient {
                 } else {
                     "authorize"
                 },
-                portal_message(&page).unwrap_or_else(|| snippet(&page))
+                html::portal_message(&page).unwrap_or_else(|| snippet(&page))
             );
         };
         let code = self.code_from_redirect(&authorize, &location, &state)?;
@@ -509,18 +573,13 @@ impl IdpClient {
         browser: &BrowserSession,
         logout_url: &str,
     ) -> anyhow::Result<u16> {
-        let resp = browser
-            .http
-            .get(logout_url)
-            .send()
-            .await
-            .with_context(|| format!("GET {logout_url}"))?;
-        let status = resp.status();
+        let url = Url::parse(logout_url).with_context(|| format!("logout URL {logout_url}"))?;
+        let answer = browser.get_confirming(url).await?;
+        let status = answer.status;
         if status.is_client_error() || status.is_server_error() {
-            let page = resp.text().await.unwrap_or_default();
             bail!(
                 "logout at {logout_url} answered HTTP {status}: {}",
-                snippet(&page)
+                snippet(&answer.body)
             );
         }
         Ok(status.as_u16())
@@ -541,50 +600,15 @@ impl IdpClient {
             Url::parse(&endpoint).with_context(|| format!("end_session_endpoint {endpoint}"))?;
         url.query_pairs_mut()
             .append_pair("id_token_hint", id_token_hint);
-        let resp = browser
-            .http
-            .get(url.clone())
-            .send()
-            .await
-            .context("GET end_session")?;
-        let (resp, confirmed) = if resp.status() == StatusCode::OK {
-            let page = resp.text().await.context("reading the logout page")?;
-            if page.contains("name=\"confirm\"") {
-                let mut form = hidden_inputs(&page);
-                form.retain(|(k, _)| k != "confirm");
-                form.push(("confirm".into(), "1".into()));
-                let resp = browser
-                    .http
-                    .post(url)
-                    .form(&form)
-                    .send()
-                    .await
-                    .context("POST logout confirmation")?;
-                (resp, true)
-            } else {
-                return Ok(LogoutOutcome {
-                    status: 200,
-                    location: None,
-                    confirmed: false,
-                });
-            }
-        } else {
-            (resp, false)
-        };
-        let status = resp.status();
+        let answer = browser.get_confirming(url).await?;
+        let status = answer.status;
         if status.is_client_error() || status.is_server_error() {
-            let page = resp.text().await.unwrap_or_default();
-            bail!("logout answered HTTP {status}: {}", snippet(&page));
+            bail!("logout answered HTTP {status}: {}", snippet(&answer.body));
         }
-        let location = resp
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
         Ok(LogoutOutcome {
             status: status.as_u16(),
-            location,
-            confirmed,
+            location: answer.location,
+            confirmed: answer.confirmed,
         })
     }
 }
@@ -613,132 +637,6 @@ pub fn pkce_challenge(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
-fn has_password_field(page: &str) -> bool {
-    input_tags(page).any(|attrs| attr(&attrs, "name") == Some("password"))
-}
-
-/// Attributes of every `<input ...>` tag.
-fn input_tags(page: &str) -> impl Iterator<Item = Vec<(String, String)>> + '_ {
-    static INPUT: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
-    static ATTR: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
-    let input = INPUT
-        .get_or_init(|| regex::Regex::new(r"(?is)<input\b[^>]*>").ok())
-        .as_ref();
-    let attr_re = ATTR
-        .get_or_init(|| {
-            regex::Regex::new(
-                r#"(?s)([A-Za-z_:][-A-Za-z0-9_:.]*)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))"#,
-            )
-            .ok()
-        })
-        .as_ref();
-    input
-        .into_iter()
-        .flat_map(move |re| re.find_iter(page))
-        .filter_map(move |m| {
-            let attr_re = attr_re?;
-            let tag = m.as_str();
-            Some(
-                attr_re
-                    .captures_iter(tag)
-                    .filter_map(|c| {
-                        let name = c.get(1)?.as_str().to_ascii_lowercase();
-                        let value = c.get(2).or(c.get(3)).or(c.get(4))?.as_str();
-                        Some((name, html_unescape(value)))
-                    })
-                    .collect(),
-            )
-        })
-}
-
-fn attr<'a>(attrs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    attrs
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
-/// `name=value` of every `<input type="hidden">` on the page.
-fn hidden_inputs(page: &str) -> Vec<(String, String)> {
-    input_tags(page)
-        .filter(|attrs| attr(attrs, "type").is_some_and(|t| t.eq_ignore_ascii_case("hidden")))
-        .filter_map(|attrs| {
-            let name = attr(&attrs, "name")?.to_string();
-            let value = attr(&attrs, "value").unwrap_or("").to_string();
-            Some((name, value))
-        })
-        .collect()
-}
-
-/// The HTML entities that appear in attribute values.
-fn html_unescape(s: &str) -> String {
-    if !s.contains('&') {
-        return s.to_string();
-    }
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        let tail = &rest[i..];
-        let decoded = tail.find(';').and_then(|end| {
-            let entity = &tail[1..end];
-            let c = match entity {
-                "amp" => Some('&'),
-                "lt" => Some('<'),
-                "gt" => Some('>'),
-                "quot" => Some('"'),
-                "apos" => Some('\''),
-                _ => {
-                    let num = entity.strip_prefix('#')?;
-                    let code = match num.strip_prefix(['x', 'X']) {
-                        Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-                        None => num.parse().ok()?,
-                    };
-                    char::from_u32(code)
-                }
-            }?;
-            Some((c, end + 1))
-        });
-        match decoded {
-            Some((c, len)) => {
-                out.push(c);
-                rest = &tail[len..];
-            }
-            None => {
-                out.push('&');
-                rest = &tail[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// LemonLDAP::NG's error banner (`<div class="message message-... alert">...</div>`), if any.
-fn portal_message(page: &str) -> Option<String> {
-    let re =
-        regex::Regex::new(r#"(?s)<div[^>]*class="[^"]*\bmessage\b[^"]*"[^>]*>(.*?)</div>"#).ok()?;
-    let inner = re.captures(page)?.get(1)?.as_str();
-    let tags = regex::Regex::new(r"(?s)<[^>]*>").ok()?;
-    let text = tags.replace_all(inner, " ");
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if !text.is_empty() {
-        return Some(text);
-    }
-    // 2.21 fills the text in with JavaScript; the error number (PE_*) is in `trmsg`.
-    let code = regex::Regex::new(r#"trmsg="(\d+)""#).ok()?;
-    let n = code.captures(inner)?.get(1)?.as_str();
-    Some(format!(
-        "portal error {n}{}",
-        if n == "5" { " (bad credentials)" } else { "" }
-    ))
-}
-
-fn snippet(page: &str) -> String {
-    let compact = page.split_whitespace().collect::<Vec<_>>().join(" ");
-    compact.chars().take(300).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -748,50 +646,6 @@ mod tests {
         assert_eq!(
             pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
-        );
-    }
-
-    #[test]
-    fn login_form_fields() {
-        let page = r##"<form action="#" method="post" class="login">
-            <input type="hidden" name="url" value="aHR0cDovL2E/Yj0xJmFtcDtjPTI=" />
-            <input name="token" type="hidden" value="17000&amp;abc&#x3D;&#61;">
-            <input type='hidden' name='skin' value='bootstrap'>
-            <input type="text" name="user" value="">
-            <input type="password" name="password" class="form-control">
-            <INPUT TYPE="HIDDEN" NAME="timezone" VALUE=1>
-        </form>"##;
-        assert!(has_password_field(page));
-        assert!(!has_password_field(
-            "<p>name=\"password\" is not an input</p>"
-        ));
-        assert_eq!(
-            hidden_inputs(page),
-            vec![
-                (
-                    "url".to_string(),
-                    "aHR0cDovL2E/Yj0xJmFtcDtjPTI=".to_string()
-                ),
-                ("token".to_string(), "17000&abc==".to_string()),
-                ("skin".to_string(), "bootstrap".to_string()),
-                ("timezone".to_string(), "1".to_string()),
-            ]
-        );
-    }
-
-    #[test]
-    fn unescape_and_messages() {
-        assert_eq!(
-            html_unescape("a&amp;b&lt;&#65;&#x42;&bogus;&"),
-            "a&b<AB&bogus;&"
-        );
-        let page = r#"<div class="message message-negative alert"><span trmsg="5">Wrong credentials</span></div>"#;
-        assert_eq!(portal_message(page).as_deref(), Some("Wrong credentials"));
-        let page = r#"<div class="message message-negative alert" role="alert"><span trmsg="5"></span>
-        </div>"#;
-        assert_eq!(
-            portal_message(page).as_deref(),
-            Some("portal error 5 (bad credentials)")
         );
     }
 

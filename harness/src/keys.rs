@@ -5,49 +5,63 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-/// A PEM key pair: PKCS#1 private key (what LemonLDAP::NG expects) and SPKI public key.
+/// A PEM key pair: PKCS#1 private key (what LemonLDAP::NG expects), the same key as PKCS#8 (what
+/// Keycloak's `rsa` key provider expects) and the SPKI public key.
 #[derive(Debug, Clone)]
 pub struct RsaKeyPair {
     pub private_pem: String,
+    pub pkcs8_pem: String,
     pub public_pem: String,
+}
+
+/// Runs `openssl <args>` with `input` on stdin; its stdout.
+fn openssl(args: &[&str], input: &str) -> anyhow::Result<String> {
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running openssl {} (is openssl installed?)", args.join(" ")))?;
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().context("openssl stdin")?;
+        stdin.write_all(input.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "openssl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8(out.stdout).context("openssl output is not UTF-8")
 }
 
 impl RsaKeyPair {
     /// A fresh 2048-bit key.
     pub fn generate() -> anyhow::Result<Self> {
-        let private = Command::new("openssl")
-            .args(["genrsa", "-traditional", "2048"])
-            .output()
-            .context("running openssl genrsa (is openssl installed?)")?;
-        if !private.status.success() {
-            bail!(
-                "openssl genrsa failed: {}",
-                String::from_utf8_lossy(&private.stderr)
-            );
-        }
-        let private_pem = String::from_utf8(private.stdout).context("openssl genrsa output")?;
-        let mut child = Command::new("openssl")
-            .args(["rsa", "-pubout"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .context("running openssl rsa -pubout")?;
-        {
-            use std::io::Write;
-            let mut stdin = child.stdin.take().context("openssl stdin")?;
-            stdin.write_all(private_pem.as_bytes())?;
-        }
-        let public = child.wait_with_output()?;
-        if !public.status.success() {
-            bail!(
-                "openssl rsa -pubout failed: {}",
-                String::from_utf8_lossy(&public.stderr)
-            );
-        }
+        let private_pem = openssl(&["genrsa", "-traditional", "2048"], "")?;
         Ok(Self {
+            pkcs8_pem: openssl(&["pkcs8", "-topk8", "-nocrypt"], &private_pem)?,
+            public_pem: openssl(&["rsa", "-pubout"], &private_pem)?,
             private_pem,
-            public_pem: String::from_utf8(public.stdout).context("openssl rsa output")?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_key_in_three_encodings() {
+        let k = RsaKeyPair::generate().expect("key");
+        assert!(k.private_pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+        assert!(k.pkcs8_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert!(k.public_pem.starts_with("-----BEGIN PUBLIC KEY-----"));
+        let from_pkcs8 = openssl(&["rsa", "-pubout"], &k.pkcs8_pem).expect("pubout");
+        assert_eq!(from_pkcs8, k.public_pem, "the PKCS#8 key is the same key");
     }
 }

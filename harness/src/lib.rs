@@ -5,6 +5,7 @@ pub mod bench;
 pub mod clients;
 pub mod cookies;
 pub mod envfile;
+pub mod html;
 pub mod idp;
 pub mod keys;
 pub mod realm;

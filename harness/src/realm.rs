@@ -1,6 +1,6 @@
 //! ONE realm description (base DN, users, OIDC clients) rendered for every component that needs
-//! it: the LDAP seed (LDIF) and LemonLDAP::NG's File-backend configuration (`lmConf-<n>.json`).
-//! A Keycloak renderer comes later; it must read the same [`Realm`].
+//! it: the LDAP seed (LDIF), LemonLDAP::NG's File-backend configuration (`lmConf-<n>.json`) and
+//! Keycloak's realm JSON (users come from the LDAP directory through user federation).
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -83,6 +83,21 @@ pub const DEFAULT_TOKEN_SECONDS: u64 = 3600;
 pub const ADMIN_UID: &str = "mailadmin";
 /// The demo realm's public web client.
 pub const WEB_CLIENT: &str = "webmail";
+
+/// What Keycloak's realm JSON needs besides the realm.
+#[derive(Debug, Clone)]
+pub struct KeycloakParams {
+    /// The realm's name (its issuer is `<keycloak>/realms/<name>`).
+    pub realm_name: String,
+    /// `ldap://host:port` as Keycloak reaches the directory.
+    pub ldap_url: String,
+    /// PKCS#8 PEM of the signing key (an imported `rsa` key provider, so the harness can forge
+    /// tokens with hostile claims); `None` = Keycloak's own generated key.
+    pub signing_pkcs8_pem: Option<String>,
+}
+
+/// Name of the key provider [`Realm::to_keycloak_json`] imports.
+pub const KEYCLOAK_KEY_PROVIDER: &str = "mail-oidc-rsa";
 
 /// Claims every client gets, as (claim, LDAP-exported session attribute).
 const CLAIMS: [(&str, &str); 5] = [
@@ -327,6 +342,151 @@ impl Realm {
     }
 }
 
+impl Realm {
+    /// Keycloak's realm JSON (importable at start or through the admin API): every client with
+    /// an audience mapper (so its access tokens carry its own client id, as LemonLDAP::NG's do),
+    /// back-channel logout with session required and front-channel logout off, the access-token
+    /// lifetime; the signing key; and read-only LDAP user federation with the mappers listed
+    /// (a realm import creates no default mappers): uid -> username, mail -> email,
+    /// cn -> firstName, sn -> lastName.
+    pub fn to_keycloak_json(&self, p: &KeycloakParams) -> Value {
+        let clients: Vec<Value> = self.clients.iter().map(keycloak_client).collect();
+        let lifetime = self
+            .clients
+            .iter()
+            .map(|c| c.access_token_seconds)
+            .min()
+            .unwrap_or(DEFAULT_TOKEN_SECONDS);
+        let mut components = Map::new();
+        if let Some(pem) = &p.signing_pkcs8_pem {
+            components.insert(
+                "org.keycloak.keys.KeyProvider".into(),
+                json!([{
+                    "name": KEYCLOAK_KEY_PROVIDER,
+                    "providerId": "rsa",
+                    "subComponents": {},
+                    "config": {
+                        "privateKey": [pem],
+                        // Above the generated keys (100): this one signs.
+                        "priority": ["200"],
+                        "algorithm": ["RS256"],
+                        "keyUse": ["sig"],
+                        "active": ["true"],
+                        "enabled": ["true"],
+                    },
+                }]),
+            );
+        }
+        let mapper = |name: &str, ldap: &str, model: &str, mandatory: bool| {
+            json!({
+                "name": name,
+                "providerId": "user-attribute-ldap-mapper",
+                "subComponents": {},
+                "config": {
+                    "ldap.attribute": [ldap],
+                    "user.model.attribute": [model],
+                    "read.only": ["true"],
+                    "always.read.value.from.ldap": ["true"],
+                    "is.mandatory.in.ldap": [if mandatory { "true" } else { "false" }],
+                },
+            })
+        };
+        components.insert(
+            "org.keycloak.storage.UserStorageProvider".into(),
+            json!([{
+                "name": "ldap",
+                "providerId": "ldap",
+                "config": {
+                    "enabled": ["true"],
+                    "priority": ["0"],
+                    "vendor": ["other"],
+                    "editMode": ["READ_ONLY"],
+                    "authType": ["simple"],
+                    "connectionUrl": [p.ldap_url],
+                    "usersDn": [self.people_dn],
+                    "bindDn": [self.admin_dn],
+                    "bindCredential": [self.admin_password],
+                    "searchScope": ["1"],
+                    "usernameLDAPAttribute": ["uid"],
+                    "rdnLDAPAttribute": ["uid"],
+                    "uuidLDAPAttribute": ["entryUUID"],
+                    "userObjectClasses": ["inetOrgPerson, organizationalPerson"],
+                    "importEnabled": ["true"],
+                    "syncRegistrations": ["false"],
+                    "pagination": ["true"],
+                    "trustEmail": ["true"],
+                    "useTruststoreSpi": ["never"],
+                    "connectionPooling": ["false"],
+                },
+                "subComponents": {
+                    "org.keycloak.storage.ldap.mappers.LDAPStorageMapper": [
+                        mapper("username", "uid", "username", true),
+                        mapper("email", "mail", "email", false),
+                        mapper("first name", "cn", "firstName", true),
+                        mapper("last name", "sn", "lastName", true),
+                    ],
+                },
+            }]),
+        );
+        json!({
+            "realm": p.realm_name,
+            "enabled": true,
+            "sslRequired": "none",
+            "loginWithEmailAllowed": true,
+            "accessTokenLifespan": lifetime,
+            "revokeRefreshToken": false,
+            "clients": clients,
+            "components": components,
+        })
+    }
+}
+
+fn keycloak_client(client: &RealmClient) -> Value {
+    let public = client.is_public();
+    let mut attributes = json!({
+        "access.token.lifespan": client.access_token_seconds.to_string(),
+        "post.logout.redirect.uris": client.redirect_uris.join("##"),
+        "backchannel.logout.session.required": "true",
+        "backchannel.logout.revoke.offline.tokens": "false",
+    });
+    if public {
+        attributes["pkce.code.challenge.method"] = json!("S256");
+    }
+    if let Some(url) = &client.backchannel_logout_url {
+        attributes["backchannel.logout.url"] = json!(url);
+    }
+    let mut c = json!({
+        "clientId": client.client_id,
+        "enabled": true,
+        "protocol": "openid-connect",
+        "publicClient": public,
+        "standardFlowEnabled": true,
+        // Password and client-credentials grants only for the confidential client.
+        "directAccessGrantsEnabled": !public,
+        "serviceAccountsEnabled": !public,
+        "redirectUris": client.redirect_uris,
+        "webOrigins": [],
+        // Keycloak sends no logout token to a client with front-channel logout on.
+        "frontchannelLogout": false,
+        "attributes": attributes,
+        "protocolMappers": [{
+            "name": "audience",
+            "protocol": "openid-connect",
+            "protocolMapper": "oidc-audience-mapper",
+            "config": {
+                "included.client.audience": client.client_id,
+                "access.token.claim": "true",
+                "id.token.claim": "false",
+                "introspection.token.claim": "true",
+            },
+        }],
+    });
+    if let (Some(secret), Some(map)) = (&client.secret, c.as_object_mut()) {
+        map.insert("secret".into(), json!(secret));
+    }
+    c
+}
+
 fn rp_options_for(client: &RealmClient) -> Value {
     let redirects = client.redirect_uris.join(" ");
     let public = client.is_public();
@@ -562,6 +722,79 @@ mod tests {
         assert_eq!(claims["name"], "cn");
         assert_eq!(claims["family_name"], "sn");
         assert_eq!(claims["given_name"], "givenName");
+    }
+
+    #[test]
+    fn keycloak_realm_has_clients_mappers_logout_and_ldap() {
+        let realm = Realm::demo().with_backchannel_logout("http://127.0.0.1:9/backchannel-logout");
+        let json = realm.to_keycloak_json(&KeycloakParams {
+            realm_name: "mail".into(),
+            ldap_url: "ldap://127.0.0.1:389".into(),
+            signing_pkcs8_pem: Some("PKCS8".into()),
+        });
+        assert_eq!(json["realm"], "mail");
+        assert_eq!(json["sslRequired"], "none");
+        let clients = json["clients"].as_array().expect("clients");
+        assert_eq!(clients.len(), 2);
+        let conf = &clients[0];
+        assert_eq!(conf["clientId"], "mail-oidc");
+        assert_eq!(conf["secret"], "mail-oidc-secret");
+        assert_eq!(conf["publicClient"], false);
+        assert_eq!(conf["directAccessGrantsEnabled"], true);
+        assert_eq!(conf["frontchannelLogout"], false);
+        assert_eq!(
+            conf["attributes"]["backchannel.logout.url"],
+            "http://127.0.0.1:9/backchannel-logout"
+        );
+        assert_eq!(
+            conf["attributes"]["backchannel.logout.session.required"],
+            "true"
+        );
+        assert_eq!(
+            conf["protocolMappers"][0]["config"]["included.client.audience"],
+            "mail-oidc"
+        );
+        let web = &clients[1];
+        assert_eq!(web["publicClient"], true);
+        assert!(web.get("secret").is_none());
+        assert_eq!(web["directAccessGrantsEnabled"], false);
+        assert_eq!(web["attributes"]["pkce.code.challenge.method"], "S256");
+        let key = &json["components"]["org.keycloak.keys.KeyProvider"][0];
+        assert_eq!(key["providerId"], "rsa");
+        assert_eq!(key["config"]["privateKey"][0], "PKCS8");
+        let ldap = &json["components"]["org.keycloak.storage.UserStorageProvider"][0];
+        assert_eq!(ldap["config"]["connectionUrl"][0], "ldap://127.0.0.1:389");
+        assert_eq!(ldap["config"]["usersDn"][0], "ou=people,dc=example,dc=com");
+        assert_eq!(ldap["config"]["editMode"][0], "READ_ONLY");
+        let mappers: Vec<(String, String)> =
+            ldap["subComponents"]["org.keycloak.storage.ldap.mappers.LDAPStorageMapper"]
+                .as_array()
+                .expect("mappers")
+                .iter()
+                .map(|m| {
+                    (
+                        m["config"]["ldap.attribute"][0]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_string(),
+                        m["config"]["user.model.attribute"][0]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_string(),
+                    )
+                })
+                .collect();
+        for pair in [
+            ("uid", "username"),
+            ("mail", "email"),
+            ("cn", "firstName"),
+            ("sn", "lastName"),
+        ] {
+            assert!(
+                mappers.contains(&(pair.0.to_string(), pair.1.to_string())),
+                "{pair:?} in {mappers:?}"
+            );
+        }
     }
 
     #[test]
