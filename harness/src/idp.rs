@@ -75,6 +75,8 @@ pub struct Discovery {
     pub introspection_endpoint: String,
     pub end_session_endpoint: Option<String>,
     pub userinfo_endpoint: Option<String>,
+    /// RFC 7009 token revocation (Keycloak has one, LemonLDAP::NG does not).
+    pub revocation_endpoint: Option<String>,
     #[serde(default)]
     pub backchannel_logout_supported: bool,
     #[serde(default)]
@@ -397,6 +399,34 @@ impl IdpClient {
             tokens.refresh_token = Some(refresh_token.to_string());
         }
         Ok(tokens)
+    }
+
+    /// RFC 7009 revocation of `token` as this client. Keycloak sends no back-channel logout on
+    /// this path; introspection answers `active: false` afterwards.
+    pub async fn revoke(&self, token: &str) -> anyhow::Result<()> {
+        let disc = self.discovery().await?;
+        let endpoint = disc
+            .revocation_endpoint
+            .context("the IdP advertises no revocation_endpoint (RFC 7009)")?;
+        let resp = self
+            .client_post(
+                &endpoint,
+                &[("token", token), ("token_type_hint", "access_token")],
+            )
+            .send()
+            .await
+            .with_context(|| format!("POST {endpoint}"))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(IdpError::Endpoint {
+                endpoint: "revocation",
+                status: status.as_u16(),
+                body: serde_json::from_str(&body).unwrap_or(Value::String(body)),
+            }
+            .into());
+        }
+        Ok(())
     }
 
     /// RFC 7662 introspection (client_secret_basic): the IdP's JSON (`active`, `sub`, ...).

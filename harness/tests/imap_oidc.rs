@@ -1,9 +1,11 @@
-//! IMAP logins with OpenID Connect tokens from a real LemonLDAP::NG, and every way they must fail.
+//! IMAP logins with OpenID Connect tokens from a real LemonLDAP::NG and a real Keycloak, and
+//! every way they must fail.
 
 mod common;
 
-use common::{Grant, assert_oauth_error_challenge, stack, user_and_token};
+use common::{Grant, assert_oauth_error_challenge, stack, stack_with, user_and_token};
 use mail_oidc_harness::clients::imap::ImapClient;
+use mail_oidc_harness::stack::Idp;
 use mail_oidc_harness::tokens::Hostile;
 use rstest::rstest;
 
@@ -17,12 +19,13 @@ async fn tls_client(stack: &mail_oidc_harness::stack::Stack) -> ImapClient {
 /// the session is then usable (SELECT INBOX).
 #[rstest]
 #[tokio::test]
-async fn lemonldap_token_logs_in(
+async fn idp_token_logs_in(
+    #[values(Idp::LemonLdap, Idp::Keycloak)] idp: Idp,
     #[values("OAUTHBEARER", "XOAUTH2")] mech: &str,
     #[values(true, false)] initial_response: bool,
     #[values(Grant::Password, Grant::AuthCode)] grant: Grant,
 ) {
-    let stack = stack().await;
+    let stack = stack_with(idp).await;
     let (user, tokens) = user_and_token(&stack, grant).await;
     let mut imap = tls_client(&stack).await;
     let outcome = match mech {
@@ -56,6 +59,7 @@ async fn lemonldap_token_logs_in(
 #[rstest]
 #[tokio::test]
 async fn hostile_token_is_refused_with_rfc7628_challenge(
+    #[values(Idp::LemonLdap, Idp::Keycloak)] idp: Idp,
     #[values(
         Hostile::BadSignature,
         Hostile::Expired,
@@ -69,7 +73,7 @@ async fn hostile_token_is_refused_with_rfc7628_challenge(
     )]
     kind: Hostile,
 ) {
-    let stack = stack().await;
+    let stack = stack_with(idp).await;
     let user = stack.create_user("h").await.expect("user");
     let token = stack.forge().hostile(kind, &user.mail, &user.uid);
     for mech in ["OAUTHBEARER", "XOAUTH2"] {

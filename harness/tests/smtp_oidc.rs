@@ -3,8 +3,9 @@
 
 mod common;
 
-use common::{Grant, assert_oauth_error_challenge, stack, user_and_token};
+use common::{Grant, assert_oauth_error_challenge, stack, stack_with, user_and_token};
 use mail_oidc_harness::clients::smtp::SmtpClient;
+use mail_oidc_harness::stack::Idp;
 use mail_oidc_harness::stack::Stack;
 use mail_oidc_harness::tokens::Hostile;
 use rstest::rstest;
@@ -29,12 +30,13 @@ fn message(from: &str, to: &str, subject: &str) -> Vec<u8> {
 
 #[rstest]
 #[tokio::test]
-async fn lemonldap_token_authenticates_submission(
+async fn idp_token_authenticates_submission(
+    #[values(Idp::LemonLdap, Idp::Keycloak)] idp: Idp,
     #[values("OAUTHBEARER", "XOAUTH2")] mech: &str,
     #[values(true, false)] initial_response: bool,
     #[values(Grant::Password, Grant::AuthCode)] grant: Grant,
 ) {
-    let stack = stack().await;
+    let stack = stack_with(idp).await;
     let (user, tokens) = user_and_token(&stack, grant).await;
     let mut smtp = submission(&stack).await;
     let outcome = match mech {
@@ -64,6 +66,7 @@ async fn lemonldap_token_authenticates_submission(
 #[rstest]
 #[tokio::test]
 async fn hostile_token_is_refused_with_rfc7628_challenge(
+    #[values(Idp::LemonLdap, Idp::Keycloak)] idp: Idp,
     #[values(
         Hostile::BadSignature,
         Hostile::Expired,
@@ -77,7 +80,7 @@ async fn hostile_token_is_refused_with_rfc7628_challenge(
     )]
     kind: Hostile,
 ) {
-    let stack = stack().await;
+    let stack = stack_with(idp).await;
     let user = stack.create_user("h").await.expect("user");
     let token = stack.forge().hostile(kind, &user.mail, &user.uid);
     for mech in ["OAUTHBEARER", "XOAUTH2"] {

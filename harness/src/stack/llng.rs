@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::ports::{START_ATTEMPTS, free_port, is_bind_failure};
 use super::process::{ChildProcess, find_program, tail};
+use super::provider::Discovered;
 use super::wait::Deadline;
 use crate::keys::RsaKeyPair;
 use crate::realm::{LlngParams, Realm};
@@ -30,16 +31,6 @@ const RELOAD_TIMEOUT: Duration = Duration::from_secs(6);
 /// Starman workers; two, because back-channel logout POSTs synchronously and an RP calling back
 /// into the OP while handling one would deadlock a single worker.
 const WORKERS: &str = "2";
-
-/// What the portal's discovery document says.
-#[derive(Debug, Clone)]
-pub struct Discovered {
-    pub token_endpoint: String,
-    pub jwks_uri: String,
-    pub authorization_endpoint: String,
-    pub introspection_endpoint: String,
-    pub end_session_endpoint: Option<String>,
-}
 
 pub struct Llng {
     dir: PathBuf,
@@ -279,29 +270,7 @@ builder {{
 
     /// GET discovery: 200 with our issuer (not some other server that took the port).
     async fn probe_discovery(&self) -> anyhow::Result<Discovered> {
-        let resp = self.http.get(self.discovery_url()).send().await?;
-        let status = resp.status();
-        if !status.is_success() {
-            bail!("discovery answered {status}");
-        }
-        let doc: Value = resp.json().await.context("discovery is not JSON")?;
-        let field = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_string);
-        if field("issuer").as_deref() != Some(self.issuer().as_str()) {
-            bail!(
-                "discovery names issuer {:?}, expected {}",
-                field("issuer"),
-                self.issuer()
-            );
-        }
-        Ok(Discovered {
-            token_endpoint: field("token_endpoint").context("no token_endpoint in discovery")?,
-            jwks_uri: field("jwks_uri").context("no jwks_uri in discovery")?,
-            authorization_endpoint: field("authorization_endpoint")
-                .context("no authorization_endpoint in discovery")?,
-            introspection_endpoint: field("introspection_endpoint")
-                .context("no introspection_endpoint in discovery")?,
-            end_session_endpoint: field("end_session_endpoint"),
-        })
+        super::provider::discover(&self.http, &self.discovery_url(), &self.issuer()).await
     }
 
     /// The `kid`s the JWKS currently serves.

@@ -3,10 +3,12 @@
 //! dropped. `Stack::builder().start().await` is all a test needs.
 
 pub mod gateway;
+pub mod keycloak;
 mod llng;
 pub mod pki;
 pub mod ports;
 pub mod process;
+pub mod provider;
 mod redis;
 pub mod server;
 mod slapd;
@@ -26,9 +28,12 @@ use rand::distr::Alphanumeric;
 use tempfile::TempDir;
 
 use self::gateway::{Gateway, GatewaySettings};
+use self::keycloak::KeycloakRealm;
 use self::llng::{Llng, issuer_for_port};
 use self::ports::free_port;
 use self::process::{ChildProcess, tail_file};
+pub use self::provider::Idp;
+use self::provider::Provider;
 pub use self::server::ServerHandle;
 use crate::idp::IdpSettings;
 use crate::keys::RsaKeyPair;
@@ -120,6 +125,9 @@ type ConfigEdit = Box<dyn FnOnce(&mut Config) + Send>;
 #[must_use]
 pub struct StackBuilder {
     backend: Backend,
+    idp: Idp,
+    /// A Keycloak of its own (the demo) rather than a realm in the shared one (tests).
+    dedicated_idp: bool,
     realm: Realm,
     edits: Vec<ConfigEdit>,
     with_server: bool,
@@ -138,6 +146,19 @@ impl std::fmt::Debug for StackBuilder {
 impl StackBuilder {
     pub fn backend(mut self, backend: Backend) -> Self {
         self.backend = backend;
+        self
+    }
+
+    /// The identity provider (LemonLDAP::NG by default). With Keycloak, every stack of the
+    /// process gets a realm of one shared Keycloak unless [`StackBuilder::dedicated_idp`].
+    pub fn idp(mut self, idp: Idp) -> Self {
+        self.idp = idp;
+        self
+    }
+
+    /// A Keycloak of the stack's own, with the realm imported at start (the demo).
+    pub fn dedicated_idp(mut self) -> Self {
+        self.dedicated_idp = true;
         self
     }
 
@@ -180,7 +201,8 @@ pub struct Stack {
     // last.
     gateway: Option<Gateway>,
     server: Option<ServerHandle>,
-    idp: tokio::sync::Mutex<Llng>,
+    idp: tokio::sync::Mutex<Provider>,
+    idp_kind: Idp,
     redis: tokio::sync::Mutex<Option<ChildProcess>>,
     slapd: ChildProcess,
     endpoints: Endpoints,
@@ -234,6 +256,8 @@ impl Stack {
     pub fn builder() -> StackBuilder {
         StackBuilder {
             backend: Backend::Auto,
+            idp: Idp::default(),
+            dedicated_idp: false,
             realm: Realm::demo(),
             edits: Vec::new(),
             with_server: true,
@@ -275,11 +299,17 @@ impl Stack {
         // The server first (it needs no IdP to start), so the IdP's configuration can name its
         // back-channel logout URL; the IdP's port is chosen now for the server's discovery URL.
         let idp_port = free_port()?;
+        let kc_realm = format!("mail-{}", random_token(10).to_ascii_lowercase());
+        let expected_issuer = match (builder.idp, builder.dedicated_idp) {
+            (Idp::LemonLdap, _) => issuer_for_port(idp_port),
+            (Idp::Keycloak, true) => format!("http://localhost:{idp_port}/realms/{kc_realm}"),
+            (Idp::Keycloak, false) => keycloak::shared(&http).await?.issuer(&kc_realm),
+        };
         let x_user_secret = random_token(32);
         let redis_url = format!("redis://{}", redis.addr);
         let mut base_config = server::base_config(&server::ServerEnv {
             realm: &realm,
-            discovery_url: &discovery_url_of(&issuer_for_port(idp_port)),
+            discovery_url: &discovery_url_of(&expected_issuer),
             ldap_url: &slapd.url,
             cert: &pki.cert,
             key: &pki.key,
@@ -309,25 +339,52 @@ impl Stack {
             realm.with_backchannel_logout(&backchannel_logout_url)
         };
 
-        let llng = Llng::start(
-            &realm,
-            &root.join("llng"),
-            &logs.join("lemonldap-ng.log"),
-            idp_port,
-            &slapd.url,
-            &redis.addr,
-            key,
-            http.clone(),
-        )
-        .await?;
-        let discovered = llng
-            .discovered()
-            .cloned()
-            .context("LemonLDAP::NG started without a discovery document")?;
-        tracing::debug!(after = ?started.elapsed(), "LemonLDAP::NG ready");
-        let issuer = llng.issuer();
-        let discovery_url = llng.discovery_url();
-        if discovery_url != discovery_url_of(&issuer_for_port(idp_port)) {
+        let provider = match builder.idp {
+            Idp::LemonLdap => Provider::Llng(
+                Llng::start(
+                    &realm,
+                    &root.join("llng"),
+                    &logs.join("lemonldap-ng.log"),
+                    idp_port,
+                    &slapd.url,
+                    &redis.addr,
+                    key,
+                    http.clone(),
+                )
+                .await?,
+            ),
+            Idp::Keycloak => {
+                let json = realm.to_keycloak_json(&crate::realm::KeycloakParams {
+                    realm_name: kc_realm.clone(),
+                    ldap_url: slapd.url.clone(),
+                    signing_pkcs8_pem: Some(key.pkcs8_pem.clone()),
+                });
+                let kc = if builder.dedicated_idp {
+                    KeycloakRealm::start_owned(
+                        &root.join("keycloak"),
+                        &logs.join("keycloak.log"),
+                        &json,
+                        key,
+                        idp_port,
+                    )
+                    .await?
+                } else {
+                    KeycloakRealm::create_shared(&json, key).await?
+                };
+                // The shared instance logs elsewhere: its log joins this stack's.
+                if !builder.dedicated_idp {
+                    let _ = std::os::unix::fs::symlink(kc.log_path(), logs.join("keycloak.log"));
+                }
+                Provider::Keycloak(kc)
+            }
+        };
+        let issuer = provider.issuer();
+        let discovery_url = provider.discovery_url();
+        let discovered = provider::discover(&http, &discovery_url, &issuer)
+            .await
+            .context("the IdP's discovery document")?;
+        tracing::debug!(after = ?started.elapsed(), idp = ?provider.kind(), "IdP ready");
+        if discovery_url != discovery_url_of(&expected_issuer) {
             // The IdP had to move to another port: restart the server pointing at it, on the
             // HTTP port the IdP already knows.
             if let (Some(old), Some(bin)) = (server.take(), &server_binary) {
@@ -404,7 +461,13 @@ impl Stack {
                 .x_user_secret
                 .clone()
                 .unwrap_or_default(),
-            logout_url: llng.logout_url(),
+            logout_url: match &provider {
+                Provider::Llng(l) => l.logout_url(),
+                // Keycloak's browser logout is the end-session endpoint (it asks to confirm).
+                Provider::Keycloak(_) => {
+                    discovered.end_session_endpoint.clone().unwrap_or_default()
+                }
+            },
             issuer,
             discovery_url,
             token_endpoint: discovered.token_endpoint,
@@ -418,8 +481,8 @@ impl Stack {
             ca_pem: pki.ca_pem.clone(),
         };
         let signing = SigningState {
-            key: llng.key().clone(),
-            kid: llng.kid().to_string(),
+            key: provider.key().clone(),
+            kid: provider.kid().to_string(),
         };
         let start_duration = started.elapsed();
         tracing::info!(
@@ -431,7 +494,8 @@ impl Stack {
         Ok(Stack {
             gateway,
             server,
-            idp: tokio::sync::Mutex::new(llng),
+            idp_kind: provider.kind(),
+            idp: tokio::sync::Mutex::new(provider),
             redis: tokio::sync::Mutex::new(Some(redis.process)),
             slapd: slapd.process,
             endpoints,
@@ -523,14 +587,41 @@ impl Stack {
         format!("http://{}/admin/revoke", self.endpoints.http)
     }
 
-    /// Ends `user`'s sessions at the IdP without any back-channel call (see
-    /// `Llng::delete_sessions_of`); returns how many SSO sessions went.
-    pub async fn kill_idp_sessions(&self, user: &TestUser) -> anyhow::Result<usize> {
-        self.idp
-            .lock()
-            .await
-            .delete_sessions_of(&[&user.mail, &user.uid])
-            .await
+    /// Ends `user`'s IdP session without any back-channel call, as an IdP-side expiry or an
+    /// admin purge would: LemonLDAP::NG's session tool deletes their SSO sessions; Keycloak
+    /// revokes `token` (RFC 7009, which sends no logout token). Introspection answers
+    /// `active: false` for `token` from then on.
+    pub async fn kill_idp_sessions(&self, user: &TestUser, token: &str) -> anyhow::Result<()> {
+        let idp = self.idp.lock().await;
+        match &*idp {
+            Provider::Llng(l) => {
+                let killed = l.delete_sessions_of(&[&user.mail, &user.uid]).await?;
+                anyhow::ensure!(killed > 0, "LemonLDAP::NG had no session of {}", user.mail);
+                Ok(())
+            }
+            Provider::Keycloak(_) => {
+                drop(idp);
+                crate::idp::IdpClient::new(self.idp_settings(FORGE_AUDIENCE))?
+                    .revoke(token)
+                    .await
+            }
+        }
+    }
+
+    /// The IdP administrator logs `user` out of every session (Keycloak's admin API, which sends
+    /// the back-channel logout tokens).
+    pub async fn admin_logout_at_idp(&self, user: &TestUser) -> anyhow::Result<()> {
+        match &*self.idp.lock().await {
+            Provider::Keycloak(k) => k.admin_logout(&user.uid).await,
+            Provider::Llng(_) => anyhow::bail!(
+                "LemonLDAP::NG has no admin API that logs a user out with back-channel calls"
+            ),
+        }
+    }
+
+    /// Which IdP the stack runs.
+    pub fn idp(&self) -> Idp {
+        self.idp_kind
     }
 
     /// A forge holding the IdP's current signing key and `kid`, audience `mail-oidc`.

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use mail_oidc_harness::idp::{BrowserSession, IdpClient, TokenSet};
-use mail_oidc_harness::stack::{Stack, TestUser};
+use mail_oidc_harness::stack::{Idp, Stack, TestUser};
 
 /// Logs from the harness itself (the processes' logs are printed by the stack on failure).
 pub fn init_tracing() {
@@ -16,8 +16,17 @@ pub fn init_tracing() {
 }
 
 pub async fn stack() -> Stack {
+    stack_with(Idp::LemonLdap).await
+}
+
+/// A stack on `idp` (Keycloak: a realm of the test binary's shared Keycloak).
+pub async fn stack_with(idp: Idp) -> Stack {
     init_tracing();
-    Stack::builder().start().await.expect("stack starts")
+    Stack::builder()
+        .idp(idp)
+        .start()
+        .await
+        .expect("stack starts")
 }
 
 /// How a test gets its access token from LemonLDAP::NG.
