@@ -292,34 +292,6 @@ async fn wait_ready(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_instance_home_links_the_distribution_and_owns_its_data() {
-        let dist = tempfile::tempdir().expect("dist");
-        for part in ["bin", "lib", "providers", "themes", "conf"] {
-            std::fs::create_dir_all(dist.path().join(part)).expect("dir");
-        }
-        std::fs::write(dist.path().join("bin/kc.sh"), "#!/bin/sh\n").expect("kc.sh");
-        let inst = tempfile::tempdir().expect("instance");
-        let realm = serde_json::json!({"realm": "mail"});
-        prepare_instance(dist.path(), inst.path(), Some(&realm)).expect("prepared");
-        let script = inst.path().join("bin/kc.sh");
-        assert!(script.is_file() && !script.is_symlink(), "kc.sh is a copy");
-        for part in ["lib", "providers", "themes", "conf"] {
-            assert_eq!(
-                std::fs::read_link(inst.path().join(part)).expect("link"),
-                dist.path().join(part)
-            );
-        }
-        assert!(inst.path().join("data/import/mail.json").is_file());
-        // Preparing again (a restart) keeps the links.
-        prepare_instance(dist.path(), inst.path(), None).expect("again");
-    }
-}
-
 /// The process-wide Keycloak the stacks of one test binary share (a realm each): started on first
 /// use, stopped when the process exits (its children get SIGTERM then, see `process`).
 static SHARED: tokio::sync::OnceCell<Keycloak> = tokio::sync::OnceCell::const_new();
@@ -685,5 +657,33 @@ impl Drop for KeycloakRealm {
                     });
                 });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instance_home_links_the_distribution_and_owns_its_data() {
+        let dist = tempfile::tempdir().expect("dist");
+        for part in ["bin", "lib", "providers", "themes", "conf"] {
+            std::fs::create_dir_all(dist.path().join(part)).expect("dir");
+        }
+        std::fs::write(dist.path().join("bin/kc.sh"), "#!/bin/sh\n").expect("kc.sh");
+        let inst = tempfile::tempdir().expect("instance");
+        let realm = serde_json::json!({"realm": "mail"});
+        prepare_instance(dist.path(), inst.path(), Some(&realm)).expect("prepared");
+        let script = inst.path().join("bin/kc.sh");
+        assert!(script.is_file() && !script.is_symlink(), "kc.sh is a copy");
+        for part in ["lib", "providers", "themes", "conf"] {
+            assert_eq!(
+                std::fs::read_link(inst.path().join(part)).expect("link"),
+                dist.path().join(part)
+            );
+        }
+        assert!(inst.path().join("data/import/mail.json").is_file());
+        // Preparing again (a restart) keeps the links.
+        prepare_instance(dist.path(), inst.path(), None).expect("again");
     }
 }

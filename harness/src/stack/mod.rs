@@ -340,7 +340,7 @@ impl Stack {
         };
 
         let provider = match builder.idp {
-            Idp::LemonLdap => Provider::Llng(
+            Idp::LemonLdap => Provider::Llng(Box::new(
                 Llng::start(
                     &realm,
                     &root.join("llng"),
@@ -352,7 +352,7 @@ impl Stack {
                     http.clone(),
                 )
                 .await?,
-            ),
+            )),
             Idp::Keycloak => {
                 let json = realm.to_keycloak_json(&crate::realm::KeycloakParams {
                     realm_name: kc_realm.clone(),

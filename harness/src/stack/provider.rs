@@ -85,7 +85,7 @@ pub async fn discover(
 
 /// The running IdP of a stack.
 pub enum Provider {
-    Llng(Llng),
+    Llng(Box<Llng>),
     Keycloak(KeycloakRealm),
 }
 
