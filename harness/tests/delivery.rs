@@ -3,10 +3,12 @@
 
 mod common;
 
-use common::{Grant, stack, user_and_token};
+use common::{Grant, stack, stack_with, user_and_token};
 use lettre::transport::smtp::authentication::Mechanism;
 use mail_oidc_harness::clients::imap::ImapClient;
 use mail_oidc_harness::clients::smtp::{SmtpClient, submit_with_lettre};
+use mail_oidc_harness::stack::Idp;
+use rstest::rstest;
 
 /// A message submitted with XOAUTH2 (lettre, STARTTLS) is fetched over IMAP with OAUTHBEARER,
 /// byte for byte after the two trace headers the server prepends.
@@ -75,9 +77,12 @@ async fn submitted_with_xoauth2_fetched_with_oauthbearer_byte_for_byte() {
 
 /// Inbound SMTP (no AUTH) delivers to a provisioned user who never logged in; the user then logs
 /// in with a token and finds the mail. Unknown recipients are refused at RCPT.
+#[rstest]
 #[tokio::test]
-async fn inbound_mail_reaches_user_who_never_logged_in() {
-    let stack = stack().await;
+async fn inbound_mail_reaches_user_who_never_logged_in(
+    #[values(Idp::LemonLdap, Idp::Keycloak)] idp: Idp,
+) {
+    let stack = stack_with(idp).await;
     let ep = stack.endpoints();
     let rcpt = stack.create_user("newcomer").await.expect("user");
     let mut smtp = SmtpClient::connect(ep.smtp).await.expect("connect mx");

@@ -3,14 +3,17 @@
 
 mod common;
 
-use common::{Grant, stack, token_for, user_and_token};
+use common::{Grant, stack, stack_with, token_for, user_and_token};
 use mail_oidc_harness::clients::imap::ImapClient;
 use mail_oidc_harness::clients::smtp::SmtpClient;
+use mail_oidc_harness::stack::Idp;
+use rstest::rstest;
 
 /// After the IdP's signing key changes, new tokens are accepted with no server restart.
+#[rstest]
 #[tokio::test]
-async fn signing_key_rotation_needs_no_restart() {
-    let stack = stack().await;
+async fn signing_key_rotation_needs_no_restart(#[values(Idp::LemonLdap, Idp::Keycloak)] idp: Idp) {
+    let stack = stack_with(idp).await;
     let ep = stack.endpoints().clone();
     let (user, before) = user_and_token(&stack, Grant::Password).await;
     let mut imap = ImapClient::connect_tls(ep.imaps, &ep.ca_pem)

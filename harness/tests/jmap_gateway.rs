@@ -5,10 +5,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Grant, stack, token_for, user_and_token};
+use common::{Grant, stack, stack_with, token_for, user_and_token};
 use mail_oidc_harness::clients::imap::ImapClient;
 use mail_oidc_harness::clients::jmap::{Auth, JmapClient};
 use mail_oidc_harness::clients::smtp::SmtpClient;
+use mail_oidc_harness::stack::Idp;
 use mail_oidc_harness::stack::Stack;
 use mail_oidc_harness::tokens::Hostile;
 use rstest::rstest;
@@ -48,9 +49,10 @@ fn response<'a>(resp: &'a Value, index: usize, name: &str) -> &'a Value {
 #[rstest]
 #[tokio::test]
 async fn gateway_session_mailboxes_and_smtp_mail(
+    #[values(Idp::LemonLdap, Idp::Keycloak)] idp: Idp,
     #[values(Grant::Password, Grant::AuthCode)] grant: Grant,
 ) {
-    let stack = stack().await;
+    let stack = stack_with(idp).await;
     let (user, tokens) = user_and_token(&stack, grant).await;
     deliver(&stack, &user.mail, "hello-over-smtp").await;
     let jmap = gateway_client(&stack, Auth::Bearer(tokens.access_token.clone()), &[]);
@@ -140,9 +142,12 @@ async fn gateway_websocket_request_and_push() {
 }
 
 /// Without a token, or with any attack token, the gateway answers 401 itself.
+#[rstest]
 #[tokio::test]
-async fn gateway_refuses_missing_and_hostile_tokens() {
-    let stack = stack().await;
+async fn gateway_refuses_missing_and_hostile_tokens(
+    #[values(Idp::LemonLdap, Idp::Keycloak)] idp: Idp,
+) {
+    let stack = stack_with(idp).await;
     let user = stack.create_user("gw").await.expect("user");
     let none = gateway_client(&stack, Auth::None, &[]);
     let err = none.session().await.expect_err("no token");

@@ -7,17 +7,22 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Grant, stack, token_for, user_and_token};
+use common::{Grant, stack, stack_with, token_for, user_and_token};
+use mail_oidc_harness::stack::Idp;
 use mail_oidc_harness::stack::Stack;
 use mail_oidc_harness::stack::wait::Deadline;
 use mail_oidc_harness::suites::{END_DEADLINE, revocation};
 use mail_oidc_server::config::{IntrospectionSection, RevocationStoreKind};
+use rstest::rstest;
 
 /// Bad signature, alg none, wrong iss, wrong aud, no events, nonce, neither sid nor sub, too
 /// old: 400 each and nothing ends; the valid token ends the session; its replay is refused.
+#[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_logout_tokens_get_400_and_end_nothing() {
-    let stack = stack().await;
+async fn hostile_logout_tokens_get_400_and_end_nothing(
+    #[values(Idp::LemonLdap, Idp::Keycloak)] idp: Idp,
+) {
+    let stack = stack_with(idp).await;
     let (user, tokens) = user_and_token(&stack, Grant::Password).await;
     revocation::hostile_logout_tokens(
         &stack.mail_target(),
@@ -32,9 +37,12 @@ async fn hostile_logout_tokens_get_400_and_end_nothing() {
 
 /// Two instances share the Redis deny-list: the IdP's logout call reaches the first, and the
 /// sessions on the second end too.
+#[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_logout_delivered_to_one_instance_ends_sessions_on_both() {
-    let stack = stack().await;
+async fn a_logout_delivered_to_one_instance_ends_sessions_on_both(
+    #[values(Idp::LemonLdap, Idp::Keycloak)] idp: Idp,
+) {
+    let stack = stack_with(idp).await;
     let second = stack.start_server(|_| {}).await.expect("second server");
     let user = stack.create_user("multi").await.expect("user");
     let ca = &stack.endpoints().ca_pem;
@@ -64,11 +72,15 @@ async fn admin_revocation_by_user_ends_all_of_their_sessions() {
     .assert_passed();
 }
 
-/// An IdP session killed without a back-channel call (LemonLDAP::NG's session tool) ends the
-/// server's session at the next introspection re-check.
+/// An IdP session killed without a back-channel call (LemonLDAP::NG's session tool; Keycloak's
+/// RFC 7009 token revocation) ends the server's session at the next introspection re-check.
+#[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn introspection_recheck_ends_a_session_killed_at_the_idp() {
+async fn introspection_recheck_ends_a_session_killed_at_the_idp(
+    #[values(Idp::LemonLdap, Idp::Keycloak)] idp: Idp,
+) {
     let stack = Stack::builder()
+        .idp(idp)
         .server_config(|c| {
             if let Some(oidc) = c.oidc.as_mut() {
                 oidc.introspection = Some(IntrospectionSection {
@@ -172,9 +184,10 @@ async fn sessions_end_at_token_expiry_only_when_configured() {
 
 /// The `id_token` of a real grant is refused as an access token on IMAP, SMTP, JMAP and at the
 /// gateway, with its reason.
+#[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn id_tokens_are_not_access_tokens() {
-    let stack = stack().await;
+async fn id_tokens_are_not_access_tokens(#[values(Idp::LemonLdap, Idp::Keycloak)] idp: Idp) {
+    let stack = stack_with(idp).await;
     for grant in [Grant::Password, Grant::AuthCode] {
         let user = stack.create_user("idtok").await.expect("user");
         let tokens = token_for(&stack, &user, grant).await;

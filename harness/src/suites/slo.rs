@@ -14,13 +14,43 @@ use super::sso::sign_on;
 use super::{Account, END_DEADLINE, IdpTarget, MailTarget, Report};
 use crate::idp::{IdpClient, IdpError};
 
-/// `account` is logged out; `bystander` (another user, signed on in another browser) is not.
+/// How the user is logged out at the IdP.
+pub enum LogoutBy<F> {
+    /// The user's browser visits the IdP's logout URL (confirming if asked).
+    Browser,
+    /// Something else the IdP offers (e.g. Keycloak's admin "log out all sessions").
+    Idp(F),
+}
+
+/// `account` is logged out by its browser; `bystander` (another user, signed on in another
+/// browser) is not.
 pub async fn single_log_out(
     target: &MailTarget,
     idp: &IdpTarget,
     account: &Account,
     bystander: &Account,
 ) -> Report {
+    single_log_out_by(
+        target,
+        idp,
+        account,
+        bystander,
+        LogoutBy::<std::future::Ready<anyhow::Result<()>>>::Browser,
+    )
+    .await
+}
+
+/// [`single_log_out`] with the logout done `by`.
+pub async fn single_log_out_by<F>(
+    target: &MailTarget,
+    idp: &IdpTarget,
+    account: &Account,
+    bystander: &Account,
+    by: LogoutBy<F>,
+) -> Report
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
     let mut report = Report::new("single log-out");
     let Some(on) = report.step(
         "browser login and single sign-on",
@@ -87,17 +117,20 @@ pub async fn single_log_out(
     }
 
     let started = Instant::now();
-    let logout = async {
-        let status = IdpClient::new(idp.confidential.clone())?
-            .browser_logout(&on.browser, &idp.logout_url)
-            .await?;
-        anyhow::Ok(status)
-    }
-    .await;
-    if report
-        .step("log out at the IdP (browser)", logout)
-        .is_none()
-    {
+    let (how, logout) = match by {
+        LogoutBy::Browser => (
+            "log out at the IdP (browser)",
+            async {
+                IdpClient::new(idp.confidential.clone())?
+                    .browser_logout(&on.browser, &idp.logout_url)
+                    .await?;
+                anyhow::Ok(())
+            }
+            .await,
+        ),
+        LogoutBy::Idp(action) => ("log out at the IdP (its own way)", action.await),
+    };
+    if report.step(how, logout).is_none() {
         return report;
     }
     for (name, mut session) in doomed {
