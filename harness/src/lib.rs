@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod clients;
+pub mod compose;
 pub mod cookies;
 pub mod envfile;
 pub mod html;

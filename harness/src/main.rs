@@ -22,7 +22,7 @@ use mail_oidc_harness::cookies::write_private_atomically;
 use mail_oidc_harness::envfile;
 use mail_oidc_harness::idp::{BrowserSession, IdpClient, IdpSettings};
 use mail_oidc_harness::realm::Realm;
-use mail_oidc_harness::stack::{Backend, Stack};
+use mail_oidc_harness::stack::{Backend, Idp, Stack};
 use serde_json::{Value, json};
 use tracing_subscriber::EnvFilter;
 
@@ -45,12 +45,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start the demo environment (LemonLDAP::NG, slapd, redis, mail-oidc-server) until Ctrl-C.
+    /// Start the demo environment (the IdP, slapd, redis, mail-oidc-server, the gateway) until
+    /// Ctrl-C.
     Up {
         /// Also write the environment (MAIL_OIDC_* lines) here, atomically, once everything
         /// answers. It is always written to the state path (see `token`).
         #[arg(long)]
         env_file: Option<PathBuf>,
+        /// The identity provider: `lemonldap` (LemonLDAP::NG 2.21) or `keycloak` (Keycloak 26,
+        /// its realm imported at start).
+        #[arg(long, default_value = "lemonldap")]
+        idp: Idp,
+    },
+    /// Write the compose deployment's generated files (keycloak-realm/realm.json,
+    /// compose/server.toml, compose/ldap/slapd.conf, compose/apisix/*.yaml) under ROOT.
+    ComposeFiles {
+        /// The repository's root.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
     },
     /// Start a private stack, measure logins and submissions, print the figures, stop.
     Bench {
@@ -152,7 +164,14 @@ async fn main() -> ExitCode {
         .init();
     mail_oidc_server::tls::install_crypto_provider();
     let result = match cli.command {
-        Command::Up { env_file } => up(env_file).await,
+        Command::Up { env_file, idp } => up(env_file, idp).await,
+        Command::ComposeFiles { root } => {
+            mail_oidc_harness::compose::write_files(&root).map(|written| {
+                for path in written {
+                    println!("wrote {}", root.join(path).display());
+                }
+            })
+        }
         Command::Bench { runs } => mail_oidc_harness::bench::run(runs)
             .await
             .map(|report| print!("{report}")),
@@ -191,14 +210,19 @@ fn state_env_path() -> PathBuf {
         .join("up.env")
 }
 
-async fn up(env_file: Option<PathBuf>) -> anyhow::Result<()> {
+async fn up(env_file: Option<PathBuf>, idp: Idp) -> anyhow::Result<()> {
     let mut env_paths = vec![state_env_path()];
     env_paths.extend(env_file);
     // A script waiting for the file must not see the previous run's.
     for path in &env_paths {
         let _ = std::fs::remove_file(path);
     }
-    let stack = Stack::builder().backend(Backend::Auto).start().await?;
+    let stack = Stack::builder()
+        .backend(Backend::Auto)
+        .idp(idp)
+        .dedicated_idp()
+        .start()
+        .await?;
     let realm = stack.realm();
     let demo = realm
         .user(DEMO_USER)
@@ -214,7 +238,8 @@ async fn up(env_file: Option<PathBuf>) -> anyhow::Result<()> {
     let ep = stack.endpoints();
     let ca = ep.ca_cert.display();
     println!(
-        "mail-oidc demo environment is up (started in {:.1?}).\n",
+        "mail-oidc demo environment is up with {} (started in {:.1?}).\n",
+        stack.idp().title(),
         stack.start_duration()
     );
     let web_client = realm

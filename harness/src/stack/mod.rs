@@ -11,7 +11,7 @@ pub mod process;
 pub mod provider;
 mod redis;
 pub mod server;
-mod slapd;
+pub mod slapd;
 pub mod wait;
 
 use std::collections::HashSet;
@@ -299,7 +299,13 @@ impl Stack {
         // The server first (it needs no IdP to start), so the IdP's configuration can name its
         // back-channel logout URL; the IdP's port is chosen now for the server's discovery URL.
         let idp_port = free_port()?;
-        let kc_realm = format!("mail-{}", random_token(10).to_ascii_lowercase());
+        // The demo's own Keycloak holds the realm `mail` (as keycloak-realm/realm.json); a shared
+        // one holds a realm per stack.
+        let kc_realm = if builder.dedicated_idp {
+            crate::compose::KEYCLOAK_REALM.to_string()
+        } else {
+            format!("mail-{}", random_token(10).to_ascii_lowercase())
+        };
         let expected_issuer = match (builder.idp, builder.dedicated_idp) {
             (Idp::LemonLdap, _) => issuer_for_port(idp_port),
             (Idp::Keycloak, true) => format!("http://localhost:{idp_port}/realms/{kc_realm}"),

@@ -27,6 +27,14 @@ impl Idp {
             Idp::Keycloak => "keycloak",
         }
     }
+
+    /// For people: `LemonLDAP::NG 2.21`, `Keycloak 26.5.6`.
+    pub fn title(&self) -> String {
+        match self {
+            Idp::LemonLdap => "LemonLDAP::NG 2.21".into(),
+            Idp::Keycloak => format!("Keycloak {}", super::keycloak::VERSION),
+        }
+    }
 }
 
 impl std::str::FromStr for Idp {
