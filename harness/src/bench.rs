@@ -82,10 +82,21 @@ pub struct LoginThroughput {
     pub in_memory: f64,
 }
 
+/// Keycloak measured beside LemonLDAP::NG.
+#[derive(Debug, Clone)]
+pub struct KeycloakFigures {
+    /// JVM start to `/health/ready` with a new database (first start of an instance).
+    pub first_start: Duration,
+    /// The same instance started again (its database exists).
+    pub warm_start: Duration,
+    pub password_grant: Stats,
+}
+
 /// Everything one bench run measured.
 #[derive(Debug, Clone)]
 pub struct BenchReport {
     pub stack_start: Duration,
+    pub keycloak: Option<KeycloakFigures>,
     pub logout: Option<LogoutLatency>,
     pub logins: Option<LoginThroughput>,
     /// Median JMAP call through the gateway divided by the median direct call.
@@ -110,6 +121,16 @@ impl std::fmt::Display for BenchReport {
                 f,
                 "JMAP through the gateway / direct (medians): {ratio:.2}x"
             )?;
+        }
+        if let Some(k) = &self.keycloak {
+            writeln!(
+                f,
+                "Keycloak {} start (optimized build): first {:.1} s, warm {:.1} s",
+                crate::stack::keycloak::VERSION,
+                k.first_start.as_secs_f64(),
+                k.warm_start.as_secs_f64()
+            )?;
+            writeln!(f, "{}", k.password_grant)?;
         }
         if let Some(l) = &self.logout {
             writeln!(
@@ -279,9 +300,17 @@ pub async fn run(runs: usize) -> anyhow::Result<BenchReport> {
     stats.push(direct_stats);
     stats.push(gateway_stats);
     let logins = Some(login_throughput(&stack, &user.mail, &token, runs).await?);
+    let keycloak = match keycloak_figures(runs).await {
+        Ok(k) => Some(k),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "Keycloak not measured");
+            None
+        }
+    };
     let logout = Some(logout_latency(&stack).await?);
     let server_rss_kib = stack.server().and_then(|s| rss_kib(s.pid()));
     Ok(BenchReport {
+        keycloak,
         logout,
         logins,
         gateway_ratio: Some(gateway_ratio),
@@ -404,5 +433,39 @@ async fn logout_latency(stack: &Stack) -> anyhow::Result<LogoutLatency> {
         p50: at(0.5),
         p99: at(0.99),
         max: at(1.0),
+    })
+}
+
+/// Keycloak's first and warm start (one instance, started twice), then its password grant in a
+/// stack's realm.
+async fn keycloak_figures(runs: usize) -> anyhow::Result<KeycloakFigures> {
+    use crate::stack::keycloak::Keycloak;
+
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("keycloak.log");
+    let mut first = Keycloak::start(dir.path(), &log, None, None, &http).await?;
+    let first_start = first.start_duration();
+    first.stop();
+    let mut warm = Keycloak::start(dir.path(), &log, None, None, &http).await?;
+    let warm_start = warm.start_duration();
+    warm.stop();
+
+    let stack = Stack::builder()
+        .idp(crate::stack::Idp::Keycloak)
+        .start()
+        .await?;
+    let user = stack.create_user("bench-kc").await?;
+    let idp = IdpClient::new(stack.idp_settings("mail-oidc"))?;
+    let password_grant = measure("IdP password grant (Keycloak)", runs, || async {
+        idp.password_grant(&user.mail, &user.password)
+            .await
+            .map(|_| ())
+    })
+    .await?;
+    Ok(KeycloakFigures {
+        first_start,
+        warm_start,
+        password_grant,
     })
 }

@@ -39,19 +39,87 @@ pub const GATEWAY_SECRET: &str = "compose-demo-gateway-secret-change-me";
 /// Where the OpenLDAP image keeps its database.
 pub const LDAP_DATA_DIR: &str = "/var/lib/mail-oidc-ldap";
 
+/// Where the services find each other: the compose deployment's fixed names
+/// ([`Net::compose`]), or the containers backend's per-run names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Net {
+    /// `http://localhost:<port>`: Keycloak's pinned frontend URL, the base of `iss`.
+    pub issuer_base: String,
+    /// `http://<keycloak>:<port>`: Keycloak as containers reach it (keys, discovery).
+    pub keycloak_internal: String,
+    /// `ldap://<host>:<port>`.
+    pub ldap_url: String,
+    /// Redis host and port.
+    pub redis_host: String,
+    pub redis_port: u16,
+    /// `<host>:<port>` of the server's HTTP listener.
+    pub server_http: String,
+    pub gateway_secret: String,
+}
+
+impl Net {
+    pub fn compose() -> Self {
+        Self {
+            issuer_base: "http://localhost:8080".into(),
+            keycloak_internal: "http://keycloak:8080".into(),
+            ldap_url: LDAP_URL.into(),
+            redis_host: "redis".into(),
+            redis_port: 6379,
+            server_http: "mail-oidc:8080".into(),
+            gateway_secret: GATEWAY_SECRET.into(),
+        }
+    }
+
+    pub fn issuer(&self) -> String {
+        format!("{}/realms/{KEYCLOAK_REALM}", self.issuer_base)
+    }
+
+    pub fn jwks_url(&self) -> String {
+        format!(
+            "{}/realms/{KEYCLOAK_REALM}/protocol/openid-connect/certs",
+            self.keycloak_internal
+        )
+    }
+
+    pub fn discovery_url(&self) -> String {
+        format!(
+            "{}/realms/{KEYCLOAK_REALM}/.well-known/openid-configuration",
+            self.keycloak_internal
+        )
+    }
+
+    pub fn redis_url(&self) -> String {
+        format!("redis://{}:{}", self.redis_host, self.redis_port)
+    }
+
+    pub fn backchannel_logout_url(&self) -> String {
+        format!("http://{}/backchannel-logout", self.server_http)
+    }
+
+    /// The demo realm, logging out at this server.
+    pub fn realm(&self) -> Realm {
+        Realm::demo().with_backchannel_logout(&self.backchannel_logout_url())
+    }
+
+    /// Keycloak's realm JSON (users come from OpenLDAP).
+    pub fn keycloak_realm(&self) -> Value {
+        self.realm().to_keycloak_json(&KeycloakParams {
+            realm_name: KEYCLOAK_REALM.into(),
+            ldap_url: self.ldap_url.clone(),
+            // Keycloak's own key: nobody forges tokens in the demo.
+            signing_pkcs8_pem: None,
+        })
+    }
+}
+
 /// The realm the compose deployment serves: the demo realm, logging out at the server.
 pub fn realm() -> Realm {
-    Realm::demo().with_backchannel_logout(BACKCHANNEL_LOGOUT_URL)
+    Net::compose().realm()
 }
 
 /// `keycloak-realm/realm.json`: imported by Keycloak at start (users come from OpenLDAP).
 pub fn keycloak_realm() -> Value {
-    realm().to_keycloak_json(&KeycloakParams {
-        realm_name: KEYCLOAK_REALM.into(),
-        ldap_url: LDAP_URL.into(),
-        // Keycloak's own key: nobody forges tokens in the demo.
-        signing_pkcs8_pem: None,
-    })
+    Net::compose().keycloak_realm()
 }
 
 /// `compose/ldap/slapd.conf`, the same generator as the native stack's.
@@ -63,7 +131,12 @@ pub fn slapd_conf() -> String {
 /// against Keycloak (explicit issuer, keys over the back channel), LDAP, the deny-list in Redis,
 /// HTTP for APISIX's `x-user` (secret) and for Bearer/Basic directly.
 pub fn server_config() -> anyhow::Result<Config> {
-    let realm = realm();
+    server_config_for(&Net::compose())
+}
+
+/// The server configuration for the services of `net`.
+pub fn server_config_for(net: &Net) -> anyhow::Result<Config> {
+    let realm = net.realm();
     let any = |port: u16| format!("0.0.0.0:{port}");
     let value = json!({
         "server": {
@@ -80,24 +153,24 @@ pub fn server_config() -> anyhow::Result<Config> {
             "public_url": "http://localhost:8081",
             "auth": {
                 "strategies": ["bearer", "basic", "x-user"],
-                "x_user_secret": GATEWAY_SECRET,
+                "x_user_secret": net.gateway_secret,
             },
         },
         "oidc": {
-            "issuer": ISSUER,
-            "jwks_url": JWKS_URL,
+            "issuer": net.issuer(),
+            "jwks_url": net.jwks_url(),
             "audience": realm.client_ids(),
             "username_claim": "email",
         },
         "directory": {
             "kind": "ldap",
-            "url": LDAP_URL,
+            "url": net.ldap_url,
             "base_dn": realm.people_dn,
             "bind_dn": realm.admin_dn,
             "bind_password": realm.admin_password,
         },
         "store": { "kind": "memory" },
-        "revocation": { "store": "redis", "redis_url": REDIS_URL },
+        "revocation": { "store": "redis", "redis_url": net.redis_url() },
     });
     let config: Config = serde_json::from_value(value)?;
     config.validate()?;
@@ -115,7 +188,8 @@ pub fn apisix_config_yaml() -> String {
 /// The deny-list check and the identity headers, in APISIX's access phase after
 /// openid-connect verified the token (its claims arrive as base64 JSON in `X-Userinfo`). The
 /// keys are the server's (`revocation::keys`); Redis unreachable is 503, never a pass.
-fn apisix_lua(prefix: &str) -> String {
+fn apisix_lua(prefix: &str, net: &Net) -> String {
+    let (redis_host, redis_port) = (&net.redis_host, net.redis_port);
     format!(
         r##"return function(conf, ctx)
   local core, redis = require("apisix.core"), require("resty.redis")
@@ -135,7 +209,7 @@ fn apisix_lua(prefix: &str) -> String {
   if type(c.sid) == "string" then sid_key = "{prefix}revoked:sid:" .. iss .. "#" .. c.sid end
   local red = redis:new()
   red:set_timeouts(1000, 1000, 1000)
-  local ok, err = red:connect("redis", 6379)
+  local ok, err = red:connect("{redis_host}", {redis_port})
   if not ok then
     core.log.error("revocation store unreachable: ", err)
     return 503, {{ error = "temporarily_unavailable" }}
@@ -171,33 +245,44 @@ end"##
 /// `/download/` passed through for Basic/Bearer at the server. Client identity headers never
 /// pass.
 pub fn apisix_routes_yaml() -> anyhow::Result<String> {
-    let config = server_config()?;
+    apisix_routes_yaml_for(&Net::compose())
+}
+
+/// The APISIX routes for the services of `net`.
+pub fn apisix_routes_yaml_for(net: &Net) -> anyhow::Result<String> {
+    let config = server_config_for(net)?;
     let prefix = &config.revocation.key_prefix;
-    let audiences = realm().client_ids();
-    let lua = apisix_lua(prefix);
+    let audiences = net.realm().client_ids();
+    let lua = apisix_lua(prefix, net);
+    let (server, discovery, issuer, secret) = (
+        &net.server_http,
+        net.discovery_url(),
+        net.issuer(),
+        &net.gateway_secret,
+    );
     let lua_block: String = lua.lines().map(|l| format!("            {l}\n")).collect();
     let oidc_route = format!(
         r#"  - id: oidc
     uris: ["/oidc/*"]
     enable_websocket: true
-    upstream: {{ type: roundrobin, nodes: {{ "mail-oidc:8080": 1 }} }}
+    upstream: {{ type: roundrobin, nodes: {{ "{server}": 1 }} }}
     plugins:
       openid-connect:
         client_id: {client}
         client_secret: unused-bearer-only
-        discovery: {DISCOVERY_URL}
+        discovery: {discovery}
         bearer_only: true
         use_jwks: true
         set_userinfo_header: true
         set_access_token_header: false
         set_id_token_header: false
         claim_validator:
-          issuer: {{ valid_issuers: ["{ISSUER}"] }}
+          issuer: {{ valid_issuers: ["{issuer}"] }}
           audience: {{ required: true, match_with_client_id: false, valid_audiences: [{auds}] }}
       proxy-rewrite:
         regex_uri: ["^/oidc/(.*)", "/$1"]
         headers:
-          set: {{ X-User-Secret: "{GATEWAY_SECRET}", X-Forwarded-Prefix: "/oidc", X-Forwarded-Proto: "http" }}
+          set: {{ X-User-Secret: "{secret}", X-Forwarded-Prefix: "/oidc", X-Forwarded-Proto: "http" }}
           remove: ["X-User", "Authorization", "X-Forwarded-Host", "Forwarded"]
       serverless-post-function:
         phase: access
@@ -214,12 +299,13 @@ pub fn apisix_routes_yaml() -> anyhow::Result<String> {
     let pass = r#"  - id: pass-through
     uris: ["/jmap", "/jmap/*", "/.well-known/jmap", "/upload/*", "/download/*"]
     enable_websocket: true
-    upstream: { type: roundrobin, nodes: { "mail-oidc:8080": 1 } }
+    upstream: { type: roundrobin, nodes: { "SERVER": 1 } }
     plugins:
       proxy-rewrite:
         headers:
           remove: ["X-User", "X-User-Secret", "X-User-Iss", "X-User-Sub", "X-User-Sid", "X-User-Iat", "X-User-Exp", "X-Forwarded-Prefix", "X-Forwarded-Host", "Forwarded"]
-"#;
+"#
+    .replace("SERVER", server);
     Ok(format!(
         "# Generated by mail-oidc-harness (harness/src/compose.rs): the OIDC gateway's routes.\n\
          routes:\n{oidc_route}{pass}#END\n"
@@ -281,6 +367,16 @@ mod tests {
                 path.display()
             );
         }
+    }
+
+    #[test]
+    fn the_compose_network_matches_the_documented_addresses() {
+        let net = Net::compose();
+        assert_eq!(net.issuer(), ISSUER);
+        assert_eq!(net.jwks_url(), JWKS_URL);
+        assert_eq!(net.discovery_url(), DISCOVERY_URL);
+        assert_eq!(net.redis_url(), REDIS_URL);
+        assert_eq!(net.backchannel_logout_url(), BACKCHANNEL_LOGOUT_URL);
     }
 
     #[test]

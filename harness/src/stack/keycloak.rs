@@ -86,20 +86,36 @@ pub fn prepare_instance(dist: &Path, dir: &Path, import: Option<&Value>) -> anyh
     Ok(())
 }
 
+/// Writes `text` readable by the owner only (an admin password).
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
+
 /// A running Keycloak. Dropping it stops the process.
 pub struct Keycloak {
     port: u16,
     management_port: u16,
     admin_password: String,
     start_duration: Duration,
-    process: ChildProcess,
+    /// `None` for a Keycloak this harness did not start as a process (a container).
+    process: Option<ChildProcess>,
 }
 
 impl std::fmt::Debug for Keycloak {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Keycloak")
             .field("base_url", &self.base_url())
-            .field("process", &self.process)
+            .field("pid", &self.pid())
             .finish_non_exhaustive()
     }
 }
@@ -117,7 +133,16 @@ impl Keycloak {
     ) -> anyhow::Result<Self> {
         let dist = find_home()?;
         prepare_instance(&dist, dir, import)?;
-        let admin_password = super::random_token(24);
+        // The bootstrap admin is created with the database: a restart must reuse its password.
+        let password_file = dir.join("data/.admin-password");
+        let admin_password = match std::fs::read_to_string(&password_file) {
+            Ok(p) if !p.trim().is_empty() => p.trim().to_string(),
+            _ => {
+                let p = super::random_token(24);
+                write_private(&password_file, &p)?;
+                p
+            }
+        };
         let mut last_error = None;
         for attempt in 0..START_ATTEMPTS {
             let port = match port {
@@ -151,7 +176,7 @@ impl Keycloak {
                         management_port,
                         admin_password,
                         start_duration: started.elapsed(),
-                        process,
+                        process: Some(process),
                     };
                     kc.admin_token(http)
                         .await
@@ -188,17 +213,36 @@ impl Keycloak {
         self.start_duration
     }
 
-    pub fn pid(&self) -> u32 {
-        self.process.pid()
+    /// A Keycloak running elsewhere (a container) at `http://localhost:<port>`, its admin API
+    /// reached with the bootstrap admin's password.
+    pub fn external(
+        port: u16,
+        management_port: u16,
+        admin_password: &str,
+        start: Duration,
+    ) -> Self {
+        Self {
+            port,
+            management_port,
+            admin_password: admin_password.to_string(),
+            start_duration: start,
+            process: None,
+        }
     }
 
-    pub fn log_path(&self) -> &Path {
-        self.process.log_path()
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(ChildProcess::pid)
     }
 
-    /// Stops the JVM now.
+    pub fn log_path(&self) -> Option<&Path> {
+        self.process.as_ref().map(ChildProcess::log_path)
+    }
+
+    /// Stops the JVM now (nothing for an external one).
     pub fn stop(&mut self) {
-        self.process.terminate();
+        if let Some(p) = &mut self.process {
+            p.terminate();
+        }
     }
 
     /// A token of the master realm's bootstrap admin, for the admin API.
@@ -451,7 +495,7 @@ impl KeycloakRealm {
     /// The Keycloak's own process, if this stack owns it.
     pub fn owned_pid(&self) -> Option<u32> {
         match &self.instance {
-            Instance::Owned(kc) => Some(kc.pid()),
+            Instance::Owned(kc) => kc.pid(),
             Instance::Shared(_) => None,
         }
     }
@@ -460,8 +504,18 @@ impl KeycloakRealm {
         self.keycloak().start_duration()
     }
 
-    pub fn log_path(&self) -> &Path {
+    pub fn log_path(&self) -> Option<&Path> {
         self.keycloak().log_path()
+    }
+
+    /// A realm already imported into an external Keycloak (a container).
+    pub async fn external(
+        kc: Keycloak,
+        realm_json: &Value,
+        key: crate::keys::RsaKeyPair,
+    ) -> anyhow::Result<Self> {
+        let http = http_client()?;
+        Self::found(Instance::Owned(Box::new(kc)), realm_json, key, &http).await
     }
 
     /// `/admin/realms/<name><path>`.

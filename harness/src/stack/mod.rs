@@ -2,6 +2,7 @@
 //! configurations generated in a temporary directory, on free loopback ports, and stopped when
 //! dropped. `Stack::builder().start().await` is all a test needs.
 
+pub mod containers;
 pub mod gateway;
 pub mod keycloak;
 mod llng;
@@ -49,11 +50,14 @@ const FORGE_AUDIENCE: &str = "mail-oidc";
 /// Where the services run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Backend {
-    /// The best available backend; currently always [`Backend::Native`].
+    /// Containers when an engine answers and every image is present, else native; the choice
+    /// and its reason are logged.
     #[default]
     Auto,
-    /// Local processes (slapd, redis-server, Starman + LemonLDAP::NG, the server binary).
+    /// Local processes (slapd, redis-server, the IdP, Apache, the server binary).
     Native,
+    /// Official images under testcontainers (Keycloak, OpenLDAP, Redis, APISIX, the server).
+    Containers,
 }
 
 /// Every address a client or test needs.
@@ -183,7 +187,22 @@ impl StackBuilder {
 
     pub async fn start(self) -> anyhow::Result<Stack> {
         match self.backend {
-            Backend::Auto | Backend::Native => Stack::start_native(self).await,
+            Backend::Native => Stack::start_native(self).await,
+            Backend::Containers => Stack::start_containers(self).await,
+            // Containers run Keycloak only: LemonLDAP::NG is always native.
+            Backend::Auto if self.idp == Idp::LemonLdap => Stack::start_native(self).await,
+            Backend::Auto => match containers::unavailable().await {
+                None => {
+                    tracing::info!(
+                        "backend: containers (an engine answers, every image is present)"
+                    );
+                    Stack::start_containers(self).await
+                }
+                Some(why) => {
+                    tracing::info!(%why, "backend: native");
+                    Stack::start_native(self).await
+                }
+            },
         }
     }
 }
@@ -204,7 +223,9 @@ pub struct Stack {
     idp: tokio::sync::Mutex<Provider>,
     idp_kind: Idp,
     redis: tokio::sync::Mutex<Option<ChildProcess>>,
-    slapd: ChildProcess,
+    slapd: Option<ChildProcess>,
+    /// The containers of `Backend::Containers` (none natively).
+    containers: Option<containers::Running>,
     endpoints: Endpoints,
     realm: Realm,
     base_config: Config,
@@ -262,6 +283,108 @@ impl Stack {
             edits: Vec::new(),
             with_server: true,
         }
+    }
+
+    /// `Backend::Containers`: Keycloak, OpenLDAP, Redis, APISIX and the server as containers.
+    async fn start_containers(builder: StackBuilder) -> anyhow::Result<Stack> {
+        anyhow::ensure!(
+            builder.idp == Idp::Keycloak,
+            "the containers backend runs Keycloak; LemonLDAP::NG runs natively"
+        );
+        let started = Instant::now();
+        let http = probe_client()?;
+        let dir = tempfile::Builder::new()
+            .prefix("mail-oidc-stack-")
+            .tempdir()
+            .context("creating the stack's temporary directory")?;
+        let root = dir.path().to_path_buf();
+        std::fs::create_dir_all(root.join("logs"))?;
+        let server_binary = server::find_binary()?;
+        let pki_dir = root.join("pki");
+        let pki = tokio::task::spawn_blocking(move || pki::generate(&pki_dir))
+            .await
+            .context("certificate task")??;
+        let key = tokio::task::spawn_blocking(RsaKeyPair::generate)
+            .await
+            .context("key generation task")??;
+        let run = random_token(8).to_ascii_lowercase();
+        let plan = containers::Plan::new(&run, free_port()?, &random_token(32));
+        let realm = builder
+            .realm
+            .with_backchannel_logout(&plan.net.backchannel_logout_url());
+        let realm_json = realm.to_keycloak_json(&crate::realm::KeycloakParams {
+            realm_name: crate::compose::KEYCLOAK_REALM.into(),
+            ldap_url: plan.net.ldap_url.clone(),
+            signing_pkcs8_pem: Some(key.pkcs8_pem.clone()),
+        });
+        let mut base_config = containers::server_config(&plan)?;
+        for edit in builder.edits {
+            edit(&mut base_config);
+        }
+        let (port, admin_password) = (plan.keycloak_port, plan.keycloak_admin_password.clone());
+        let issuer = plan.net.issuer();
+        let running = containers::start(
+            plan,
+            &realm,
+            &realm_json,
+            &server_binary,
+            &base_config,
+            &pki.cert,
+            &pki.key,
+        )
+        .await?;
+        let kc = keycloak::Keycloak::external(port, port, &admin_password, running.keycloak_start);
+        let provider = Provider::Keycloak(KeycloakRealm::external(kc, &realm_json, key).await?);
+        let discovery_url = discovery_url_of(&issuer);
+        let discovered = provider::discover(&http, &discovery_url, &issuer).await?;
+        let local = |p: u16| SocketAddr::from((Ipv4Addr::LOCALHOST, p));
+        let endpoints = Endpoints {
+            imap: local(running.imap),
+            imaps: local(running.imaps),
+            submission: local(running.submission),
+            submissions: local(running.submissions),
+            smtp: local(running.smtp),
+            http: local(running.http),
+            jmap_session: format!("http://127.0.0.1:{}/.well-known/jmap", running.http),
+            gateway: format!("http://127.0.0.1:{}", running.gateway),
+            backchannel_logout_url: running.plan.net.backchannel_logout_url(),
+            x_user_secret: running.plan.net.gateway_secret.clone(),
+            logout_url: discovered.end_session_endpoint.clone().unwrap_or_default(),
+            issuer,
+            discovery_url,
+            token_endpoint: discovered.token_endpoint.clone(),
+            jwks_uri: discovered.jwks_uri.clone(),
+            authorization_endpoint: discovered.authorization_endpoint.clone(),
+            introspection_endpoint: discovered.introspection_endpoint.clone(),
+            end_session_endpoint: discovered.end_session_endpoint.clone(),
+            ldap_url: format!("ldap://127.0.0.1:{}", running.ldap),
+            redis_url: format!("redis://127.0.0.1:{}", running.redis),
+            ca_cert: pki.ca_cert.clone(),
+            ca_pem: pki.ca_pem.clone(),
+        };
+        let signing = SigningState {
+            key: provider.key().clone(),
+            kid: provider.kid().to_string(),
+        };
+        let start_duration = started.elapsed();
+        tracing::info!(elapsed_ms = start_duration.as_millis() as u64, run = %running.plan.run, "container stack ready");
+        Ok(Stack {
+            gateway: None,
+            server: None,
+            idp_kind: provider.kind(),
+            idp: tokio::sync::Mutex::new(provider),
+            redis: tokio::sync::Mutex::new(None),
+            slapd: None,
+            containers: Some(running),
+            endpoints,
+            realm,
+            base_config,
+            signing: Mutex::new(signing),
+            server_binary: None,
+            extra_servers: AtomicUsize::new(0),
+            start_duration,
+            dir,
+        })
     }
 
     async fn start_native(builder: StackBuilder) -> anyhow::Result<Stack> {
@@ -378,8 +501,8 @@ impl Stack {
                     KeycloakRealm::create_shared(&json, key).await?
                 };
                 // The shared instance logs elsewhere: its log joins this stack's.
-                if !builder.dedicated_idp {
-                    let _ = std::os::unix::fs::symlink(kc.log_path(), logs.join("keycloak.log"));
+                if let (false, Some(log)) = (builder.dedicated_idp, kc.log_path()) {
+                    let _ = std::os::unix::fs::symlink(log, logs.join("keycloak.log"));
                 }
                 Provider::Keycloak(kc)
             }
@@ -503,7 +626,8 @@ impl Stack {
             idp_kind: provider.kind(),
             idp: tokio::sync::Mutex::new(provider),
             redis: tokio::sync::Mutex::new(Some(redis.process)),
-            slapd: slapd.process,
+            slapd: Some(slapd.process),
+            containers: None,
             endpoints,
             realm,
             base_config,
@@ -801,7 +925,9 @@ impl Stack {
         if let Some(r) = self.redis.lock().await.as_ref() {
             pids.push(r.pid());
         }
-        pids.push(self.slapd.pid());
+        if let Some(s) = &self.slapd {
+            pids.push(s.pid());
+        }
         pids
     }
 
@@ -850,7 +976,11 @@ impl Drop for Stack {
         if let Some(redis) = self.redis.get_mut() {
             redis.terminate();
         }
-        self.slapd.terminate();
+        if let Some(slapd) = &mut self.slapd {
+            slapd.terminate();
+        }
+        // Removes the containers (and the run's network with the last of them).
+        self.containers.take();
         if std::env::var_os("MAIL_OIDC_KEEP_STACK_DIR").is_some() {
             let path = self.dir.path().to_path_buf();
             eprintln!("mail-oidc stack directory kept: {}", path.display());
