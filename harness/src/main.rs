@@ -298,8 +298,9 @@ async fn up(env_file: Option<PathBuf>, idp: Idp) -> anyhow::Result<()> {
         println!("  {name:<22} {value}");
     }
     println!(
-        "\nAccess token for {} (valid 1 h):\n{access_token}\n",
-        demo.mail
+        "\nAccess token for {} (valid {} min):\n{access_token}\n",
+        demo.mail,
+        mail_oidc_harness::realm::DEFAULT_TOKEN_SECONDS / 60
     );
     println!("Try it:");
     println!("  export TOKEN='{access_token}'");

@@ -77,8 +77,9 @@ pub struct LlngParams {
     pub cfg_version: String,
 }
 
-/// Access-token lifetime of the demo realm's clients.
-pub const DEFAULT_TOKEN_SECONDS: u64 = 3600;
+/// Access-token lifetime of the demo realm's clients: short, as a revocation-aware deployment
+/// wants (a refresh is cheap; a stolen token is worth little for long).
+pub const DEFAULT_TOKEN_SECONDS: u64 = 600;
 /// The demo realm's administrator (uid).
 pub const ADMIN_UID: &str = "mailadmin";
 /// The demo realm's public web client.

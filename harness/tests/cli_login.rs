@@ -13,7 +13,7 @@ use mail_oidc_harness::clients::imap::ImapClient;
 use mail_oidc_harness::cookies::CookieJar;
 use mail_oidc_harness::envfile;
 use mail_oidc_harness::realm::WEB_CLIENT;
-use mail_oidc_harness::stack::{Stack, TestUser};
+use mail_oidc_harness::stack::{Idp, Stack, TestUser};
 use mail_oidc_harness::tokens::decode_unverified;
 use serde_json::Value;
 
@@ -169,9 +169,10 @@ async fn wait_for_bye(imap: &mut ImapClient) -> String {
 /// Password login as the web client, then single sign-on from the same jar (for the
 /// confidential client too, and `--json`), then `mail-oidc logout` ends the IMAP session opened
 /// with the first token and the next single sign-on wants the password.
+#[rstest::rstest]
 #[tokio::test]
-async fn login_sso_and_logout() {
-    let stack = common::stack().await;
+async fn login_sso_and_logout(#[values(Idp::LemonLdap, Idp::Keycloak)] idp: Idp) {
+    let stack = common::stack_with(idp).await;
     let user = stack.create_user("cli").await.expect("user");
     let dir = tempfile::tempdir().expect("tempdir");
     let env = write_env(&stack, dir.path(), "up.env", &[]);
@@ -187,16 +188,21 @@ async fn login_sso_and_logout() {
     let text = std::fs::read_to_string(&jar).expect("jar written");
     assert!(text.starts_with("# Netscape HTTP Cookie File\n"), "{text}");
     assert_eq!(mode(&jar), 0o600, "the jar holds an SSO session");
+    // LemonLDAP::NG's SSO cookie is `lemonldap` for the whole domain; Keycloak's is
+    // `KEYCLOAK_IDENTITY`, host-only, under the realm's path.
+    let (cookie, line_start) = match idp {
+        Idp::LemonLdap => ("lemonldap", "#HttpOnly_.localhost\tTRUE\t/\t"),
+        Idp::Keycloak => ("KEYCLOAK_IDENTITY", "#HttpOnly_localhost\tFALSE\t/realms/"),
+    };
     let sso = CookieJar::load(&jar)
         .expect("the jar parses")
-        .get("lemonldap")
-        .unwrap_or_else(|| panic!("no lemonldap cookie in:\n{text}"));
+        .get(cookie)
+        .unwrap_or_else(|| panic!("no {cookie} cookie in:\n{text}"));
     assert_eq!(sso.domain, "localhost", "{sso:?}");
     assert!(sso.http_only && !sso.value.is_empty(), "{sso:?}");
     assert!(
-        text.lines().any(
-            |l| l.starts_with("#HttpOnly_.localhost\tTRUE\t/\t") && l.contains("\tlemonldap\t")
-        ),
+        text.lines()
+            .any(|l| l.starts_with(line_start) && l.contains(&format!("\t{cookie}\t"))),
         "curl's shape for the SSO cookie:\n{text}"
     );
     let id_token_file = dir.path().join("jar.txt.id_token");
@@ -243,8 +249,11 @@ async fn login_sso_and_logout() {
     let out = cli(&env, &["login", "--cookie-jar", jar_arg]).await;
     assert!(!out.status.success(), "SSO after logout must fail");
     let err = stderr(&out);
+    // LemonLDAP::NG's logout clears its cookie (no IdP session in the jar); Keycloak leaves
+    // other cookies, and its login form comes back: either way the message asks for the password.
     assert!(
-        err.contains("--password") && err.contains("no IdP session"),
+        err.contains("--password")
+            && (err.contains("no IdP session") || err.contains("login form")),
         "a clear error: {err}"
     );
     // A copy of the jar from before the logout still has the cookie, but the IdP shows its
@@ -306,9 +315,12 @@ async fn curl_logs_out_with_the_cli_jar() {
 
 /// Without MAIL_OIDC_LOGOUT_URL, `logout` is RP-initiated with the ID token kept beside the
 /// jar (what Keycloak needs); the session ends all the same.
+#[rstest::rstest]
 #[tokio::test]
-async fn logout_without_portal_url_uses_the_id_token() {
-    let stack = common::stack().await;
+async fn logout_without_portal_url_uses_the_id_token(
+    #[values(Idp::LemonLdap, Idp::Keycloak)] idp: Idp,
+) {
+    let stack = common::stack_with(idp).await;
     let user = stack.create_user("rp").await.expect("user");
     let dir = tempfile::tempdir().expect("tempdir");
     let env = write_env(
