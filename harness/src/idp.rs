@@ -142,11 +142,7 @@ pub struct PageAnswer {
 impl PageAnswer {
     async fn read(resp: reqwest::Response, confirmed: bool) -> Self {
         let status = resp.status();
-        let location = resp
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let location = location_of(&resp);
         Self {
             status,
             location,
@@ -510,11 +506,7 @@ impl IdpClient {
         };
 
         let status = resp.status();
-        let location = resp
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let location = location_of(&resp);
         let Some(location) = location.filter(|_| status.is_redirection()) else {
             let page = resp.text().await.unwrap_or_default();
             bail!(
@@ -665,6 +657,14 @@ async fn json_body(endpoint: &'static str, resp: reqwest::Response) -> anyhow::R
 /// RFC 7636 S256: base64url(SHA-256(verifier)).
 pub fn pkce_challenge(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// The `Location` header of an answer, when it is readable text.
+pub(crate) fn location_of(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 #[cfg(test)]

@@ -293,11 +293,7 @@ impl Keycloak {
             .await
             .with_context(|| format!("{method} {url}"))?;
         let status = resp.status();
-        let location = resp
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let location = crate::idp::location_of(&resp);
         let text = resp.text().await.unwrap_or_default();
         if !status.is_success() {
             bail!("{method} {url}: HTTP {status}: {text}");
@@ -532,27 +528,30 @@ impl KeycloakRealm {
     }
 
     /// The component id and `kid` of the key provider named `provider`.
+    /// The `id` of the first object an admin API search returns.
+    async fn first_id(&self, http: &reqwest::Client, search: &str) -> anyhow::Result<String> {
+        let found = self
+            .admin(http, reqwest::Method::GET, search, None)
+            .await?
+            .json;
+        found
+            .as_array()
+            .and_then(|list| list.first())
+            .and_then(|o| o.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .with_context(|| format!("GET {search} found nothing: {found}"))
+    }
+
     async fn signing_key_of(
         &self,
         http: &reqwest::Client,
         provider: &str,
     ) -> anyhow::Result<(String, String)> {
-        let components = self
-            .admin(
-                http,
-                reqwest::Method::GET,
-                &format!("/components?name={provider}"),
-                None,
-            )
-            .await?
-            .json;
-        let component = components
-            .as_array()
-            .and_then(|list| list.first())
-            .and_then(|c| c.get("id"))
-            .and_then(Value::as_str)
-            .with_context(|| format!("no key provider {provider}: {components}"))?
-            .to_string();
+        let component = self
+            .first_id(http, &format!("/components?name={provider}"))
+            .await
+            .with_context(|| format!("no key provider {provider}"))?;
         let keys = self
             .admin(http, reqwest::Method::GET, "/keys", None)
             .await?
@@ -653,22 +652,10 @@ impl KeycloakRealm {
     /// tokens of every session.
     pub async fn admin_logout(&self, username: &str) -> anyhow::Result<()> {
         let http = http_client()?;
-        let users = self
-            .admin(
-                &http,
-                reqwest::Method::GET,
-                &format!("/users?username={username}&exact=true"),
-                None,
-            )
-            .await?
-            .json;
-        let id = users
-            .as_array()
-            .and_then(|l| l.first())
-            .and_then(|u| u.get("id"))
-            .and_then(Value::as_str)
-            .with_context(|| format!("Keycloak knows no user {username}: {users}"))?
-            .to_string();
+        let id = self
+            .first_id(&http, &format!("/users?username={username}&exact=true"))
+            .await
+            .with_context(|| format!("Keycloak knows no user {username}"))?;
         self.admin(
             &http,
             reqwest::Method::POST,

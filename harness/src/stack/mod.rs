@@ -213,6 +213,15 @@ struct SigningState {
     kid: String,
 }
 
+impl SigningState {
+    fn of(provider: &Provider) -> Self {
+        Self {
+            key: provider.key().clone(),
+            kid: provider.kid().to_string(),
+        }
+    }
+}
+
 /// The running environment. Dropping it stops every process (and prints their logs if the
 /// thread is panicking, i.e. a test failed).
 pub struct Stack {
@@ -362,10 +371,7 @@ impl Stack {
             ca_cert: pki.ca_cert.clone(),
             ca_pem: pki.ca_pem.clone(),
         };
-        let signing = SigningState {
-            key: provider.key().clone(),
-            kid: provider.kid().to_string(),
-        };
+        let signing = SigningState::of(&provider);
         let start_duration = started.elapsed();
         tracing::info!(elapsed_ms = start_duration.as_millis() as u64, run = %running.plan.run, "container stack ready");
         Ok(Stack {
@@ -609,10 +615,7 @@ impl Stack {
             ca_cert: pki.ca_cert.clone(),
             ca_pem: pki.ca_pem.clone(),
         };
-        let signing = SigningState {
-            key: provider.key().clone(),
-            kid: provider.kid().to_string(),
-        };
+        let signing = SigningState::of(&provider);
         let start_duration = started.elapsed();
         tracing::info!(
             elapsed_ms = start_duration.as_millis() as u64,
