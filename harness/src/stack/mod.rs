@@ -208,6 +208,14 @@ impl StackBuilder {
 }
 
 /// IdP state shared by `forge()` (sync) and the async IdP operations.
+/// A stack's own temporary directory (removed when the stack drops).
+fn stack_dir() -> anyhow::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("mail-oidc-stack-")
+        .tempdir()
+        .context("creating the stack's temporary directory")
+}
+
 struct SigningState {
     key: RsaKeyPair,
     kid: String,
@@ -302,10 +310,7 @@ impl Stack {
         );
         let started = Instant::now();
         let http = probe_client()?;
-        let dir = tempfile::Builder::new()
-            .prefix("mail-oidc-stack-")
-            .tempdir()
-            .context("creating the stack's temporary directory")?;
+        let dir = stack_dir()?;
         let root = dir.path().to_path_buf();
         std::fs::create_dir_all(root.join("logs"))?;
         let server_binary = server::find_binary()?;
@@ -396,10 +401,7 @@ impl Stack {
     async fn start_native(builder: StackBuilder) -> anyhow::Result<Stack> {
         let started = Instant::now();
         let http = probe_client()?;
-        let dir = tempfile::Builder::new()
-            .prefix("mail-oidc-stack-")
-            .tempdir()
-            .context("creating the stack's temporary directory")?;
+        let dir = stack_dir()?;
         let root = dir.path().to_path_buf();
         let logs = root.join("logs");
         std::fs::create_dir_all(&logs)?;
