@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use super::ports::{START_ATTEMPTS, free_port, is_bind_failure};
+use super::ports::{START_ATTEMPTS, free_ports, is_bind_failure};
 use super::process::{ChildProcess, tail};
 use super::wait::Deadline;
 
@@ -145,11 +145,13 @@ impl Keycloak {
         };
         let mut last_error = None;
         for attempt in 0..START_ATTEMPTS {
+            // Distinct ports: given one port for both, Keycloak answers /health/ready with 404.
+            let [a, b] = free_ports()?;
             let port = match port {
                 Some(p) if attempt == 0 => p,
-                _ => free_port()?,
+                _ => a,
             };
-            let management_port = free_port()?;
+            let management_port = if b != port { b } else { a };
             let started = Instant::now();
             let mut cmd = Command::new(dir.join("bin/kc.sh"));
             cmd.arg("start")

@@ -13,6 +13,19 @@ pub fn free_port() -> std::io::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// `N` distinct ports that were free a moment ago: all are held until every one is chosen, since
+/// two [`free_port`] calls in a row may return the same port.
+pub fn free_ports<const N: usize>() -> std::io::Result<[u16; N]> {
+    let listeners = (0..N)
+        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let mut ports = [0; N];
+    for (port, listener) in ports.iter_mut().zip(&listeners) {
+        *port = listener.local_addr()?.port();
+    }
+    Ok(ports)
+}
+
 /// Whether a start-up log says the listen address was taken (slapd, redis, Starman wording).
 pub fn is_bind_failure(log: &str) -> bool {
     let log = log.to_ascii_lowercase();
@@ -32,6 +45,14 @@ mod tests {
         let port = free_port().expect("port");
         assert_ne!(port, 0);
         TcpListener::bind((Ipv4Addr::LOCALHOST, port)).expect("still free");
+    }
+
+    #[test]
+    fn free_ports_are_distinct() {
+        for _ in 0..200 {
+            let [a, b, c] = free_ports().expect("ports");
+            assert!(a != b && b != c && a != c, "{a} {b} {c}");
+        }
     }
 
     #[test]
