@@ -332,8 +332,8 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
             .local_addr()
             .map_err(|e| StartError::Other(e.to_string()))?;
         addrs.http = Some(bound);
-        let ctx = crate::http::HttpContext::new(&config, bound, &services)?;
-        tasks.spawn(crate::http::serve(l, Arc::new(ctx)));
+        let ctx = crate::web::HttpContext::new(&config, bound, &services)?;
+        tasks.spawn(crate::web::serve(l, Arc::new(ctx)));
     }
     tracing::info!(?addrs, "listening");
     Ok(RunningServer {

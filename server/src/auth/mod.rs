@@ -1,8 +1,8 @@
 //! Protocol-neutral authentication: nothing here knows IMAP, SMTP or HTTP.
 
 pub mod directory;
-pub mod http;
 pub mod oidc;
+pub mod request_auth;
 pub mod revocation;
 pub mod sasl;
 pub mod secret;

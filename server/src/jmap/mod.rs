@@ -1,6 +1,6 @@
 //! JMAP (RFC 8620 core, RFC 8621 mail, RFC 8887 WebSocket) over the [`MailStore`].
 //!
-//! Layout: `routes` holds the axum handlers (mounted by `crate::http` behind its auth layer),
+//! Layout: `routes` holds the axum handlers (mounted by `crate::web` behind its auth layer),
 //! `api` the request envelope (back-references, request errors, limits), `methods/*` one module
 //! per data type, `state` the per-user tracker that turns the IMAP-shaped store into JMAP ids
 //! and state strings, `view` the snapshot it keeps, `push` the StateChange stream shared by

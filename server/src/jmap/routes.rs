@@ -1,4 +1,4 @@
-//! The axum routes. `crate::http` mounts [`router`] behind its auth layer, which puts
+//! The axum routes. `crate::web` mounts [`router`] behind its auth layer, which puts
 //! [`HttpIdentity`] into the request extensions; [`PublicBase`] gives absolute URLs.
 
 use std::net::SocketAddr;
@@ -17,8 +17,8 @@ use super::JmapContext;
 use super::api::{self, Caller};
 use super::error::{RequestError, problem};
 use super::{blob, eventsource, session, ws};
-use crate::auth::http::HttpIdentity;
-use crate::http::PublicBase;
+use crate::auth::request_auth::HttpIdentity;
+use crate::web::PublicBase;
 
 /// Routes: session, API, WebSocket, EventSource, upload, download.
 pub fn router(ctx: Arc<JmapContext>) -> Router {

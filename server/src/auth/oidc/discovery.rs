@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::TokenError;
-use super::http::IdpClient;
+use super::idp_client::IdpClient;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoints {

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::TokenError;
 use super::config::IntrospectionConfig;
-use super::http::IdpClient;
+use super::idp_client::IdpClient;
 
 /// Cache key: the token's SHA-256, so the cache never holds a usable token.
 type TokenHash = [u8; 32];

@@ -8,7 +8,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
 
 use super::TokenError;
-use super::http::IdpClient;
+use super::idp_client::IdpClient;
 use super::jws::JwsHeader;
 
 /// What a key can verify: the algorithm family follows `kty` and, for EC, the curve.

@@ -3,14 +3,12 @@
 mod claims;
 mod config;
 mod discovery;
-mod http;
+mod idp_client;
 mod introspection;
 mod jwks;
 mod jws;
 mod validator;
 
-#[cfg(test)]
-pub(crate) mod test_support;
 #[cfg(test)]
 mod tests;
 

@@ -9,12 +9,12 @@ use base64::engine::general_purpose::STANDARD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-use super::test_support::{
-    DISCOVERY_PATH, FakeIdp, INTROSPECTION_PATH, JWKS_PATH, TestKey, keys, mint, raw_token,
-};
 use super::{IntrospectionConfig, OidcValidator, OidcValidatorConfig, TokenError, TokenValidator};
 use crate::config::OidcSection;
 use crate::testkit::TestDirectory;
+use crate::testkit::oidc::{
+    DISCOVERY_PATH, FakeIdp, INTROSPECTION_PATH, JWKS_PATH, TestKey, keys, mint, raw_token,
+};
 
 const USER: &str = "alice@example.com";
 

@@ -10,7 +10,7 @@ use jsonwebtoken::Algorithm;
 use super::claims::{self, ClaimRules};
 use super::config::OidcValidatorConfig;
 use super::discovery::{Discovery, Endpoints, Overrides};
-use super::http::IdpClient;
+use super::idp_client::IdpClient;
 use super::introspection::Introspector;
 use super::jwks::JwksCache;
 use super::{SignedJwt, TokenError, TokenValidator, ValidatedToken, jws};

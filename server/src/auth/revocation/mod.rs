@@ -22,8 +22,6 @@ mod receiver_tests;
 mod redis_tests;
 #[cfg(test)]
 mod service_tests;
-#[cfg(test)]
-pub(crate) mod test_support;
 
 pub use memory::MemoryRevocationStore;
 pub use receiver::{LogoutError, LogoutReceiver, LogoutSettings, revocation_for};

@@ -8,15 +8,15 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
 use super::logout_token::{BACKCHANNEL_LOGOUT_EVENT, LogoutTokenError};
-use super::test_support::{
-    CLIENT_ID, RecordingStore, logout_claims, now, signed, signed_with, token_session, unique,
-};
 use super::{
     EndReason, LiveSession, LogoutError, LogoutReceiver, LogoutSettings, Revocation,
     RevocationService, SessionHandle, SessionRegistry,
 };
-use crate::auth::oidc::test_support::{FakeIdp, access_claims, keys, mint, raw_token, validator};
 use crate::auth::oidc::{TokenError, TokenValidator};
+use crate::testkit::oidc::{FakeIdp, access_claims, keys, mint, raw_token, validator};
+use crate::testkit::revocation::{
+    CLIENT_ID, RecordingStore, logout_claims, now, signed, signed_with, token_session, unique,
+};
 
 const MAX_AGE: u64 = 120;
 const LEEWAY: u64 = 30;

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tokio::sync::broadcast;
 
-use super::test_support::{now, token_session, unique};
 use super::{
     LiveSession, Notice, Query, RedisRevocationConfig, RedisRevocationStore, Revocation,
     RevocationService, RevocationStore, SessionRegistry, keys,
 };
 use crate::auth::revocation::EndReason;
 use crate::testkit::redis_server::{RedisServer, free_port};
+use crate::testkit::revocation::{now, token_session, unique};
 
 const ISS: &str = "https://idp.example.com/realms/mail";
 const OTHER_ISS: &str = "https://other.example.com";

@@ -4,16 +4,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::test_support::{now, token_session};
 use super::{
     EndReason, LiveSession, MemoryRevocationStore, Revocation, RevocationService, RevocationStore,
     SessionRegistry, introspection_recheck,
 };
 use crate::auth::oidc::TokenValidator;
-use crate::auth::oidc::test_support::{
-    FakeIdp, INTROSPECTION_PATH, access_claims, keys, mint, validator,
-};
 use crate::auth::secret::Secret;
+use crate::testkit::oidc::{FakeIdp, INTROSPECTION_PATH, access_claims, keys, mint, validator};
+use crate::testkit::revocation::{now, token_session};
 
 const ISS: &str = "https://idp.example.com/realms/mail";
 const DEADLINE: Duration = Duration::from_secs(10);

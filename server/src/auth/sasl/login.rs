@@ -104,7 +104,7 @@ impl SaslExchange for LoginExchange {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::sasl::testkit::{TestDirectory, backends, ctx, odd_inputs, run};
+    use crate::testkit::sasl::{TestDirectory, backends, ctx, odd_inputs, run};
 
     fn mech() -> Login {
         Login::new(backends(TestDirectory::new(), None, false))

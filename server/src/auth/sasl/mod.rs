@@ -6,8 +6,6 @@ mod oauthbearer;
 mod parse;
 mod plain;
 mod registry;
-#[cfg(test)]
-mod testkit;
 mod xoauth2;
 
 pub use login::Login;

@@ -198,7 +198,7 @@ mod tests {
     use super::*;
     use crate::auth::oidc::TokenError;
     use crate::auth::sasl::TokenSession;
-    use crate::auth::sasl::testkit::{
+    use crate::testkit::sasl::{
         DISCOVERY, SCOPE, TestDirectory, TestValidator, backends, ctx, odd_inputs, run, token_for,
     };
     use std::sync::Arc;

@@ -182,7 +182,7 @@ pub(super) fn finished() -> SaslStep {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::sasl::testkit::{TestDirectory, backends, ctx, odd_inputs, run};
+    use crate::testkit::sasl::{TestDirectory, backends, ctx, odd_inputs, run};
 
     fn mech(delegation: bool) -> Plain {
         Plain::new(backends(TestDirectory::new(), None, delegation))

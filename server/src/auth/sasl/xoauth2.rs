@@ -70,10 +70,10 @@ pub(super) async fn check(
 mod tests {
     use super::*;
     use crate::auth::oidc::TokenError;
-    use crate::auth::sasl::testkit::{
+    use crate::auth::sasl::{SaslFailure, SaslStep};
+    use crate::testkit::sasl::{
         DISCOVERY, SCOPE, TestDirectory, TestValidator, backends, ctx, odd_inputs, run, token_for,
     };
-    use crate::auth::sasl::{SaslFailure, SaslStep};
     use std::sync::Arc;
 
     fn setup() -> (XOAuth2, Arc<TestValidator>, Arc<TestDirectory>) {

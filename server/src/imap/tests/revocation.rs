@@ -8,7 +8,6 @@ use std::time::Duration;
 use super::{Client, DEADLINE, b64, deliver};
 use crate::auth::AuthBackends;
 use crate::auth::oidc::{TokenValidator, ValidatedToken};
-use crate::auth::revocation::test_support::now;
 use crate::auth::revocation::{
     MemoryRevocationStore, Revocation, RevocationCheckingValidator, RevocationService,
     SessionRegistry,
@@ -17,6 +16,7 @@ use crate::auth::sasl::SaslRegistry;
 use crate::config::ImapSection;
 use crate::imap::{ImapContext, connection};
 use crate::store::MemoryStore;
+use crate::testkit::revocation::now;
 use crate::testkit::{ISSUER, TestDirectory, TestValidator};
 
 const LOGGED_OUT: &str =

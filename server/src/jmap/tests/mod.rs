@@ -11,38 +11,15 @@ mod websocket;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::JmapContext;
 use super::api::{Caller, execute, request_from_value};
-use crate::auth::directory::{Directory, DirectoryError};
 use crate::store::{MailStore, MemoryStore};
+pub use crate::testkit::TestDirectory;
 
 pub const ALICE: &str = "alice@example.com";
 pub const BOB: &str = "bob@example.com";
-
-/// Knows alice and bob (case-insensitively); `down` makes every lookup fail.
-pub struct TestDirectory {
-    pub down: bool,
-}
-
-#[async_trait]
-impl Directory for TestDirectory {
-    async fn lookup(&self, name: &str) -> Result<Option<String>, DirectoryError> {
-        if self.down {
-            return Err(DirectoryError::Unavailable("test outage".into()));
-        }
-        Ok([ALICE, BOB]
-            .iter()
-            .find(|u| u.eq_ignore_ascii_case(name))
-            .map(|u| u.to_string()))
-    }
-
-    async fn verify_password(&self, _: &str, _: &str) -> Result<Option<String>, DirectoryError> {
-        Ok(None)
-    }
-}
 
 pub struct Harness {
     pub ctx: Arc<JmapContext>,
@@ -57,9 +34,11 @@ pub fn harness_with(directory_down: bool) -> Harness {
     let store = Arc::new(MemoryStore::new());
     let ctx = Arc::new(JmapContext::new(
         store.clone(),
-        Arc::new(TestDirectory {
-            down: directory_down,
-        }),
+        {
+            let directory = TestDirectory::new();
+            directory.set_down(directory_down);
+            directory
+        },
         "mx.example.com".into(),
         1024 * 1024,
     ));

@@ -17,12 +17,12 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tower::ServiceExt;
 
 use super::*;
-use crate::auth::http::HttpIdentity;
-use crate::auth::revocation::test_support::{now, token_session};
+use crate::auth::request_auth::HttpIdentity;
 use crate::auth::revocation::{
     MemoryRevocationStore, Revocation, RevocationService, SessionRegistry,
 };
-use crate::http::PublicBase;
+use crate::testkit::revocation::{now, token_session};
+use crate::web::PublicBase;
 
 const ISS: &str = "https://idp.example.com/realms/mail";
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -42,7 +42,7 @@ fn setup() -> Setup {
     let ctx = Arc::new(
         JmapContext::new(
             Arc::new(MemoryStore::new()),
-            Arc::new(TestDirectory { down: false }),
+            TestDirectory::new(),
             "mx.example.com".into(),
             1024 * 1024,
         )

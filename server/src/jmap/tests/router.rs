@@ -7,9 +7,9 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use super::*;
-use crate::auth::http::HttpIdentity;
-use crate::http::PublicBase;
+use crate::auth::request_auth::HttpIdentity;
 use crate::jmap::router;
+use crate::web::PublicBase;
 
 const BASE: &str = "https://mail.example.com/prefix";
 

@@ -11,8 +11,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use super::*;
-use crate::auth::http::HttpIdentity;
-use crate::http::PublicBase;
+use crate::auth::request_auth::HttpIdentity;
+use crate::web::PublicBase;
 
 /// Serves the JMAP router with every request authenticated as alice.
 async fn serve(h: &Harness) -> SocketAddr {

@@ -11,7 +11,6 @@ use tokio::task::JoinHandle;
 use super::{BASE64, CERT, Client, KEY};
 use crate::auth::AuthBackends;
 use crate::auth::oidc::{TokenValidator, ValidatedToken};
-use crate::auth::revocation::test_support::now;
 use crate::auth::revocation::{
     MemoryRevocationStore, Revocation, RevocationCheckingValidator, RevocationService,
     SessionRegistry,
@@ -20,6 +19,7 @@ use crate::auth::sasl::SaslRegistry;
 use crate::config::{SmtpSection, SubmissionSection, TlsSection};
 use crate::smtp::{ConnectionOptions, SmtpContext, SmtpListenerKind, serve_with};
 use crate::store::{MailStore, MemoryStore};
+use crate::testkit::revocation::now;
 use crate::testkit::{ISSUER, TestDirectory, TestValidator};
 
 const LOGGED_OUT: &str =

@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::json;
 
 use super::HttpContext;
-use crate::auth::http::RETRY_AFTER_SECONDS;
+use crate::auth::request_auth::RETRY_AFTER_SECONDS;
 use crate::auth::revocation::LogoutError;
 
 pub const PATH: &str = "/backchannel-logout";

@@ -9,8 +9,8 @@ use http::StatusCode;
 use serde_json::{Value, json};
 
 use super::{HttpContext, PublicBase};
-use crate::auth::http::Problem;
 use crate::auth::oidc::TokenValidator;
+use crate::auth::request_auth::Problem;
 
 const OPENID_CONFIGURATION: &str = "/.well-known/openid-configuration";
 

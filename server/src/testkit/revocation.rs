@@ -9,10 +9,12 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use super::logout_token::BACKCHANNEL_LOGOUT_EVENT;
-use super::{MemoryRevocationStore, Notice, Query, Revocation, RevocationStore, StoreError};
-use crate::auth::oidc::test_support::{FakeIdp, TestKey, keys, mint};
+use crate::auth::revocation::logout_token::BACKCHANNEL_LOGOUT_EVENT;
+use crate::auth::revocation::{
+    MemoryRevocationStore, Notice, Query, Revocation, RevocationStore, StoreError,
+};
 use crate::auth::sasl::TokenSession;
+use crate::testkit::oidc::{FakeIdp, TestKey, keys, mint};
 
 /// The audience logout tokens are minted for (the IdP's client id).
 pub const CLIENT_ID: &str = "mail";

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::HttpContext;
-use crate::auth::http::{HttpIdentity, Problem};
+use crate::auth::request_auth::{HttpIdentity, Problem};
 use crate::auth::revocation::Revocation;
 
 pub const PATH: &str = "/admin/revoke";

@@ -3,17 +3,16 @@
 //!
 //! Layers, outermost first: body limit (`http.max_upload_size`), guard (413 on a too-large
 //! `Content-Length`, default [`PublicBase`], hard-limited body), then per protected route the
-//! auth layer ([`crate::auth::http::require_auth`]).
+//! auth layer ([`crate::auth::request_auth::require_auth`]).
 
 pub mod admin;
-mod base;
 pub mod logout;
 mod well_known;
 
 #[cfg(test)]
 mod tests;
 
-pub use base::{BaseUrl, PublicBase};
+pub use crate::public_url::{BaseUrl, PublicBase};
 pub use well_known::{issuer_from_discovery_url, resource_metadata};
 
 use std::net::SocketAddr;
@@ -29,11 +28,11 @@ use http::header::CONTENT_LENGTH;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::auth::http::{
+use crate::auth::oidc::TokenValidator;
+use crate::auth::request_auth::{
     AuthState, HttpAuthenticator, HttpIdentity, Problem, challenge::RESOURCE_METADATA_PATH,
     require_auth,
 };
-use crate::auth::oidc::TokenValidator;
 use crate::auth::revocation::{LogoutReceiver, LogoutSettings, RevocationService};
 use crate::config::{Config, ConfigError};
 use crate::server::{Services, StartError};

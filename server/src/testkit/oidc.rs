@@ -335,15 +335,19 @@ async fn serve(mut stream: TcpStream, state: Arc<IdpState>) {
 
 /// The validator settings `[oidc]` with `discovery_url` (this IdP) and `audience = ["mail"]`
 /// gives; with `introspection`, RFC 7662 at the discovered endpoint as client `mail`.
-pub fn validator_config(idp: &FakeIdp, introspection: bool) -> super::OidcValidatorConfig {
+pub fn validator_config(
+    idp: &FakeIdp,
+    introspection: bool,
+) -> crate::auth::oidc::OidcValidatorConfig {
     let section: crate::config::OidcSection = toml::from_str(&format!(
         "discovery_url = \"{}\"\naudience = [\"mail\"]\nhttp_timeout_seconds = 5",
         idp.url(DISCOVERY_PATH)
     ))
     .expect("section parses");
-    let mut config = super::OidcValidatorConfig::from_section(&section).expect("valid section");
+    let mut config =
+        crate::auth::oidc::OidcValidatorConfig::from_section(&section).expect("valid section");
     if introspection {
-        config.introspection = Some(super::IntrospectionConfig {
+        config.introspection = Some(crate::auth::oidc::IntrospectionConfig {
             endpoint: None,
             client_id: "mail".into(),
             client_secret: "s3cret".into(),
@@ -355,15 +359,15 @@ pub fn validator_config(idp: &FakeIdp, introspection: bool) -> super::OidcValida
 }
 
 /// The real validator against this IdP, over the shared test directory (alice, bob).
-pub fn validator(idp: &FakeIdp, introspection: bool) -> super::OidcValidator {
-    super::OidcValidator::new(
+pub fn validator(idp: &FakeIdp, introspection: bool) -> crate::auth::oidc::OidcValidator {
+    crate::auth::oidc::OidcValidator::new(
         validator_config(idp, introspection),
         crate::testkit::TestDirectory::new(),
     )
     .expect("validator builds")
 }
 
-/// Access-token claims for alice from this IdP (what [`super::OidcValidator::validate`]
+/// Access-token claims for alice from this IdP (what [`crate::auth::oidc::OidcValidator::validate`]
 /// accepts), with the given `sid`.
 pub fn access_claims(idp: &FakeIdp, sid: &str) -> Value {
     let now = crate::time::now_unix().max(0) as u64;

@@ -15,15 +15,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
 use super::*;
-use crate::auth::http::testkit::{self, ALICE_BASIC, ISSUER, SECRET, gateway_section, section};
-use crate::auth::http::{HttpAuthSettings, HttpAuthenticator};
+use crate::auth::request_auth::{HttpAuthSettings, HttpAuthenticator};
 use crate::config::HttpStrategy::{self, *};
+use crate::testkit::request_auth::{
+    self as testkit, ALICE_BASIC, ISSUER, SECRET, gateway_section, section,
+};
 use crate::testkit::{BASE, headers};
 
 fn identity(strategy: HttpStrategy) -> HttpIdentity {
     HttpIdentity {
         user: "alice@example.com".into(),
-        strategy: crate::auth::http::strategy_name(strategy),
+        strategy: crate::auth::request_auth::strategy_name(strategy),
         token: None,
     }
 }
@@ -71,12 +73,16 @@ fn base_url_parsing() {
 fn forwarded_headers_count_only_for_x_user() {
     let h = headers(FORWARDED);
     assert_eq!(
-        PublicBase::for_request(&base(), &h, Some(&identity(XUser))),
+        PublicBase::for_request(&base(), &h, identity(XUser).via_gateway()),
         PublicBase("https://gw.example.org:8443/mail".into())
     );
     for other in [Some(identity(Basic)), Some(identity(Bearer)), None] {
         assert_eq!(
-            PublicBase::for_request(&base(), &h, other.as_ref()),
+            PublicBase::for_request(
+                &base(),
+                &h,
+                other.as_ref().is_some_and(HttpIdentity::via_gateway)
+            ),
             PublicBase(BASE.into()),
             "{other:?}"
         );
@@ -89,7 +95,7 @@ fn forwarded_parts_replace_only_what_is_sent_and_well_formed() {
         PublicBase::for_request(
             &BaseUrl::parse("http://internal:8080/base").expect("valid"),
             &headers(pairs),
-            Some(&identity(XUser)),
+            identity(XUser).via_gateway(),
         )
         .0
     };
@@ -368,7 +374,7 @@ async fn the_gateway_secret_does_not_reach_handlers() {
         )
         .route_layer(axum::middleware::from_fn_with_state(
             ctx.auth.clone(),
-            crate::auth::http::require_auth,
+            crate::auth::request_auth::require_auth,
         ));
     let response = echo
         .oneshot(get(

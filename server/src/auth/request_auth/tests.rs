@@ -6,9 +6,11 @@ use std::path::Path;
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 
-use super::testkit::{self, ALICE_BASIC, SECRET, gateway_section, section};
 use super::*;
 use crate::config::{Config, ConfigError, HttpStrategy::*};
+use crate::testkit::request_auth::{
+    self as testkit, ALICE_BASIC, SECRET, gateway_section, section,
+};
 use crate::testkit::{BASE, headers};
 
 const META: &str = "https://mail.example.com/.well-known/oauth-protected-resource";

@@ -1,5 +1,5 @@
 //! The axum middleware around [`super::HttpAuthenticator`]: `Ok` continues with
-//! [`super::HttpIdentity`] and [`crate::http::PublicBase`] in the extensions, `Err` is the
+//! [`super::HttpIdentity`] and [`crate::public_url::PublicBase`] in the extensions, `Err` is the
 //! finished 400/401/503. Mount with `route_layer`, so unknown paths stay 404.
 
 use std::net::SocketAddr;
@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use super::HttpAuthenticator;
-use crate::http::{BaseUrl, PublicBase};
+use crate::public_url::{BaseUrl, PublicBase};
 
 /// What the middleware needs: the strategies and the default public base.
 #[derive(Clone)]
@@ -34,7 +34,8 @@ pub async fn require_auth(
         .map(|c| c.0);
     match state.authenticator.authenticate(req.headers(), peer).await {
         Ok(identity) => {
-            let base = PublicBase::for_request(&state.default_base, req.headers(), Some(&identity));
+            let base =
+                PublicBase::for_request(&state.default_base, req.headers(), identity.via_gateway());
             // The gateway secret is a credential: handlers have no use for it.
             req.headers_mut()
                 .remove(&state.authenticator.settings().x_user_secret_header);

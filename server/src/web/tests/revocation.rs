@@ -12,15 +12,15 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::auth::oidc::TokenValidator;
-use crate::auth::oidc::test_support::{FakeIdp, keys, validator};
-use crate::auth::revocation::test_support::{
-    CLIENT_ID, DownStore, RecordingStore, logout_claims, now, signed, token_session,
-};
 use crate::auth::revocation::{
     EndReason, LiveSession, LogoutReceiver, LogoutSettings, Revocation, RevocationService,
     RevocationStore, SessionHandle, SessionRegistry,
 };
 use crate::testkit::TestValidator;
+use crate::testkit::oidc::{FakeIdp, keys, validator};
+use crate::testkit::revocation::{
+    CLIENT_ID, DownStore, RecordingStore, logout_claims, now, signed, token_session,
+};
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
@@ -124,7 +124,7 @@ async fn a_bad_logout_token_is_400_with_an_oauth_error_body() {
         ("wrong aud", signed(Some("JWT"), &claims)),
         (
             "foreign key",
-            crate::auth::revocation::test_support::signed_with(
+            crate::testkit::revocation::signed_with(
                 &keys().foreign,
                 Some("JWT"),
                 &logout_claims(&idp, "sid-1"),

@@ -1,6 +1,6 @@
 //! SASL-specific test helpers; the directory and validator doubles are the crate's testkit.
 
-use super::{Protocol, SaslExchange, SaslMechanism, SaslStep, SessionContext};
+use crate::auth::sasl::{Protocol, SaslExchange, SaslMechanism, SaslStep, SessionContext};
 pub use crate::testkit::{DISCOVERY, SCOPE, TestDirectory, TestValidator, backends, token_for};
 
 pub fn ctx(tls: bool) -> SessionContext {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{HttpAuthSettings, HttpAuthenticator};
+use crate::auth::request_auth::{HttpAuthSettings, HttpAuthenticator};
 use crate::config::{HttpAuthSection, HttpStrategy};
 pub use crate::testkit::{ISSUER, TestDirectory, TestValidator, token_error};
 

@@ -1,7 +1,12 @@
-//! Test doubles shared by the module tests: a directory with fixed users and a token validator
-//! answering from a table. Module testkits (SASL, HTTP auth, SMTP) build on these.
+//! The one test kit: doubles shared by the module tests (a directory with fixed users, a token
+//! validator answering from a table), and per-area helpers in the submodules (a fake IdP with
+//! real keys, a real `redis-server`, SASL runs, HTTP request authentication, revocation).
 
+pub mod oidc;
 pub mod redis_server;
+pub mod request_auth;
+pub mod revocation;
+pub mod sasl;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -18,8 +18,6 @@ pub mod problem;
 pub mod settings;
 
 #[cfg(test)]
-pub(crate) mod testkit;
-#[cfg(test)]
 mod tests;
 
 pub use layer::{AuthState, require_auth};
@@ -53,6 +51,13 @@ pub struct HttpIdentity {
     pub strategy: &'static str,
     /// Set for bearer logins.
     pub token: Option<TokenSession>,
+}
+
+impl HttpIdentity {
+    /// Whether the request provably came through the trusted gateway (`x-user` accepted it).
+    pub fn via_gateway(&self) -> bool {
+        self.strategy == strategy_name(crate::config::HttpStrategy::XUser)
+    }
 }
 
 /// Why a request was not authenticated; each variant is one status code.

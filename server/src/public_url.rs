@@ -5,9 +5,6 @@ use std::net::SocketAddr;
 
 use http::HeaderMap;
 
-use crate::auth::http::HttpIdentity;
-use crate::config::HttpStrategy;
-
 /// `scheme://authority[/path]`, without a trailing slash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaseUrl {
@@ -143,13 +140,8 @@ fn valid_prefix(prefix: &str) -> bool {
 pub struct PublicBase(pub String);
 
 impl PublicBase {
-    pub fn for_request(
-        default: &BaseUrl,
-        headers: &HeaderMap,
-        identity: Option<&HttpIdentity>,
-    ) -> Self {
-        let via_gateway = identity
-            .is_some_and(|i| i.strategy == crate::auth::http::strategy_name(HttpStrategy::XUser));
+    /// `via_gateway`: the request was authenticated by the trusted gateway (`x-user`).
+    pub fn for_request(default: &BaseUrl, headers: &HeaderMap, via_gateway: bool) -> Self {
         if via_gateway {
             PublicBase(default.forwarded(headers).to_string())
         } else {
