@@ -10,8 +10,10 @@ use tokio::sync::broadcast;
 
 use super::ImapContext;
 use super::framing::{Frame, Framer};
-use super::session::{Next, Session};
+use super::session::{Event, Next, Session};
 use crate::auth::revocation::{EndReason, LiveSession, SessionHandle, ended};
+use crate::auth::sasl::SaslFailure;
+use crate::auth::sasl::driver::{self, AuthDone};
 use crate::store::StoreEvent;
 
 /// Any byte stream a session can run on: TCP, TLS over TCP, or an in-memory pipe in tests.
@@ -121,6 +123,21 @@ async fn end_session(io: &mut Box<dyn Io>, session: &mut Session, reason: &EndRe
     let _ = tokio::time::timeout(FINISH_AFTER_END, io.shutdown()).await;
 }
 
+enum Answer {
+    Auth(AuthDone),
+    Password(Result<String, SaslFailure>),
+}
+
+/// The session's slow work: SASL steps and password checks.
+async fn perform(ctx: &ImapContext, event: Event) -> Answer {
+    match event {
+        Event::Auth(work) => Answer::Auth(driver::run(work).await),
+        Event::CheckPassword { user, password } => Answer::Password(
+            driver::verify_password(ctx.backends.directory.as_ref(), &user, &password).await,
+        ),
+    }
+}
+
 /// Registers the session in the live-session registry once it has logged in.
 fn register(ctx: &ImapContext, session: &Session) -> Option<SessionHandle> {
     let user = session.user.as_deref()?;
@@ -150,13 +167,20 @@ pub async fn run(io: Box<dyn Io>, peer: Option<SocketAddr>, tls: bool, ctx: Arc<
         if frame != Frame::NeedMore {
             // A command is not left waiting on its own work (a slow IdP, a big search) once the
             // session has been ended.
-            let next = tokio::select! {
-                next = session.handle(frame) => next,
-                reason = ended(&mut live) => {
-                    end_session(&mut io, &mut session, &reason).await;
-                    return;
-                }
-            };
+            let mut next = session.handle(frame);
+            while let Next::Event(event) = next {
+                let answer = tokio::select! {
+                    answer = perform(&ctx, event) => answer,
+                    reason = ended(&mut live) => {
+                        end_session(&mut io, &mut session, &reason).await;
+                        return;
+                    }
+                };
+                next = match answer {
+                    Answer::Auth(done) => session.auth_done(done),
+                    Answer::Password(result) => session.password_checked(result),
+                };
+            }
             if live.is_none() {
                 live = register(&ctx, &session);
             }
@@ -182,7 +206,8 @@ pub async fn run(io: Box<dyn Io>, peer: Option<SocketAddr>, tls: bool, ctx: Arc<
                 }
             }
             match next {
-                Next::Continue => {}
+                // The loop above answered every event.
+                Next::Continue | Next::Event(_) => {}
                 Next::AcceptLiteral => framer.accept_literal(),
                 Next::RejectLiteral => framer.reject_literal(),
                 Next::Close => {

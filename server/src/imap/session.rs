@@ -1,5 +1,6 @@
-//! The IMAP session state machine. It owns no socket: the connection feeds it frames and writes
-//! what it queued in `out`; [`Next`] says what the connection must do besides writing.
+//! The IMAP session state machine. It owns no socket and awaits nothing: the connection feeds it
+//! frames and writes what it queued in `out`; [`Next`] says what the connection must do besides
+//! writing, including the slow work ([`Event`]) whose answer it hands back.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,11 +11,12 @@ use imap_codec::decode::{CommandDecodeError, Decoder};
 use imap_codec::imap_types::command::{Command, CommandBody};
 
 use super::ImapContext;
-use super::commands::auth::AuthInProgress;
 use super::framing::{self, Frame, Limits};
 use super::response::{self, Status};
 use super::selected::Selected;
-use crate::auth::sasl::{Protocol, SessionContext, TokenSession};
+use crate::auth::sasl::{
+    AuthWork, Protocol, SaslDriver, SessionContext, SuccessData, TokenSession,
+};
 
 /// Longest command line before authentication (AUTHENTICATE lines excepted, they may reach
 /// `max_auth_line`): LOGIN with long credentials fits, a flood does not.
@@ -25,7 +27,7 @@ pub const MAX_LINE: usize = 64 * 1024;
 pub const AUTOLOGOUT: Duration = Duration::from_secs(30 * 60);
 
 /// What the connection must do after a frame, besides writing the queued output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Next {
     Continue,
     /// Receive the announced literal.
@@ -36,13 +38,40 @@ pub enum Next {
     StartTls,
     /// Flush and close.
     Close,
+    /// Do this work and hand the result to the session method its doc names.
+    Event(Event),
+}
+
+/// Slow work (IdP, directory) the connection performs for the session.
+pub enum Event {
+    /// Run it with [`crate::auth::sasl::driver::run`]; answer with [`Session::auth_done`].
+    Auth(AuthWork),
+    /// Check a LOGIN with [`crate::auth::sasl::driver::verify_password`]; answer with
+    /// [`Session::password_checked`].
+    CheckPassword { user: Vec<u8>, password: Vec<u8> },
+}
+
+impl std::fmt::Debug for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::Auth(work) => f.debug_tuple("Auth").field(work).finish(),
+            // Never print credentials.
+            Event::CheckPassword { user, .. } => f
+                .debug_struct("CheckPassword")
+                .field("user", &String::from_utf8_lossy(user))
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 /// What the next client bytes are.
 pub enum Mode {
     Command,
-    /// An AUTHENTICATE exchange waits for the client's next line.
-    Authenticate(Box<AuthInProgress>),
+    /// AUTHENTICATE or LOGIN `tag` runs: an exchange waits for the client's next line, or the
+    /// connection does the session's [`Event`].
+    Authenticate {
+        tag: String,
+    },
     /// IDLE runs until DONE.
     Idle {
         tag: String,
@@ -62,7 +91,7 @@ pub struct Session {
     pub token: Option<TokenSession>,
     pub selected: Option<Selected>,
     pub mode: Mode,
-    pub auth_failures: u32,
+    pub sasl: SaslDriver,
     pub out: Vec<u8>,
     /// Offsets in `out` where one response ends and another begins (long FETCH output), so a
     /// session can be ended between responses while the output is still being written.
@@ -72,6 +101,7 @@ pub struct Session {
 impl Session {
     pub fn new(ctx: Arc<ImapContext>, peer: Option<SocketAddr>, tls: bool) -> Self {
         let starttls_offered = !tls && ctx.tls.is_some();
+        let max_failures = ctx.config.max_auth_failures;
         Self {
             ctx,
             peer,
@@ -81,7 +111,7 @@ impl Session {
             token: None,
             selected: None,
             mode: Mode::Command,
-            auth_failures: 0,
+            sasl: SaslDriver::new(Protocol::Imap, peer, max_failures, SuccessData::AsChallenge),
             out: Vec::new(),
             cuts: Vec::new(),
         }
@@ -181,7 +211,7 @@ impl Session {
     pub fn framer_mode(&self) -> framing::Mode {
         match self.mode {
             Mode::Command => framing::Mode::Command,
-            Mode::Authenticate(_) | Mode::Idle { .. } => framing::Mode::Line,
+            Mode::Authenticate { .. } | Mode::Idle { .. } => framing::Mode::Line,
         }
     }
 
@@ -235,7 +265,7 @@ impl Session {
     }
 
     /// Handles one frame (never `NeedMore`).
-    pub async fn handle(&mut self, frame: Frame) -> Next {
+    pub fn handle(&mut self, frame: Frame) -> Next {
         match frame {
             Frame::NeedMore => Next::Continue,
             Frame::LineTooLong => {
@@ -268,17 +298,17 @@ impl Session {
                 }
             }
             Frame::Line(line) => match std::mem::replace(&mut self.mode, Mode::Command) {
-                Mode::Authenticate(auth) => self.authenticate_line(auth, &line).await,
+                Mode::Authenticate { tag } => self.authenticate_line(tag, &line),
                 Mode::Idle { tag } => self.idle_line(&tag, &line),
                 Mode::Command => Next::Continue,
             },
-            Frame::Command(bytes) => self.command_bytes(&bytes).await,
+            Frame::Command(bytes) => self.command_bytes(&bytes),
         }
     }
 
-    async fn command_bytes(&mut self, bytes: &[u8]) -> Next {
+    fn command_bytes(&mut self, bytes: &[u8]) -> Next {
         match CommandCodec::default().decode(bytes) {
-            Ok((b"", command)) => self.command(command).await,
+            Ok((b"", command)) => self.command(command),
             Ok(_)
             | Err(CommandDecodeError::Incomplete | CommandDecodeError::LiteralFound { .. }) => {
                 self.syntax_error(bytes);
@@ -324,7 +354,7 @@ impl Session {
         response::status(&mut self.out, &tag, Status::Bad, None, &text);
     }
 
-    async fn command(&mut self, command: Command<'_>) -> Next {
+    fn command(&mut self, command: Command<'_>) -> Next {
         let tag = command.tag.inner().to_string();
         let authed = self.user.is_some();
         let selected = self.selected.is_some();
@@ -360,8 +390,9 @@ impl Session {
                 if authed {
                     return self.already_authenticated(&tag);
                 }
-                let ir = initial_response.map(|s| s.declassify().to_vec());
-                return self.authenticate(&tag, mechanism.as_ref(), ir).await;
+                // The driver decodes the initial response itself, like every protocol's.
+                let ir = initial_response.map(|s| encode_initial(s.declassify()));
+                return self.authenticate(&tag, mechanism.as_ref(), ir.as_deref());
             }
             CommandBody::Login { username, password } => {
                 if authed {
@@ -369,7 +400,7 @@ impl Session {
                 }
                 let user = username.as_ref().to_vec();
                 let pass = password.declassify().as_ref().to_vec();
-                return self.login(&tag, &user, &pass).await;
+                return self.login(&tag, &user, &pass);
             }
             _ if !authed => {
                 tracing::info!(peer = ?self.peer, "IMAP command before login refused");
@@ -571,3 +602,15 @@ const KNOWN_COMMANDS: &[&str] = &[
     "ID",
     "UNSELECT",
 ];
+
+/// imap-codec hands over the decoded initial response; the driver takes wire text (`=` empty).
+fn encode_initial(bytes: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    if bytes.is_empty() {
+        b"=".to_vec()
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .encode(bytes)
+            .into_bytes()
+    }
+}

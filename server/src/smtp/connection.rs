@@ -11,7 +11,6 @@ use tokio_rustls::server::TlsStream;
 use tracing::Instrument;
 
 use crate::auth::revocation::{LiveSession, SessionHandle, ended};
-use crate::auth::sasl::{SaslExchange, SaslFailure, SaslStep};
 
 use super::delivery;
 use super::session::{Event, Interrupt, Io, Session, SessionConfig};
@@ -225,7 +224,6 @@ impl Connection {
     ) -> Result<(), ConnectionError> {
         let mut pending = Vec::new();
         let mut buf = vec![0u8; READ_CHUNK];
-        let mut exchange: Option<Box<dyn SaslExchange>> = None;
         let mut live: Option<SessionHandle> = None;
         loop {
             if live.is_none() {
@@ -265,34 +263,9 @@ impl Connection {
                     tracing::debug!("STARTTLS done");
                     session.tls_established();
                 }
-                Interrupt::Event(Event::AuthStart {
-                    mechanism,
-                    initial,
-                    context,
-                }) => {
-                    let mut ex = mechanism.start(initial.as_deref(), &context);
-                    let step = ex.step(initial.as_deref()).await;
-                    exchange = matches!(step, SaslStep::Challenge(_)).then_some(ex);
-                    session.auth_step(step);
-                }
-                Interrupt::Event(Event::AuthResponse(bytes)) => {
-                    let step = match exchange.as_mut() {
-                        Some(ex) => ex.step(Some(&bytes)).await,
-                        None => SaslStep::Failure(SaslFailure::Malformed(
-                            "no exchange in progress".into(),
-                        )),
-                    };
-                    if !matches!(step, SaslStep::Challenge(_)) {
-                        exchange = None;
-                    }
-                    session.auth_step(step);
-                }
-                Interrupt::Event(Event::AuthCancelled) => exchange = None,
-                Interrupt::Event(Event::AuthAbort) => {
-                    let failure = exchange
-                        .take()
-                        .map_or(SaslFailure::Aborted, |mut ex| ex.abort());
-                    session.auth_step(SaslStep::Failure(failure));
+                Interrupt::Event(Event::Auth(work)) => {
+                    let done = crate::auth::sasl::driver::run(work).await;
+                    session.auth_done(done);
                 }
                 Interrupt::Event(Event::CheckRecipient(address)) => {
                     let result = self.ctx.backends.directory.lookup(&address).await;

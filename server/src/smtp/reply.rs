@@ -186,9 +186,14 @@ impl Reply {
     /// The one mapping from a SASL failure to the SMTP wire (Dovecot's replies).
     pub fn sasl_failure(failure: &SaslFailure) -> Self {
         match failure {
-            SaslFailure::InvalidCredentials { .. } | SaslFailure::DelegationForbidden { .. } => {
+            SaslFailure::InvalidCredentials { .. } => {
                 Self::new(535, "5.7.8 Authentication credentials invalid")
             }
+            // RFC 4954 has no code of its own for a refused authorization identity.
+            SaslFailure::DelegationForbidden { .. } => Self::new(
+                535,
+                "5.7.8 Authorization failed: not allowed to act as that user",
+            ),
             SaslFailure::TemporaryFailure(_) => {
                 Self::new(454, "4.7.0 Temporary authentication failure")
             }
@@ -198,6 +203,8 @@ impl Reply {
                 Self::new(501, "5.7.0 Authentication aborted")
             }
             SaslFailure::MechanismUnavailable(_) => Self::unknown_mechanism(),
+            SaslFailure::EncryptionRequired(_) => Self::encryption_required(),
+            SaslFailure::InvalidBase64 => Self::invalid_base64(),
         }
     }
 
@@ -237,7 +244,15 @@ mod tests {
                 authcid: "a".into(),
                 authzid: "b".into()
             }),
-            b"535 5.7.8 Authentication credentials invalid\r\n"
+            b"535 5.7.8 Authorization failed: not allowed to act as that user\r\n"
+        );
+        assert_eq!(
+            code(SaslFailure::EncryptionRequired("PLAIN".into())),
+            b"538 5.7.11 Encryption required for requested authentication mechanism\r\n"
+        );
+        assert_eq!(
+            code(SaslFailure::InvalidBase64),
+            b"501 5.5.2 Invalid base64 data\r\n"
         );
         assert_eq!(
             code(SaslFailure::TemporaryFailure("idp".into())),

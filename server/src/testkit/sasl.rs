@@ -1,6 +1,14 @@
 //! SASL-specific test helpers; the directory and validator doubles are the crate's testkit.
 
-use crate::auth::sasl::{Protocol, SaslExchange, SaslMechanism, SaslStep, SessionContext};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use crate::auth::sasl::{
+    Protocol, SaslExchange, SaslFailure, SaslMechanism, SaslStep, SessionContext,
+};
 pub use crate::testkit::{DISCOVERY, SCOPE, TestDirectory, TestValidator, backends, token_for};
 
 pub fn ctx(tls: bool) -> SessionContext {
@@ -52,4 +60,76 @@ pub fn odd_inputs() -> Vec<Vec<u8>> {
     inputs.push(vec![b'A'; 20_000]);
     inputs.push((0..=255u8).collect());
     inputs
+}
+
+/// A mechanism (`XSCRIPT`, offered without TLS, like OAUTHBEARER) that plays a fixed list of
+/// steps and records what the client sent.
+pub struct Scripted {
+    script: Mutex<VecDeque<SaslStep>>,
+    pub received: Arc<Mutex<Vec<Option<Vec<u8>>>>>,
+    /// Exchanges released so far (finished, aborted or cancelled).
+    pub dropped: Arc<AtomicUsize>,
+}
+
+impl Scripted {
+    pub fn new(steps: Vec<SaslStep>) -> Arc<Self> {
+        Arc::new(Self {
+            script: Mutex::new(steps.into()),
+            received: Arc::default(),
+            dropped: Arc::default(),
+        })
+    }
+
+    /// Steps for the next exchange.
+    pub fn push_back(&self, step: SaslStep) {
+        self.script.lock().unwrap().push_back(step);
+    }
+
+    pub fn extend(&self, steps: impl IntoIterator<Item = SaslStep>) {
+        self.script.lock().unwrap().extend(steps);
+    }
+}
+
+impl SaslMechanism for Scripted {
+    fn name(&self) -> &str {
+        "XSCRIPT"
+    }
+    fn available(&self, _ctx: &SessionContext) -> bool {
+        true
+    }
+    fn start(&self, _initial: Option<&[u8]>, _ctx: &SessionContext) -> Box<dyn SaslExchange> {
+        let steps = std::mem::take(&mut *self.script.lock().unwrap());
+        Box::new(ScriptedExchange {
+            steps,
+            received: self.received.clone(),
+            dropped: self.dropped.clone(),
+        })
+    }
+}
+
+struct ScriptedExchange {
+    steps: VecDeque<SaslStep>,
+    received: Arc<Mutex<Vec<Option<Vec<u8>>>>>,
+    dropped: Arc<AtomicUsize>,
+}
+
+impl Drop for ScriptedExchange {
+    fn drop(&mut self) {
+        self.dropped.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl SaslExchange for ScriptedExchange {
+    async fn step(&mut self, client: Option<&[u8]>) -> SaslStep {
+        self.received
+            .lock()
+            .unwrap()
+            .push(client.map(<[u8]>::to_vec));
+        self.steps
+            .pop_front()
+            .unwrap_or(SaslStep::Failure(SaslFailure::Malformed(
+                "script exhausted".into(),
+            )))
+    }
 }

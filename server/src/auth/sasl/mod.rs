@@ -1,6 +1,8 @@
 //! The SASL SPI (JAMES-4210 in Rust terms): a mechanism starts an exchange, an exchange steps
-//! until success or failure. Front ends only frame the bytes (base64, `*` abort, continuations).
+//! until success or failure. [`driver`] runs exchanges for every protocol; front ends only frame
+//! the messages and map outcomes to their wire replies.
 
+pub mod driver;
 mod login;
 mod oauthbearer;
 mod parse;
@@ -8,6 +10,7 @@ mod plain;
 mod registry;
 mod xoauth2;
 
+pub use driver::{AuthAction, AuthDone, AuthWork, SaslDriver, SuccessData};
 pub use login::Login;
 pub use oauthbearer::OAuthBearer;
 pub use plain::Plain;
@@ -92,9 +95,15 @@ pub enum SaslFailure {
     /// challenge went out): the wire reply of an abort, but it counts as a failed attempt.
     #[error("authentication aborted after the credentials were refused: {reason}")]
     AbortedAfterRefusal { reason: String },
-    /// The mechanism is not offered in this session (unknown, disabled, or plaintext before TLS).
+    /// The mechanism is not offered in this session (unknown or disabled).
     #[error("mechanism not available: {0}")]
     MechanismUnavailable(String),
+    /// The mechanism is enabled but only offered under TLS (plaintext passwords).
+    #[error("mechanism {0} needs TLS")]
+    EncryptionRequired(String),
+    /// A client response that is not base64.
+    #[error("invalid base64 in a SASL response")]
+    InvalidBase64,
 }
 
 /// The outcome of one exchange step.
@@ -147,6 +156,7 @@ impl SaslFailure {
             SaslFailure::InvalidCredentials { .. }
                 | SaslFailure::DelegationForbidden { .. }
                 | SaslFailure::Malformed(_)
+                | SaslFailure::InvalidBase64
                 | SaslFailure::AbortedAfterRefusal { .. }
         )
     }

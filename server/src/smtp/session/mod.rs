@@ -10,12 +10,10 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
-
 use crate::auth::directory::DirectoryError;
 use crate::auth::sasl::{
-    Protocol, SaslFailure, SaslIdentity, SaslMechanism, SaslRegistry, SaslStep, SessionContext,
+    AuthAction, AuthDone, AuthWork, Protocol, SaslDriver, SaslIdentity, SaslRegistry,
+    SessionContext, SuccessData,
 };
 
 use super::SmtpListenerKind;
@@ -78,22 +76,9 @@ pub enum Event {
     /// Flush the output, run the TLS handshake, then call [`Session::tls_established`]
     /// (or close the connection if the handshake fails).
     StartTls,
-    /// Start the exchange with `mechanism.start(initial, &context)`, step it once with
-    /// `initial`, and answer with [`Session::auth_step`].
-    AuthStart {
-        mechanism: Arc<dyn SaslMechanism>,
-        initial: Option<Vec<u8>>,
-        context: SessionContext,
-    },
-    /// Step the running exchange with this client message; answer with [`Session::auth_step`].
-    AuthResponse(Vec<u8>),
-    /// Drop the running exchange (protocol error). No answer.
-    AuthCancelled,
-    /// The client cancelled with `*`: abort the exchange and answer with
-    /// [`Session::auth_step`] carrying [`SaslExchange::abort`]'s failure.
-    ///
-    /// [`SaslExchange::abort`]: crate::auth::sasl::SaslExchange::abort
-    AuthAbort,
+    /// Run this SASL work with [`crate::auth::sasl::driver::run`]; answer with
+    /// [`Session::auth_done`].
+    Auth(AuthWork),
     /// Look the address up in the directory; answer with [`Session::recipient_checked`].
     CheckRecipient(String),
     /// Store the message; answer with [`Session::delivered`].
@@ -104,17 +89,7 @@ impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Event::StartTls => f.write_str("StartTls"),
-            // Never print SASL payloads: they hold passwords and tokens.
-            Event::AuthStart {
-                mechanism, initial, ..
-            } => f
-                .debug_struct("AuthStart")
-                .field("mechanism", &mechanism.name())
-                .field("initial", &initial.as_ref().map(|i| i.len()))
-                .finish(),
-            Event::AuthResponse(r) => write!(f, "AuthResponse({} bytes)", r.len()),
-            Event::AuthCancelled => f.write_str("AuthCancelled"),
-            Event::AuthAbort => f.write_str("AuthAbort"),
+            Event::Auth(work) => f.debug_tuple("Auth").field(work).finish(),
             Event::CheckRecipient(a) => f.debug_tuple("CheckRecipient").field(a).finish(),
             Event::Deliver(e) => f
                 .debug_struct("Deliver")
@@ -138,11 +113,9 @@ struct Transaction {
 
 enum Mode {
     Command,
-    /// A `334` was sent; the next line is the client's SASL response.
+    /// A `334` was sent; the next line is the client's SASL response (RFC 4954: success data
+    /// goes out as `334` too, answered with an empty line, then `235`).
     AuthResponse,
-    /// RFC 4954: success with additional data is sent as `334`; the client answers with an
-    /// empty line, then `235`.
-    AuthSuccessData(SaslIdentity),
     Data(DataReader),
 }
 
@@ -193,7 +166,7 @@ pub struct Session {
     helo: Option<Helo>,
     identity: Option<SaslIdentity>,
     transaction: Option<Transaction>,
-    auth_failures: u32,
+    sasl: SaslDriver,
     errors: u32,
     mode: Mode,
     awaiting: Option<Awaiting>,
@@ -208,6 +181,7 @@ pub struct Session {
 impl Session {
     /// A new session; the greeting is the first output. `tls` is true on implicit-TLS listeners.
     pub fn new(config: Arc<SessionConfig>, peer: Option<SocketAddr>, tls: bool) -> Self {
+        let max_failures = config.max_auth_failures;
         let mut session = Self {
             config,
             peer,
@@ -215,7 +189,7 @@ impl Session {
             helo: None,
             identity: None,
             transaction: None,
-            auth_failures: 0,
+            sasl: SaslDriver::new(Protocol::Smtp, peer, max_failures, SuccessData::AsChallenge),
             errors: 0,
             mode: Mode::Command,
             awaiting: None,
@@ -280,32 +254,13 @@ impl Session {
         self.mode = Mode::Command;
     }
 
-    /// Answer to [`Event::AuthStart`] and [`Event::AuthResponse`].
-    pub fn auth_step(&mut self, step: SaslStep) {
+    /// Answer to [`Event::Auth`].
+    pub fn auth_done(&mut self, done: AuthDone) {
         if !self.answer(Awaiting::Auth) {
             return;
         }
-        match step {
-            SaslStep::Challenge(bytes) => {
-                self.mode = Mode::AuthResponse;
-                self.reply(Reply::auth_challenge(BASE64.encode(bytes)));
-            }
-            SaslStep::Success {
-                identity,
-                server_data: Some(data),
-            } if !data.is_empty() => {
-                self.mode = Mode::AuthSuccessData(identity);
-                self.reply(Reply::auth_challenge(BASE64.encode(data)));
-            }
-            SaslStep::Success { identity, .. } => {
-                self.mode = Mode::Command;
-                self.authenticated(identity);
-            }
-            SaslStep::Failure(failure) => {
-                self.mode = Mode::Command;
-                self.auth_failed(&failure);
-            }
-        }
+        let action = self.sasl.step_done(done);
+        self.auth_action(action);
     }
 
     /// Answer to [`Event::CheckRecipient`]: the directory's canonical name, if the user exists.
@@ -436,9 +391,9 @@ impl Session {
         match self.take_line() {
             None => false,
             Some(Err(LineError::TooLong)) => {
-                if matches!(self.mode, Mode::AuthResponse | Mode::AuthSuccessData(_)) {
+                if matches!(self.mode, Mode::AuthResponse) {
                     self.mode = Mode::Command;
-                    self.emit(Event::AuthCancelled, None);
+                    self.sasl.cancel();
                 }
                 self.protocol_error(Reply::line_too_long(), "line too long");
                 true
@@ -446,8 +401,10 @@ impl Session {
             Some(Ok(line)) => {
                 match std::mem::replace(&mut self.mode, Mode::Command) {
                     Mode::Command => self.command(&line),
-                    Mode::AuthResponse => self.auth_response(&line),
-                    Mode::AuthSuccessData(identity) => self.auth_success_data(&line, identity),
+                    Mode::AuthResponse => {
+                        let action = self.sasl.client_response(&line);
+                        self.auth_action(action);
+                    }
                     Mode::Data(_) => {} // handled above
                 }
                 true
@@ -457,7 +414,7 @@ impl Session {
 
     fn line_limit(&self) -> usize {
         match self.mode {
-            Mode::AuthResponse | Mode::AuthSuccessData(_) => MAX_AUTH_LINE,
+            Mode::AuthResponse => MAX_AUTH_LINE,
             _ => {
                 let input = self.input.bytes();
                 let is_auth = input.len() >= 5 && input[..5].eq_ignore_ascii_case(b"AUTH ");
@@ -700,92 +657,43 @@ impl Session {
             return self.protocol_error(Reply::auth_in_transaction(), "AUTH during transaction");
         }
         let context = self.sasl_context();
-        let Some(mech) = self.config.registry.get(mechanism, &context) else {
-            if self.config.registry.is_enabled(mechanism) {
-                tracing::info!(mechanism, tls = self.tls, "mechanism needs TLS");
-                return self.refuse(Reply::encryption_required(), "mechanism unavailable");
-            }
-            tracing::info!(mechanism, "mechanism not enabled");
-            return self.refuse(Reply::unknown_mechanism(), "unknown mechanism");
-        };
-        let initial = match initial {
-            None => None,
-            Some("=") => Some(Vec::new()),
-            Some(text) => match BASE64.decode(text) {
-                Ok(bytes) => Some(bytes),
-                Err(_) => {
-                    self.refuse(Reply::invalid_base64(), "bad base64 initial response");
-                    return self.count_auth_failure();
-                }
-            },
-        };
-        tracing::debug!(mechanism, "AUTH started");
-        self.emit(
-            Event::AuthStart {
-                mechanism: mech,
-                initial,
-                context,
-            },
-            Some(Awaiting::Auth),
+        let action = self.sasl.start(
+            &self.config.registry,
+            mechanism,
+            initial.map(str::as_bytes),
+            context,
         );
+        self.auth_action(action);
     }
 
-    fn auth_response(&mut self, line: &[u8]) {
-        if line == b"*" {
-            // The exchange knows whether it had refused the credentials already.
-            return self.emit(Event::AuthAbort, Some(Awaiting::Auth));
-        }
-        let decoded = if line.is_empty() || line == b"=" {
-            Ok(Vec::new())
-        } else {
-            BASE64.decode(line)
-        };
-        match decoded {
-            Ok(bytes) => {
+    /// Carries out what the SASL driver decided.
+    fn auth_action(&mut self, action: AuthAction) {
+        match action {
+            AuthAction::Run(work) => self.emit(Event::Auth(work), Some(Awaiting::Auth)),
+            AuthAction::Challenge(text) => {
                 self.mode = Mode::AuthResponse;
-                self.emit(Event::AuthResponse(bytes), Some(Awaiting::Auth));
+                self.reply(Reply::auth_challenge(text));
             }
-            Err(_) => {
-                self.emit(Event::AuthCancelled, None);
-                self.refuse(Reply::invalid_base64(), "bad base64 SASL response");
-                self.count_auth_failure();
+            AuthAction::Success { identity, .. } => {
+                self.mode = Mode::Command;
+                self.authenticated(identity);
+            }
+            AuthAction::Failure { failure, close, .. } => {
+                self.mode = Mode::Command;
+                self.reply(Reply::sasl_failure(&failure));
+                if close {
+                    self.refuse(
+                        Reply::too_many_auth_failures(),
+                        "too many authentication failures",
+                    );
+                    self.closing = true;
+                }
             }
         }
-    }
-
-    fn auth_success_data(&mut self, line: &[u8], identity: SaslIdentity) {
-        if line == b"*" {
-            return self.auth_failed(&SaslFailure::Aborted);
-        }
-        self.authenticated(identity);
     }
 
     fn authenticated(&mut self, identity: SaslIdentity) {
-        tracing::info!(
-            user = %identity.authorization_id,
-            authcid = %identity.authentication_id,
-            "authenticated"
-        );
         self.identity = Some(identity);
         self.reply(Reply::auth_success());
-    }
-
-    fn auth_failed(&mut self, failure: &SaslFailure) {
-        tracing::info!(reason = %failure, "authentication failed");
-        self.reply(Reply::sasl_failure(failure));
-        if failure.counts_as_failure() {
-            self.count_auth_failure();
-        }
-    }
-
-    fn count_auth_failure(&mut self) {
-        self.auth_failures += 1;
-        if self.auth_failures >= self.config.max_auth_failures {
-            self.refuse(
-                Reply::too_many_auth_failures(),
-                "too many authentication failures",
-            );
-            self.closing = true;
-        }
     }
 }

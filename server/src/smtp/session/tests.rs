@@ -1,6 +1,5 @@
 //! Transcript tests of the session state machine: bytes in, replies and events out, no sockets.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -8,7 +7,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use rand::{Rng, SeedableRng};
 
 use super::*;
-use crate::auth::sasl::SaslStep;
+use futures_util::FutureExt as _;
+
+use crate::auth::sasl::{SaslFailure, SaslStep};
 use crate::smtp::delivery::DeliveryError;
 use crate::smtp::tests::{Scripted, backends, directory, identity, registry};
 use crate::store::StoreError;
@@ -16,6 +17,15 @@ use crate::store::StoreError;
 const HOST: &str = "mx.example.com";
 
 fn config(kind: SmtpListenerKind, starttls: bool, plaintext: bool) -> Arc<SessionConfig> {
+    config_with(kind, starttls, plaintext, Scripted::new(vec![]))
+}
+
+fn config_with(
+    kind: SmtpListenerKind,
+    starttls: bool,
+    plaintext: bool,
+    scripted: Arc<Scripted>,
+) -> Arc<SessionConfig> {
     let backends = backends(directory(), None, false);
     Arc::new(SessionConfig {
         hostname: HOST.into(),
@@ -25,18 +35,17 @@ fn config(kind: SmtpListenerKind, starttls: bool, plaintext: bool) -> Arc<Sessio
         allow_plaintext_auth: plaintext,
         local_domains: vec!["example.com".into()],
         starttls_available: starttls,
-        registry: registry(&backends, Scripted::new(vec![])),
+        registry: registry(&backends, scripted),
     })
 }
 
 /// Drives a session, answering events like a connection would.
 struct Driver {
     session: Session,
-    /// Steps the "exchange" answers with, in order.
-    auth_script: VecDeque<SaslStep>,
-    /// What AuthStart/AuthResponse carried: (mechanism or "", payload).
+    /// Steps the `XSCRIPT` exchange answers with, in order.
+    auth_script: Arc<Scripted>,
+    /// What the SASL work carried: (mechanism of a start or "", payload).
     auth_seen: Vec<(String, Option<Vec<u8>>)>,
-    cancelled: usize,
     delivered: Vec<Envelope>,
     delivery_fails: bool,
     closed: bool,
@@ -44,15 +53,23 @@ struct Driver {
 
 impl Driver {
     fn new(kind: SmtpListenerKind) -> Self {
-        Self::with(config(kind, true, false), false)
+        let scripted = Scripted::new(vec![]);
+        Self::scripted(
+            config_with(kind, true, false, scripted.clone()),
+            false,
+            scripted,
+        )
     }
 
     fn with(config: Arc<SessionConfig>, tls: bool) -> Self {
+        Self::scripted(config, tls, Scripted::new(vec![]))
+    }
+
+    fn scripted(config: Arc<SessionConfig>, tls: bool, scripted: Arc<Scripted>) -> Self {
         let mut d = Self {
             session: Session::new(config, Some("192.0.2.7:4444".parse().unwrap()), tls),
-            auth_script: VecDeque::new(),
+            auth_script: scripted,
             auth_seen: Vec::new(),
-            cancelled: 0,
             delivered: Vec::new(),
             delivery_fails: false,
             closed: false,
@@ -90,24 +107,18 @@ impl Driver {
     fn answer(&mut self, event: Event) {
         match event {
             Event::StartTls => self.session.tls_established(),
-            Event::AuthStart {
-                mechanism, initial, ..
-            } => {
-                self.auth_seen.push((mechanism.name().to_string(), initial));
-                let step = self.next_step();
-                self.session.auth_step(step);
-            }
-            Event::AuthResponse(bytes) => {
-                self.auth_seen.push((String::new(), Some(bytes)));
-                let step = self.next_step();
-                self.session.auth_step(step);
-            }
-            Event::AuthCancelled => self.cancelled += 1,
-            Event::AuthAbort => {
-                // The scripted exchange has no state: a plain abort.
-                self.cancelled += 1;
-                self.session
-                    .auth_step(SaslStep::Failure(crate::auth::sasl::SaslFailure::Aborted));
+            Event::Auth(work) => {
+                self.auth_seen.push(match &work {
+                    AuthWork::Start {
+                        mechanism, initial, ..
+                    } => (mechanism.name().to_string(), initial.clone()),
+                    AuthWork::Step { response, .. } => (String::new(), Some(response.clone())),
+                });
+                // The scripted exchange never waits.
+                let done = crate::auth::sasl::driver::run(work)
+                    .now_or_never()
+                    .expect("scripted exchange is ready at once");
+                self.session.auth_done(done);
             }
             Event::CheckRecipient(address) => {
                 let result = match address.to_ascii_lowercase().as_str() {
@@ -134,12 +145,11 @@ impl Driver {
         }
     }
 
-    fn next_step(&mut self) -> SaslStep {
+    /// Exchanges released so far.
+    fn released(&self) -> usize {
         self.auth_script
-            .pop_front()
-            .unwrap_or(SaslStep::Failure(SaslFailure::Malformed(
-                "no script".into(),
-            )))
+            .dropped
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// EHLO, then a successful one-step XSCRIPT login as `user`.
@@ -352,14 +362,14 @@ fn auth_abort_and_bad_base64_in_exchange() {
     d.auth_script.push_back(SaslStep::Challenge(Vec::new()));
     assert_eq!(d.send("AUTH XSCRIPT\r\n"), "334 \r\n");
     assert_eq!(d.send("*\r\n"), "501 5.7.0 Authentication aborted\r\n");
-    assert_eq!(d.cancelled, 1);
+    assert_eq!(d.released(), 1);
     d.auth_script.push_back(SaslStep::Challenge(Vec::new()));
     d.send("AUTH XSCRIPT\r\n");
     assert_eq!(
         d.send("not base64!\r\n"),
         "501 5.5.2 Invalid base64 data\r\n"
     );
-    assert_eq!(d.cancelled, 2);
+    assert_eq!(d.released(), 2);
     // Back in command mode.
     assert_eq!(d.send("NOOP\r\n"), "250 2.0.0 Ok\r\n");
 }
@@ -403,7 +413,7 @@ fn failure_kinds_map_to_replies() {
                 authcid: "a".into(),
                 authzid: "b".into(),
             },
-            "535 5.7.8 Authentication credentials invalid\r\n",
+            "535 5.7.8 Authorization failed: not allowed to act as that user\r\n",
         ),
         (
             SaslFailure::Malformed("gs2".into()),

@@ -2,17 +2,15 @@
 
 mod conn;
 
-use std::collections::{BTreeSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use crate::auth::AuthBackends;
-use crate::auth::sasl::{
-    SaslExchange, SaslFailure, SaslIdentity, SaslMechanism, SaslRegistry, SaslStep, SessionContext,
-};
+use crate::auth::sasl::{SaslIdentity, SaslRegistry};
 use crate::store::{MailStore, MailboxStatus, MemoryStore, StoreError, StoreEvent, StoredMessage};
+pub use crate::testkit::sasl::Scripted;
 pub use crate::testkit::{TestDirectory, backends};
 
 /// The shared users plus carol at other.test; `down@example.com` makes the directory fail.
@@ -22,58 +20,6 @@ pub fn directory() -> Arc<TestDirectory> {
             .with_user(("carol@other.test", "carol", "carolpw"))
             .failing_for("down@example.com"),
     )
-}
-
-/// A mechanism (`XSCRIPT`, offered without TLS, like OAUTHBEARER) that plays a fixed list of
-/// steps and records what the client sent.
-pub struct Scripted {
-    script: Mutex<VecDeque<SaslStep>>,
-    pub received: Arc<Mutex<Vec<Option<Vec<u8>>>>>,
-}
-
-impl Scripted {
-    pub fn new(steps: Vec<SaslStep>) -> Arc<Self> {
-        Arc::new(Self {
-            script: Mutex::new(steps.into()),
-            received: Arc::default(),
-        })
-    }
-}
-
-impl SaslMechanism for Scripted {
-    fn name(&self) -> &str {
-        "XSCRIPT"
-    }
-    fn available(&self, _ctx: &SessionContext) -> bool {
-        true
-    }
-    fn start(&self, _initial: Option<&[u8]>, _ctx: &SessionContext) -> Box<dyn SaslExchange> {
-        let steps = std::mem::take(&mut *self.script.lock().unwrap());
-        Box::new(ScriptedExchange {
-            steps,
-            received: self.received.clone(),
-        })
-    }
-}
-
-struct ScriptedExchange {
-    steps: VecDeque<SaslStep>,
-    received: Arc<Mutex<Vec<Option<Vec<u8>>>>>,
-}
-
-#[async_trait]
-impl SaslExchange for ScriptedExchange {
-    async fn step(&mut self, client: Option<&[u8]>) -> SaslStep {
-        self.received
-            .lock()
-            .unwrap()
-            .push(client.map(<[u8]>::to_vec));
-        self.steps
-            .pop_front()
-            .unwrap_or(SaslStep::Failure(SaslFailure::Malformed(
-                "script exhausted".into(),
-            )))
-    }
 }
 
 pub fn identity(user: &str) -> SaslIdentity {
