@@ -57,9 +57,6 @@ pub struct ServerSection {
     /// `tracing` filter, e.g. `info` or `mail_oidc_server=debug`. `RUST_LOG` overrides it.
     #[serde(default = "default_log")]
     pub log: String,
-    /// Allow an OAUTHBEARER authzid naming another user than the token's.
-    #[serde(default)]
-    pub allow_delegation: bool,
     /// Directory users allowed to call `POST /admin/revoke` (canonical names, e.g. mail).
     #[serde(default)]
     pub admins: Vec<String>,
@@ -70,7 +67,6 @@ impl Default for ServerSection {
         Self {
             hostname: default_hostname(),
             log: default_log(),
-            allow_delegation: false,
             admins: Vec::new(),
         }
     }

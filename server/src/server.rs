@@ -160,7 +160,12 @@ pub fn build_services(config: &Config) -> Result<Services, StartError> {
         backends: AuthBackends {
             directory,
             validator,
-            allow_delegation: config.server.allow_delegation,
+            admins: config
+                .server
+                .admins
+                .iter()
+                .map(|a| a.to_ascii_lowercase())
+                .collect(),
             revocation: Some(revocation.clone()),
         },
         store,

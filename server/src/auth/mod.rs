@@ -20,9 +20,17 @@ pub struct AuthBackends {
     pub directory: Arc<dyn Directory>,
     /// Bearer-token validation; `None` when no `[oidc]` section is configured.
     pub validator: Option<Arc<dyn TokenValidator>>,
-    /// Whether an OAUTHBEARER authzid may name another user than the token's (delegation).
-    pub allow_delegation: bool,
+    /// `server.admins` (lower case): the only users whose authzid may name another user
+    /// (delegation), on every protocol and mechanism.
+    pub admins: Arc<[String]>,
     /// The deny-list and live sessions; `None` only in tests and embedders that go without.
     /// (`validator` is already wrapped in its check.)
     pub revocation: Option<Arc<RevocationService>>,
+}
+
+impl AuthBackends {
+    /// Whether `user` (canonical) may log in as another user through an authzid.
+    pub fn may_act_as_others(&self, user: &str) -> bool {
+        self.admins.iter().any(|a| a.eq_ignore_ascii_case(user))
+    }
 }

@@ -79,7 +79,7 @@ struct Setup {
 
 fn setup(config: ImapSection) -> Setup {
     let dir = TestDirectory::new();
-    let backends = backends(dir.clone(), None, false);
+    let backends = backends(dir.clone(), None, &[]);
     let mut registry = SaslRegistry::with_builtins(&backends);
     registry.register(Arc::new(XTest));
     let registry = registry

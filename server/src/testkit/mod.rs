@@ -228,12 +228,12 @@ pub fn token_for(username: &str) -> ValidatedToken {
 pub fn backends(
     directory: Arc<TestDirectory>,
     validator: Option<Arc<TestValidator>>,
-    allow_delegation: bool,
+    admins: &[&str],
 ) -> AuthBackends {
     AuthBackends {
         directory,
         validator: validator.map(|v| v as Arc<dyn TokenValidator>),
-        allow_delegation,
+        admins: admins.iter().map(|a| a.to_string()).collect(),
         revocation: None,
     }
 }

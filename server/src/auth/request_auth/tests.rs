@@ -153,7 +153,7 @@ fn bearer_without_oidc_is_dropped_or_refused() {
     let backends = |validator| AuthBackends {
         directory: std::sync::Arc::new(testkit::TestDirectory::default()),
         validator,
-        allow_delegation: false,
+        admins: Arc::from([]),
         revocation: None,
     };
     let auth =

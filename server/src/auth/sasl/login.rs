@@ -107,7 +107,7 @@ mod tests {
     use crate::testkit::sasl::{TestDirectory, backends, ctx, odd_inputs, run};
 
     fn mech() -> Login {
-        Login::new(backends(TestDirectory::new(), None, false))
+        Login::new(backends(TestDirectory::new(), None, &[]))
     }
 
     #[test]
@@ -175,7 +175,7 @@ mod tests {
         ));
         let dir = TestDirectory::new();
         dir.set_down(true);
-        let m = Login::new(backends(dir, None, false));
+        let m = Login::new(backends(dir, None, &[]));
         assert!(matches!(
             run(&m, Some(b"alice"), &[b"alicepw"]).await,
             SaslStep::Failure(SaslFailure::TemporaryFailure(_))

@@ -214,7 +214,11 @@ mod tests {
         let m = OAuthBearer::new(backends(
             TestDirectory::new(),
             Some(validator.clone()),
-            delegation,
+            if delegation {
+                &["alice@example.com"]
+            } else {
+                &[]
+            },
         ));
         (m, validator)
     }
@@ -246,7 +250,7 @@ mod tests {
             ..ctx(false)
         };
         assert!(m.available(&allowed));
-        let none = OAuthBearer::new(backends(TestDirectory::new(), None, false));
+        let none = OAuthBearer::new(backends(TestDirectory::new(), None, &[]));
         assert!(!none.available(&ctx(true)));
     }
 

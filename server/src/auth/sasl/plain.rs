@@ -124,7 +124,7 @@ pub(super) async fn verify(
 }
 
 /// Resolves an authzid that is not literally the authenticated user: another name of the same
-/// user is fine, someone else only with delegation. Returns the canonical authorization id.
+/// user is fine, someone else only for `server.admins`. Returns the canonical authorization id.
 pub(super) async fn authorize(
     backends: &AuthBackends,
     authenticated: &str,
@@ -140,8 +140,8 @@ pub(super) async fn authorize(
         .map_err(temporary)?;
     match target {
         Some(target) if target.eq_ignore_ascii_case(authenticated) => Ok(authenticated.to_string()),
-        Some(target) if backends.allow_delegation => Ok(target),
-        None if backends.allow_delegation => Err(SaslFailure::InvalidCredentials {
+        Some(target) if backends.may_act_as_others(authenticated) => Ok(target),
+        None if backends.may_act_as_others(authenticated) => Err(SaslFailure::InvalidCredentials {
             reason: "unknown_authzid".into(),
         }),
         _ => Err(SaslFailure::DelegationForbidden {
@@ -184,8 +184,14 @@ mod tests {
     use super::*;
     use crate::testkit::sasl::{TestDirectory, backends, ctx, odd_inputs, run};
 
+    /// `delegation`: alice is in `server.admins`.
     fn mech(delegation: bool) -> Plain {
-        Plain::new(backends(TestDirectory::new(), None, delegation))
+        let admins: &[&str] = if delegation {
+            &["alice@example.com"]
+        } else {
+            &[]
+        };
+        Plain::new(backends(TestDirectory::new(), None, admins))
     }
 
     async fn plain(message: &[u8], delegation: bool) -> SaslStep {
@@ -251,7 +257,7 @@ mod tests {
     async fn directory_down_is_temporary() {
         let dir = TestDirectory::new();
         dir.set_down(true);
-        let m = Plain::new(backends(dir, None, false));
+        let m = Plain::new(backends(dir, None, &[]));
         let step = run(&m, Some(b"\0alice\0alicepw"), &[]).await;
         assert!(
             matches!(step, SaslStep::Failure(SaslFailure::TemporaryFailure(_))),
@@ -301,6 +307,14 @@ mod tests {
         assert_eq!(
             plain(b"nobody\0alice\0alicepw", true).await,
             invalid("unknown_authzid")
+        );
+        // Only the administrator may: bob may not act as alice while alice is the admin.
+        assert_eq!(
+            plain(b"alice\0bob\0bobpw", true).await,
+            SaslStep::Failure(SaslFailure::DelegationForbidden {
+                authcid: "bob@example.com".into(),
+                authzid: "alice".into(),
+            })
         );
         // The password is checked before the authzid.
         assert_eq!(

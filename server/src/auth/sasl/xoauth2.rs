@@ -82,7 +82,7 @@ mod tests {
         validator.set("bad", Err(TokenError::WrongAudience));
         validator.set("down", Err(TokenError::Unavailable("timeout".into())));
         let directory = TestDirectory::new();
-        let m = XOAuth2::new(backends(directory.clone(), Some(validator.clone()), false));
+        let m = XOAuth2::new(backends(directory.clone(), Some(validator.clone()), &[]));
         (m, validator, directory)
     }
 
@@ -101,7 +101,7 @@ mod tests {
         let (m, _, _) = setup();
         assert!(!m.available(&ctx(false)), "not in clear by default");
         assert!(m.available(&ctx(true)));
-        let none = XOAuth2::new(backends(TestDirectory::new(), None, false));
+        let none = XOAuth2::new(backends(TestDirectory::new(), None, &[]));
         assert!(!none.available(&ctx(true)));
     }
 

@@ -41,7 +41,7 @@ fn setup(end_at_token_expiry: bool) -> Setup {
     let backends = AuthBackends {
         directory: TestDirectory::new(),
         validator: Some(validator),
-        allow_delegation: false,
+        admins: Arc::from([]),
         revocation: Some(service.clone()),
     };
     let registry = SaslRegistry::with_builtins(&backends)

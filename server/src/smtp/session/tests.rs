@@ -26,7 +26,7 @@ fn config_with(
     plaintext: bool,
     scripted: Arc<Scripted>,
 ) -> Arc<SessionConfig> {
-    let backends = backends(directory(), None, false);
+    let backends = backends(directory(), None, &[]);
     Arc::new(SessionConfig {
         hostname: HOST.into(),
         kind,

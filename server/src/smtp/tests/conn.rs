@@ -88,7 +88,7 @@ impl TestServer {
         let acceptor = crate::tls::acceptor(&TlsSection { cert, key }).unwrap();
 
         let directory = directory();
-        let backends = backends(directory.clone(), None, false);
+        let backends = backends(directory.clone(), None, &[]);
         let store = setup
             .store
             .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn MailStore>);

@@ -28,7 +28,7 @@ fn context(tls: bool) -> SessionContext {
 
 /// PLAIN (needs TLS) and `XSCRIPT` (scripted, offered everywhere).
 fn registry(scripted: Arc<Scripted>) -> SaslRegistry {
-    let mut registry = SaslRegistry::with_builtins(&backends(TestDirectory::new(), None, false));
+    let mut registry = SaslRegistry::with_builtins(&backends(TestDirectory::new(), None, &[]));
     registry.register(scripted);
     registry
         .enable(&["PLAIN".into(), "XSCRIPT".into()])
@@ -240,7 +240,7 @@ impl SaslMechanism for RefusingMechanism {
 
 #[test]
 fn abort_after_an_error_challenge_counts() {
-    let mut reg = SaslRegistry::with_builtins(&backends(TestDirectory::new(), None, false));
+    let mut reg = SaslRegistry::with_builtins(&backends(TestDirectory::new(), None, &[]));
     reg.register(Arc::new(RefusingMechanism));
     let reg = reg.enable(&["XREFUSE".into()]).expect("known");
     let mut d = driver(2, SuccessData::AsChallenge);

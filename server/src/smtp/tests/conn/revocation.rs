@@ -62,7 +62,7 @@ impl Server {
         let backends = AuthBackends {
             directory: TestDirectory::new(),
             validator: Some(validator),
-            allow_delegation: false,
+            admins: Arc::from([]),
             revocation: Some(service.clone()),
         };
         let registry = SaslRegistry::with_builtins(&backends)
