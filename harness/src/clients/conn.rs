@@ -76,4 +76,19 @@ impl Conn {
         self.stream = BufReader::new(Box::new(tls));
         Ok(())
     }
+
+    /// Reads (and drops) whatever the server still sends until it closes the connection: `true`
+    /// once it has, `false` if it is still open when the deadline passes.
+    pub(crate) async fn closes(&mut self) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 4096];
+        let limit = tokio::time::Instant::now() + self.timeout;
+        loop {
+            match tokio::time::timeout_at(limit, self.stream.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
 }

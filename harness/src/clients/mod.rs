@@ -5,6 +5,7 @@
 mod conn;
 pub mod imap;
 pub mod jmap;
+pub mod sasl;
 pub mod smtp;
 pub mod tls;
 

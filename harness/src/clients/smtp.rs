@@ -151,6 +151,12 @@ impl SmtpClient {
     }
 
     /// Deadline of each later read and write (default 10 s).
+    /// Reads until the server closes the connection: `true` once it has, `false` if it is still
+    /// open after the timeout.
+    pub async fn is_closed(&mut self) -> bool {
+        self.conn.closes().await
+    }
+
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.conn.timeout = timeout;
     }

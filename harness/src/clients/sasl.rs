@@ -1,0 +1,206 @@
+//! One view of SASL over every protocol's client, so the same matrix of exchanges (suites::sasl)
+//! runs on IMAP, SMTP, POP3 and ManageSieve. Each client keeps its own raw API for
+//! protocol-specific tests; this trait only classifies final replies.
+
+use async_trait::async_trait;
+
+use super::ClientResult;
+use super::imap::{ImapClient, SaslReply};
+use super::smtp::{SmtpClient, SmtpReply};
+
+/// What a protocol's final reply to an exchange means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthVerdict {
+    /// Logged in (IMAP `OK`, SMTP `235`, POP3 `+OK`, ManageSieve `OK`).
+    Success,
+    /// Credentials refused (IMAP `NO [AUTHENTICATIONFAILED]`, SMTP `535`, POP3 `-ERR [AUTH]`,
+    /// ManageSieve `NO`).
+    Refused,
+    /// Another identity was asked for and refused (IMAP `NO [AUTHORIZATIONFAILED]`, SMTP `535`
+    /// "Authorization failed", POP3 `-ERR [AUTH] Authorization failed`, ManageSieve `NO`).
+    AuthorizationRefused,
+    /// IdP or directory unreachable (IMAP `NO [UNAVAILABLE]`, SMTP `454`, POP3
+    /// `-ERR [SYS/TEMP]`, ManageSieve `NO (TRYLATER)`).
+    Temporary,
+    /// Malformed, aborted or bad base64 (IMAP `BAD`, SMTP `501`, POP3 `-ERR`, ManageSieve `NO`).
+    Protocol,
+    /// The mechanism needs TLS (IMAP `NO [PRIVACYREQUIRED]`, SMTP `538`, POP3 `-ERR`,
+    /// ManageSieve `NO (ENCRYPT-NEEDED)`).
+    EncryptionRequired,
+    /// Unknown or disabled mechanism.
+    UnknownMechanism,
+    /// The server closed the connection (failure limit) after its reply.
+    Closed,
+}
+
+/// One step of an exchange as the client sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthTurn {
+    /// A challenge, decoded.
+    Challenge(Vec<u8>),
+    /// The final reply: its verdict, the reply as sent (for messages) and, for a success,
+    /// the additional data it carried (ManageSieve `OK (SASL "...")`).
+    Done {
+        verdict: AuthVerdict,
+        reply: String,
+        success_data: Option<Vec<u8>>,
+    },
+}
+
+impl AuthTurn {
+    pub fn verdict(&self) -> Option<AuthVerdict> {
+        match self {
+            AuthTurn::Done { verdict, .. } => Some(*verdict),
+            AuthTurn::Challenge(_) => None,
+        }
+    }
+}
+
+/// A protocol client that can run SASL exchanges step by step.
+#[async_trait]
+pub trait SaslClient: Send {
+    /// `imap`, `smtp`, `pop3` or `sieve`, for messages.
+    fn protocol(&self) -> &'static str;
+    /// The mechanisms the server offers now.
+    async fn mechanisms(&mut self) -> ClientResult<Vec<String>>;
+    /// Starts an exchange; `initial`: the initial response (`Some(&[])` sends the empty one).
+    async fn auth_start(
+        &mut self,
+        mechanism: &str,
+        initial: Option<&[u8]>,
+    ) -> ClientResult<AuthTurn>;
+    /// Answers a challenge with `data` (encoded as the protocol wants).
+    async fn auth_respond(&mut self, data: &[u8]) -> ClientResult<AuthTurn>;
+    /// Answers a challenge with raw wire text (invalid base64 and the like).
+    async fn auth_respond_raw(&mut self, text: &str) -> ClientResult<AuthTurn>;
+    /// Cancels the exchange (`*`, or `"*"` in ManageSieve).
+    async fn auth_abort(&mut self) -> ClientResult<AuthTurn>;
+    /// A harmless command, `true` if the session answered it positively.
+    async fn noop(&mut self) -> ClientResult<bool>;
+    /// Whether the server has closed the connection (a read sees end of stream).
+    async fn is_closed(&mut self) -> bool;
+}
+
+fn imap_turn(reply: SaslReply) -> AuthTurn {
+    let reply = match reply {
+        SaslReply::Challenge(data) => return AuthTurn::Challenge(data),
+        SaslReply::Done(reply) => reply,
+    };
+    let verdict = match (reply.status(), reply.code()) {
+        ("OK", _) => AuthVerdict::Success,
+        ("NO", Some("AUTHENTICATIONFAILED")) => AuthVerdict::Refused,
+        ("NO", Some("AUTHORIZATIONFAILED")) => AuthVerdict::AuthorizationRefused,
+        ("NO", Some("UNAVAILABLE")) => AuthVerdict::Temporary,
+        ("NO", Some("PRIVACYREQUIRED")) => AuthVerdict::EncryptionRequired,
+        ("NO", _) => AuthVerdict::UnknownMechanism,
+        ("BAD", _) => AuthVerdict::Protocol,
+        _ if reply.has_bye() => AuthVerdict::Closed,
+        _ => AuthVerdict::Protocol,
+    };
+    AuthTurn::Done {
+        verdict,
+        reply: reply.tagged,
+        success_data: None,
+    }
+}
+
+#[async_trait]
+impl SaslClient for ImapClient {
+    fn protocol(&self) -> &'static str {
+        "imap"
+    }
+    async fn mechanisms(&mut self) -> ClientResult<Vec<String>> {
+        Ok(self
+            .capabilities()
+            .await?
+            .iter()
+            .filter_map(|c| c.strip_prefix("AUTH="))
+            .map(str::to_string)
+            .collect())
+    }
+    async fn auth_start(
+        &mut self,
+        mechanism: &str,
+        initial: Option<&[u8]>,
+    ) -> ClientResult<AuthTurn> {
+        Ok(imap_turn(
+            ImapClient::auth_start(self, mechanism, initial).await?,
+        ))
+    }
+    async fn auth_respond(&mut self, data: &[u8]) -> ClientResult<AuthTurn> {
+        Ok(imap_turn(self.auth_continue(data).await?))
+    }
+    async fn auth_respond_raw(&mut self, text: &str) -> ClientResult<AuthTurn> {
+        Ok(imap_turn(self.auth_continue_raw(text).await?))
+    }
+    async fn auth_abort(&mut self) -> ClientResult<AuthTurn> {
+        Ok(imap_turn(ImapClient::auth_abort(self).await?))
+    }
+    async fn noop(&mut self) -> ClientResult<bool> {
+        Ok(self.command("NOOP").await?.is_ok())
+    }
+    async fn is_closed(&mut self) -> bool {
+        ImapClient::is_closed(self).await
+    }
+}
+
+fn smtp_turn(reply: SmtpReply) -> AuthTurn {
+    if let Some(data) = reply.challenge() {
+        return AuthTurn::Challenge(data);
+    }
+    let first = reply.first_line();
+    let verdict = match reply.code {
+        235 => AuthVerdict::Success,
+        535 if first.contains("Authorization failed") => AuthVerdict::AuthorizationRefused,
+        535 => AuthVerdict::Refused,
+        454 => AuthVerdict::Temporary,
+        538 => AuthVerdict::EncryptionRequired,
+        504 => AuthVerdict::UnknownMechanism,
+        421 => AuthVerdict::Closed,
+        _ => AuthVerdict::Protocol,
+    };
+    AuthTurn::Done {
+        verdict,
+        reply: first,
+        success_data: None,
+    }
+}
+
+#[async_trait]
+impl SaslClient for SmtpClient {
+    fn protocol(&self) -> &'static str {
+        "smtp"
+    }
+    async fn mechanisms(&mut self) -> ClientResult<Vec<String>> {
+        let lines = self.ehlo("client.example").await?;
+        Ok(lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("AUTH "))
+            .flat_map(|l| l.split(' ').map(str::to_string))
+            .collect())
+    }
+    async fn auth_start(
+        &mut self,
+        mechanism: &str,
+        initial: Option<&[u8]>,
+    ) -> ClientResult<AuthTurn> {
+        Ok(smtp_turn(
+            SmtpClient::auth_start(self, mechanism, initial).await?,
+        ))
+    }
+    async fn auth_respond(&mut self, data: &[u8]) -> ClientResult<AuthTurn> {
+        Ok(smtp_turn(self.auth_continue(data).await?))
+    }
+    async fn auth_respond_raw(&mut self, text: &str) -> ClientResult<AuthTurn> {
+        Ok(smtp_turn(self.command(text).await?))
+    }
+    async fn auth_abort(&mut self) -> ClientResult<AuthTurn> {
+        Ok(smtp_turn(SmtpClient::auth_abort(self).await?))
+    }
+    async fn noop(&mut self) -> ClientResult<bool> {
+        Ok(self.command("NOOP").await?.is_positive())
+    }
+    async fn is_closed(&mut self) -> bool {
+        SmtpClient::is_closed(self).await
+    }
+}
