@@ -9,6 +9,7 @@
 pub mod access;
 pub mod live;
 pub mod revocation;
+pub mod sasl;
 pub mod slo;
 pub mod sso;
 

@@ -1,0 +1,381 @@
+//! The SASL matrix, the same on every protocol (IMAP, SMTP, POP3, ManageSieve): bearer logins
+//! with both mechanisms, with and without an initial response; hostile tokens answered with the
+//! exact RFC 7628 error challenge and then refused; PLAIN and LOGIN against the directory;
+//! plaintext mechanisms refused before TLS; `*` aborts and bad base64; another user's identity
+//! refused; the failure limit. Endpoints and credentials in, a [`Report`] out.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, bail, ensure};
+use async_trait::async_trait;
+
+use super::{Account, Report};
+use crate::clients::imap::ImapClient;
+use crate::clients::sasl::{AuthTurn, AuthVerdict, SaslClient};
+use crate::clients::smtp::SmtpClient;
+use crate::clients::{ClientResult, oauthbearer_payload, plain_payload, xoauth2_payload};
+
+/// How to reach one protocol of the server under test.
+#[async_trait]
+pub trait SaslEndpoint: Send + Sync {
+    type Client: SaslClient;
+    /// `imap`, `smtp`, ... for check names.
+    fn protocol(&self) -> &'static str;
+    /// A session under TLS (implicit, or after STARTTLS), ready for AUTHENTICATE.
+    async fn secure(&self) -> ClientResult<Self::Client>;
+    /// A cleartext session before TLS, if the server has such a port.
+    async fn cleartext(&self) -> Option<ClientResult<Self::Client>>;
+    /// Host and port the OAUTHBEARER message names.
+    fn host_port(&self) -> (String, u16);
+}
+
+/// What the matrix needs to know about the realm and the server's policy.
+#[derive(Debug, Clone)]
+pub struct SaslCredentials {
+    /// A directory user, and a valid access token of theirs.
+    pub account: Account,
+    pub token: String,
+    /// Another directory user (whose identity `account` must not take).
+    pub other: Account,
+    /// Tokens the server must refuse, by name (expired, wrong key, ...).
+    pub hostile: Vec<(String, String)>,
+    /// The `openid-configuration` URL the error challenge must name.
+    pub discovery_url: String,
+    /// Failed logins after which the server closes the connection, if known.
+    pub failure_limit: Option<u32>,
+}
+
+/// Runs the whole matrix against one protocol.
+pub async fn matrix<E: SaslEndpoint>(endpoint: &E, creds: &SaslCredentials) -> Report {
+    let mut report = Report::new("sasl");
+    let p = endpoint.protocol();
+    report.check(
+        format!("{p}: bearer and password mechanisms offered under TLS"),
+        offered(endpoint).await,
+    );
+    for mech in ["OAUTHBEARER", "XOAUTH2"] {
+        for ir in [true, false] {
+            report.check(
+                format!("{p}: {mech} (initial response: {ir}) logs in with a real token"),
+                bearer_login(endpoint, creds, mech, ir).await,
+            );
+        }
+        for (name, token) in &creds.hostile {
+            report.check(
+                format!("{p}: {mech} with a hostile token ({name}): error challenge, then refused"),
+                hostile(endpoint, creds, mech, token).await,
+            );
+        }
+    }
+    report.check(
+        format!("{p}: OAUTHBEARER asking for another user's identity is refused"),
+        another_identity(endpoint, creds).await,
+    );
+    for ir in [true, false] {
+        report.check(
+            format!("{p}: PLAIN (initial response: {ir}) against the directory"),
+            plain(endpoint, &creds.account, ir).await,
+        );
+    }
+    report.check(
+        format!("{p}: a wrong password is refused and the session stays usable"),
+        wrong_password(endpoint, &creds.account).await,
+    );
+    report.check(
+        format!("{p}: LOGIN against the directory, where offered"),
+        login(endpoint, &creds.account).await,
+    );
+    report.check(
+        format!("{p}: plaintext mechanisms refused before TLS"),
+        plaintext_before_tls(endpoint, &creds.account).await,
+    );
+    report.check(
+        format!("{p}: '*' aborts the exchange and the session stays usable"),
+        abort(endpoint).await,
+    );
+    report.check(
+        format!("{p}: a response that is not base64 is refused"),
+        bad_base64(endpoint).await,
+    );
+    if let Some(limit) = creds.failure_limit {
+        report.check(
+            format!("{p}: {limit} failed logins close the connection"),
+            failure_limit(endpoint, &creds.account, limit).await,
+        );
+    }
+    report
+}
+
+async fn offered<E: SaslEndpoint>(endpoint: &E) -> anyhow::Result<()> {
+    let mut client = endpoint.secure().await?;
+    let mechs = client.mechanisms().await?;
+    for want in ["OAUTHBEARER", "XOAUTH2", "PLAIN"] {
+        ensure!(
+            mechs.iter().any(|m| m.eq_ignore_ascii_case(want)),
+            "{want} not offered: {mechs:?}"
+        );
+    }
+    Ok(())
+}
+
+/// Sends the first client message as initial response, or after the server's first challenge.
+async fn first_message<C: SaslClient>(
+    client: &mut C,
+    mech: &str,
+    message: &[u8],
+    ir: bool,
+) -> anyhow::Result<AuthTurn> {
+    if ir {
+        return Ok(client.auth_start(mech, Some(message)).await?);
+    }
+    match client.auth_start(mech, None).await? {
+        AuthTurn::Challenge(c) => {
+            ensure!(
+                c.is_empty(),
+                "first challenge of {mech} is not empty: {c:?}"
+            );
+            Ok(client.auth_respond(message).await?)
+        }
+        done => bail!("no challenge without an initial response: {done:?}"),
+    }
+}
+
+fn bearer_message<E: SaslEndpoint>(endpoint: &E, mech: &str, user: &str, token: &str) -> Vec<u8> {
+    let (host, port) = endpoint.host_port();
+    match mech {
+        "XOAUTH2" => xoauth2_payload(user, token),
+        _ => oauthbearer_payload(Some(user), &host, port, token),
+    }
+}
+
+fn expect_done(turn: &AuthTurn, want: AuthVerdict) -> anyhow::Result<()> {
+    match turn.verdict() {
+        Some(v) if v == want => Ok(()),
+        _ => bail!("expected {want:?}, got {turn:?}"),
+    }
+}
+
+async fn bearer_login<E: SaslEndpoint>(
+    endpoint: &E,
+    creds: &SaslCredentials,
+    mech: &str,
+    ir: bool,
+) -> anyhow::Result<()> {
+    let mut client = endpoint.secure().await?;
+    let message = bearer_message(endpoint, mech, &creds.account.mail, &creds.token);
+    let turn = first_message(&mut client, mech, &message, ir).await?;
+    expect_done(&turn, AuthVerdict::Success)?;
+    ensure!(client.noop().await?, "the logged-in session refuses NOOP");
+    Ok(())
+}
+
+/// The RFC 7628 error challenge: exactly status, scope and openid-configuration.
+fn check_error_challenge(bytes: &[u8], discovery_url: &str) -> anyhow::Result<()> {
+    let json: serde_json::Value =
+        serde_json::from_slice(bytes).context("the error challenge is not JSON")?;
+    let obj = json
+        .as_object()
+        .context("the error challenge is no object")?;
+    ensure!(
+        obj.get("status").and_then(|v| v.as_str()) == Some("invalid_token"),
+        "status: {json}"
+    );
+    ensure!(
+        obj.get("openid-configuration").and_then(|v| v.as_str()) == Some(discovery_url),
+        "openid-configuration is not {discovery_url}: {json}"
+    );
+    let scope = obj
+        .get("scope")
+        .and_then(|v| v.as_str())
+        .context("no scope")?;
+    ensure!(scope.split(' ').any(|s| s == "openid"), "scope: {json}");
+    ensure!(obj.len() == 3, "more than the three members: {json}");
+    Ok(())
+}
+
+async fn hostile<E: SaslEndpoint>(
+    endpoint: &E,
+    creds: &SaslCredentials,
+    mech: &str,
+    token: &str,
+) -> anyhow::Result<()> {
+    for ir in [true, false] {
+        let mut client = endpoint.secure().await?;
+        let message = bearer_message(endpoint, mech, &creds.account.mail, token);
+        match first_message(&mut client, mech, &message, ir).await? {
+            AuthTurn::Challenge(json) => check_error_challenge(&json, &creds.discovery_url)
+                .with_context(|| format!("initial response: {ir}"))?,
+            done => bail!("initial response {ir}: no error challenge: {done:?}"),
+        }
+        // RFC 7628 3.2.3: the client answers with a dummy response, the server then fails.
+        let turn = client.auth_respond(b"\x01").await?;
+        expect_done(&turn, AuthVerdict::Refused)
+            .with_context(|| format!("initial response: {ir}"))?;
+    }
+    Ok(())
+}
+
+async fn another_identity<E: SaslEndpoint>(
+    endpoint: &E,
+    creds: &SaslCredentials,
+) -> anyhow::Result<()> {
+    let mut client = endpoint.secure().await?;
+    let message = bearer_message(endpoint, "OAUTHBEARER", &creds.other.mail, &creds.token);
+    let turn = client.auth_start("OAUTHBEARER", Some(&message)).await?;
+    expect_done(&turn, AuthVerdict::AuthorizationRefused)
+}
+
+async fn plain<E: SaslEndpoint>(endpoint: &E, account: &Account, ir: bool) -> anyhow::Result<()> {
+    let mut client = endpoint.secure().await?;
+    let message = plain_payload(&account.mail, &account.password);
+    let turn = first_message(&mut client, "PLAIN", &message, ir).await?;
+    expect_done(&turn, AuthVerdict::Success)?;
+    ensure!(client.noop().await?, "the logged-in session refuses NOOP");
+    Ok(())
+}
+
+async fn wrong_password<E: SaslEndpoint>(endpoint: &E, account: &Account) -> anyhow::Result<()> {
+    let mut client = endpoint.secure().await?;
+    let message = plain_payload(&account.mail, "not-the-password");
+    let turn = client.auth_start("PLAIN", Some(&message)).await?;
+    expect_done(&turn, AuthVerdict::Refused)?;
+    ensure!(client.noop().await?, "NOOP refused after a failed login");
+    Ok(())
+}
+
+async fn login<E: SaslEndpoint>(endpoint: &E, account: &Account) -> anyhow::Result<()> {
+    let mut client = endpoint.secure().await?;
+    if !client
+        .mechanisms()
+        .await?
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case("LOGIN"))
+    {
+        return Ok(());
+    }
+    let AuthTurn::Challenge(_) = client.auth_start("LOGIN", None).await? else {
+        bail!("LOGIN asked for nothing");
+    };
+    let AuthTurn::Challenge(_) = client.auth_respond(account.mail.as_bytes()).await? else {
+        bail!("LOGIN asked for no password");
+    };
+    let turn = client.auth_respond(account.password.as_bytes()).await?;
+    expect_done(&turn, AuthVerdict::Success)
+}
+
+async fn plaintext_before_tls<E: SaslEndpoint>(
+    endpoint: &E,
+    account: &Account,
+) -> anyhow::Result<()> {
+    let Some(client) = endpoint.cleartext().await else {
+        return Ok(());
+    };
+    let mut client = client?;
+    let mechs = client.mechanisms().await?;
+    ensure!(
+        !mechs.iter().any(|m| m.eq_ignore_ascii_case("PLAIN")),
+        "PLAIN offered before TLS: {mechs:?}"
+    );
+    let message = plain_payload(&account.mail, &account.password);
+    let turn = client.auth_start("PLAIN", Some(&message)).await?;
+    expect_done(&turn, AuthVerdict::EncryptionRequired)
+}
+
+async fn abort<E: SaslEndpoint>(endpoint: &E) -> anyhow::Result<()> {
+    let mut client = endpoint.secure().await?;
+    let AuthTurn::Challenge(_) = client.auth_start("PLAIN", None).await? else {
+        bail!("PLAIN without an initial response sent no challenge");
+    };
+    let turn = client.auth_abort().await?;
+    expect_done(&turn, AuthVerdict::Protocol)?;
+    ensure!(client.noop().await?, "NOOP refused after an abort");
+    Ok(())
+}
+
+async fn bad_base64<E: SaslEndpoint>(endpoint: &E) -> anyhow::Result<()> {
+    let mut client = endpoint.secure().await?;
+    let AuthTurn::Challenge(_) = client.auth_start("PLAIN", None).await? else {
+        bail!("PLAIN without an initial response sent no challenge");
+    };
+    let turn = client.auth_respond_raw("@@not base64@@").await?;
+    expect_done(&turn, AuthVerdict::Protocol)
+}
+
+async fn failure_limit<E: SaslEndpoint>(
+    endpoint: &E,
+    account: &Account,
+    limit: u32,
+) -> anyhow::Result<()> {
+    let mut client = endpoint.secure().await?;
+    let message = plain_payload(&account.mail, "not-the-password");
+    for attempt in 1..=limit {
+        let turn = client.auth_start("PLAIN", Some(&message)).await?;
+        expect_done(&turn, AuthVerdict::Refused).with_context(|| format!("attempt {attempt}"))?;
+    }
+    ensure!(
+        client.is_closed().await,
+        "still open after {limit} failures"
+    );
+    Ok(())
+}
+
+/// IMAP: implicit TLS, and the cleartext port (STARTTLS) if there is one.
+#[derive(Debug, Clone)]
+pub struct ImapEndpoint {
+    pub tls: SocketAddr,
+    pub cleartext: Option<SocketAddr>,
+    pub ca_pem: String,
+}
+
+#[async_trait]
+impl SaslEndpoint for ImapEndpoint {
+    type Client = ImapClient;
+    fn protocol(&self) -> &'static str {
+        "imap"
+    }
+    async fn secure(&self) -> ClientResult<ImapClient> {
+        ImapClient::connect_tls(self.tls, &self.ca_pem).await
+    }
+    async fn cleartext(&self) -> Option<ClientResult<ImapClient>> {
+        Some(ImapClient::connect(self.cleartext?).await)
+    }
+    fn host_port(&self) -> (String, u16) {
+        (self.tls.ip().to_string(), self.tls.port())
+    }
+}
+
+/// SMTP submission: implicit TLS, and the cleartext port (STARTTLS) if there is one. Sessions
+/// have said EHLO.
+#[derive(Debug, Clone)]
+pub struct SmtpEndpoint {
+    pub tls: SocketAddr,
+    pub cleartext: Option<SocketAddr>,
+    pub ca_pem: String,
+}
+
+#[async_trait]
+impl SaslEndpoint for SmtpEndpoint {
+    type Client = SmtpClient;
+    fn protocol(&self) -> &'static str {
+        "smtp"
+    }
+    async fn secure(&self) -> ClientResult<SmtpClient> {
+        let mut smtp = SmtpClient::connect_tls(self.tls, &self.ca_pem).await?;
+        smtp.ehlo("suite.test").await?;
+        Ok(smtp)
+    }
+    async fn cleartext(&self) -> Option<ClientResult<SmtpClient>> {
+        let addr = self.cleartext?;
+        Some(
+            async move {
+                let mut smtp = SmtpClient::connect(addr).await?;
+                smtp.ehlo("suite.test").await?;
+                Ok(smtp)
+            }
+            .await,
+        )
+    }
+    fn host_port(&self) -> (String, u16) {
+        (self.tls.ip().to_string(), self.tls.port())
+    }
+}
