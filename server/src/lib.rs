@@ -9,6 +9,7 @@ pub mod http;
 pub mod imap;
 pub mod jmap;
 pub mod server;
+pub mod sieve;
 pub mod smtp;
 pub mod store;
 #[cfg(test)]
