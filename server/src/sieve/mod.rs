@@ -35,6 +35,8 @@ mod parser;
 mod program;
 mod validate;
 
+#[cfg(test)]
+mod tests;
 
 pub use flags::MAX_FLAGS;
 pub use interpret::MAX_ACTIONS;
