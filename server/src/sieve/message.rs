@@ -99,9 +99,22 @@ impl<'m> MessageView<'m> {
         out
     }
 
+    /// The MIME tree. The message comes from any sender, so a panic inside the parser (none
+    /// is known) would take the delivery down with it: it is caught and the message is then
+    /// read as unstructured text.
     fn parsed(&self) -> Option<&Message<'m>> {
         self.parsed
-            .get_or_init(|| MessageParser::default().parse(self.raw))
+            .get_or_init(|| {
+                let raw = self.raw;
+                std::panic::catch_unwind(|| MessageParser::default().parse(raw)).unwrap_or_else(
+                    |_| {
+                        tracing::warn!(
+                            "sieve: the MIME parser panicked; matching the body as plain text"
+                        );
+                        None
+                    },
+                )
+            })
             .as_ref()
     }
 

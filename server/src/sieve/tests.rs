@@ -1247,3 +1247,36 @@ fn mutated_scripts_never_panic() {
     // Mutations must mostly break the script, or this test exercises little.
     assert!(compiled < 400, "{compiled} of 500 mutated scripts compiled");
 }
+
+#[test]
+fn bare_lf_and_headerless_messages() {
+    let lf = String::from_utf8_lossy(SIMPLE).replace("\r\n", "\n");
+    assert!(holds(
+        ", \"body\"",
+        "header :is \"x-folded\" \"first part second part\"",
+        lf.as_bytes()
+    ));
+    assert!(holds(
+        ", \"body\"",
+        "address :domain :is \"to\" \"example.net\"",
+        lf.as_bytes()
+    ));
+    assert!(holds(
+        ", \"body\"",
+        "body :raw :is \"Hello Bob,\nthis is the body.\n\"",
+        lf.as_bytes()
+    ));
+    let headerless = b"\r\njust a body\r\n";
+    assert!(!holds(", \"body\"", "exists \"subject\"", headerless));
+    assert!(holds(
+        ", \"body\"",
+        "body :raw :is \"just a body\r\n\"",
+        headerless
+    ));
+    assert!(holds(
+        ", \"body\"",
+        "body :text :contains \"just a body\"",
+        headerless
+    ));
+    assert_eq!(run("", b""), vec![delivery("INBOX", &[])]);
+}
