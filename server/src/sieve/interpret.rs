@@ -168,6 +168,7 @@ impl Run<'_> {
                 matcher,
             } => {
                 for name in headers {
+                    self.budget.charge(self.message.header_count())?;
                     let values = self.message.header_values(name);
                     if matcher.any(values.iter().map(String::as_str), keys, &mut self.budget)? {
                         return Ok(true);
@@ -182,6 +183,7 @@ impl Run<'_> {
                 matcher,
             } => {
                 for name in headers {
+                    self.budget.charge(self.message.header_count())?;
                     let addresses = self.message.header_addresses(name);
                     let values = addresses.iter().filter_map(|a| address_part(a, *part));
                     if matcher.any(values, keys, &mut self.budget)? {
@@ -215,7 +217,15 @@ impl Run<'_> {
                 }
                 false
             }
-            Test::Exists(headers) => headers.iter().all(|h| self.message.has_header(h)),
+            Test::Exists(headers) => {
+                for name in headers {
+                    self.budget.charge(self.message.header_count())?;
+                    if !self.message.has_header(name) {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
             Test::Size { over, limit } => {
                 let size = u64::try_from(self.message.size()).unwrap_or(u64::MAX);
                 if *over { size > *limit } else { size < *limit }
@@ -226,6 +236,10 @@ impl Run<'_> {
                 matcher,
             } => {
                 let budget = &mut self.budget;
+                // Raw and :content copy the body again for each test; :text is cached.
+                if !matches!(transform, BodyTransform::Text) {
+                    budget.charge(self.message.size())?;
+                }
                 match transform {
                     BodyTransform::Raw => {
                         matcher.any([self.message.raw_body().as_ref()], keys, budget)?

@@ -38,6 +38,10 @@ impl<'m> MessageView<'m> {
         }
     }
 
+    pub(crate) fn header_count(&self) -> usize {
+        self.headers.len()
+    }
+
     pub(crate) fn size(&self) -> usize {
         self.raw.len()
     }

@@ -1280,3 +1280,20 @@ fn bare_lf_and_headerless_messages() {
     ));
     assert_eq!(run("", b""), vec![delivery("INBOX", &[])]);
 }
+
+#[test]
+fn many_tests_on_many_headers_hit_the_budget_not_the_clock() {
+    let headers: String = (0..2_000).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let message = format!("{headers}\r\nbody\r\n");
+    let tests = vec!["exists \"x-absent\""; 500].join(", ");
+    let script = compile(&format!("if anyof ({tests}) {{ discard; }}"));
+    assert_eq!(
+        script.evaluate(message.as_bytes(), &ENVELOPE),
+        Ok(vec![delivery("INBOX", &[])])
+    );
+    let result = script.evaluate_with_budget(message.as_bytes(), &ENVELOPE, 100_000);
+    assert!(
+        matches!(result, Err(RuntimeError(ref m)) if m.contains("work limit")),
+        "{result:?}"
+    );
+}
