@@ -11,6 +11,7 @@ pub mod imap;
 pub mod jmap;
 pub mod public_url;
 pub mod server;
+pub mod sieve;
 pub mod smtp;
 pub mod store;
 #[cfg(test)]
