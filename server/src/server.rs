@@ -18,6 +18,7 @@ use crate::auth::revocation::{
 use crate::auth::sasl::{Protocol, SaslRegistry, default_mechanisms};
 use crate::config::{Config, ConfigError, DirectorySection, RevocationStoreKind, StoreSection};
 use crate::imap::{ImapContext, ImapListenerKind};
+use crate::sieve::SieveFilter;
 use crate::smtp::{SmtpContext, SmtpListenerKind};
 use crate::store::{MailStore, MemoryStore};
 use crate::tls;
@@ -78,6 +79,8 @@ pub struct Services {
     pub revocation: Arc<RevocationService>,
     /// The validator without the revocation layer (the introspection re-check asks the IdP).
     pub raw_validator: Option<Arc<dyn TokenValidator>>,
+    /// Recipients' Sieve scripts, run on every local delivery.
+    pub filter: Arc<SieveFilter>,
 }
 
 fn revocation_store(config: &Config) -> Result<Arc<dyn RevocationStore>, StartError> {
@@ -172,6 +175,7 @@ pub fn build_services(config: &Config) -> Result<Services, StartError> {
         tls,
         revocation,
         raw_validator,
+        filter: Arc::new(SieveFilter::keep_all()),
     })
 }
 
@@ -268,6 +272,7 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
         registry: submission_registry,
         backends: services.backends.clone(),
         store: services.store.clone(),
+        filter: services.filter.clone(),
         tls: services.tls.clone(),
     });
 

@@ -29,6 +29,7 @@ pub use error::RequestError;
 pub use ids::account_id;
 pub use routes::router;
 
+use crate::sieve::SieveFilter;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -80,6 +81,8 @@ pub struct JmapContext {
     blobs: blob::BlobStore,
     /// Where WebSocket and EventSource connections register, so a revocation ends them.
     sessions: Option<Arc<SessionRegistry>>,
+    /// Recipients' Sieve scripts for EmailSubmission to local users.
+    filter: Arc<SieveFilter>,
 }
 
 impl JmapContext {
@@ -108,7 +111,18 @@ impl JmapContext {
             epoch: Arc::from(epoch),
             trackers: Mutex::new(HashMap::new()),
             sessions: None,
+            filter: Arc::new(SieveFilter::keep_all()),
         }
+    }
+
+    /// Runs recipients' Sieve scripts on local delivery (default: keep everything).
+    pub fn with_filter(mut self, filter: Arc<SieveFilter>) -> Self {
+        self.filter = filter;
+        self
+    }
+
+    pub fn filter(&self) -> &Arc<SieveFilter> {
+        &self.filter
     }
 
     /// Long-lived connections register here (and end when revoked).

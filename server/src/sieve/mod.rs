@@ -26,6 +26,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod filter;
 mod flags;
 mod interpret;
 mod lexer;
@@ -38,6 +39,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+pub use filter::{ActiveScripts, NoScripts, SieveFilter};
 pub use flags::MAX_FLAGS;
 pub use interpret::MAX_ACTIONS;
 pub use matcher::MAX_MATCH_WORK;

@@ -277,9 +277,13 @@ impl Connection {
                         session.ended(&reason);
                         continue;
                     }
-                    let result =
-                        delivery::deliver(self.ctx.store.clone(), &self.ctx.hostname, envelope)
-                            .await;
+                    let result = delivery::deliver(
+                        self.ctx.store.clone(),
+                        self.ctx.filter.clone(),
+                        &self.ctx.hostname,
+                        envelope,
+                    )
+                    .await;
                     session.delivered(result);
                 }
             }

@@ -1,10 +1,12 @@
-//! Local delivery: trace headers, then one append per recipient. All or nothing: if one append
-//! fails, the copies already stored are expunged so a retry cannot duplicate them.
+//! Local delivery: trace headers, then each recipient's Sieve script (if active) says which
+//! mailboxes get a copy, INBOX otherwise. All or nothing: if one append fails, the copies
+//! already stored are expunged so a retry cannot duplicate them.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use crate::sieve::SieveFilter;
 use crate::store::{MailStore, StoreError};
 use crate::time::now_unix;
 // Re-exported: the JMAP submission code formats its `Date:` through this path.
@@ -90,6 +92,7 @@ fn sanitize(s: &str) -> String {
 /// Delivers to every recipient; returns the queue id once every copy is stored.
 pub async fn deliver(
     store: Arc<dyn MailStore>,
+    filter: Arc<SieveFilter>,
     hostname: &str,
     envelope: Envelope,
 ) -> Result<String, DeliveryError> {
@@ -98,38 +101,87 @@ pub async fn deliver(
     let mut data = trace_headers(&envelope, hostname, &id, now);
     data.extend_from_slice(&envelope.message);
     let recipients = envelope.recipients;
-    // The store trait is synchronous and a persistent store may block on disk.
-    tokio::task::spawn_blocking(move || store_all(store.as_ref(), &recipients, data))
-        .await
-        .map_err(|e| DeliveryError::Task(e.to_string()))??;
+    let from = match &envelope.from {
+        ReversePath::Null => String::new(),
+        ReversePath::Mailbox(m) => m.clone(),
+    };
+    // The store trait is synchronous, a persistent store may block on disk, and scripts are
+    // CPU work.
+    tokio::task::spawn_blocking(move || {
+        store_all(store.as_ref(), &filter, &from, &recipients, data)
+    })
+    .await
+    .map_err(|e| DeliveryError::Task(e.to_string()))??;
     Ok(id)
 }
 
-/// Appends `data` to each recipient's INBOX, rolling back on the first failure.
+/// Stores `data` for each recipient where their script files it (INBOX without one), rolling
+/// back on the first failure. A mailbox a script names that does not exist yet is created.
 pub fn store_all(
     store: &dyn MailStore,
+    filter: &SieveFilter,
+    from: &str,
     recipients: &[String],
     data: Vec<u8>,
 ) -> Result<(), DeliveryError> {
-    let mut stored: Vec<(&str, u32)> = Vec::with_capacity(recipients.len());
+    let mut stored: Vec<(&str, String, u32)> = Vec::with_capacity(recipients.len());
     for user in recipients {
         store.ensure_user(user);
-        match store.append(user, "INBOX", data.clone(), BTreeSet::new(), None) {
-            Ok(uid) => stored.push((user, uid)),
-            Err(source) => {
-                for (done, uid) in stored {
-                    if let Err(e) = store.expunge(done, "INBOX", &[uid]) {
-                        tracing::error!(user = done, uid, error = %e, "rollback of partial delivery failed");
+        for placement in filter.placements(user, from, &data) {
+            let flags: BTreeSet<String> = placement.flags.into_iter().collect();
+            let result = ensure_mailbox(store, user, &placement.mailbox).and_then(|mailbox| {
+                store
+                    .append(user, &mailbox, data.clone(), flags, None)
+                    .map(|uid| (mailbox, uid))
+            });
+            match result {
+                Ok((mailbox, uid)) => stored.push((user, mailbox, uid)),
+                Err(source) => {
+                    for (done, mailbox, uid) in stored {
+                        if let Err(e) = store.expunge(done, &mailbox, &[uid]) {
+                            tracing::error!(user = done, mailbox, uid, error = %e, "rollback of partial delivery failed");
+                        }
                     }
+                    return Err(DeliveryError::Store {
+                        user: user.clone(),
+                        source,
+                    });
                 }
-                return Err(DeliveryError::Store {
-                    user: user.clone(),
-                    source,
-                });
             }
         }
     }
     Ok(())
+}
+
+/// The mailbox a copy goes to: `mailbox`, created if it does not exist; INBOX when the name is
+/// one the store refuses (a script's typo must not make mail undeliverable).
+fn ensure_mailbox(store: &dyn MailStore, user: &str, mailbox: &str) -> Result<String, StoreError> {
+    if mailbox.eq_ignore_ascii_case("INBOX") {
+        return Ok("INBOX".into());
+    }
+    if store.list_mailboxes(user).iter().any(|m| m == mailbox) {
+        return Ok(mailbox.to_string());
+    }
+    match store.create_mailbox(user, mailbox) {
+        Ok(()) => {
+            tracing::info!(
+                user,
+                mailbox,
+                "created the mailbox a sieve script files into"
+            );
+            Ok(mailbox.to_string())
+        }
+        Err(StoreError::MailboxExists(_)) => Ok(mailbox.to_string()),
+        Err(StoreError::InvalidName(_)) => {
+            tracing::warn!(
+                user,
+                mailbox,
+                "sieve script files into an invalid mailbox name; kept in INBOX"
+            );
+            Ok("INBOX".into())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

@@ -43,6 +43,8 @@ pub struct SmtpContext {
     pub registry: SaslRegistry,
     pub backends: AuthBackends,
     pub store: Arc<dyn MailStore>,
+    /// Recipients' Sieve scripts.
+    pub filter: Arc<crate::sieve::SieveFilter>,
     pub tls: Option<TlsAcceptor>,
 }
 

@@ -72,7 +72,8 @@ impl HttpContext {
             config.server.hostname.clone(),
             config.http.max_upload_size,
         )
-        .with_sessions(services.revocation.registry().clone());
+        .with_sessions(services.revocation.registry().clone())
+        .with_filter(services.filter.clone());
         let mut ctx = Self::from_parts(authenticator, default_base, config.http.max_upload_size);
         ctx.jmap = Some(Arc::new(jmap));
         ctx.logout = services.raw_validator.clone().map(|validator| {

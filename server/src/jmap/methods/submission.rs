@@ -494,7 +494,14 @@ async fn set_inner(
                 protocol: if call.caller.secure { "HTTPS" } else { "HTTP" },
             },
         };
-        match delivery::deliver(call.ctx.store.clone(), &call.ctx.hostname, envelope).await {
+        match delivery::deliver(
+            call.ctx.store.clone(),
+            call.ctx.filter().clone(),
+            &call.ctx.hostname,
+            envelope,
+        )
+        .await
+        {
             Ok(queue_id) => {
                 let id = {
                     let mut subs = lock(call);

@@ -106,6 +106,7 @@ impl TestServer {
             registry: registry(&backends, Scripted::new(vec![])),
             backends,
             store: store.clone(),
+            filter: Arc::new(crate::sieve::SieveFilter::keep_all()),
             tls: Some(acceptor),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

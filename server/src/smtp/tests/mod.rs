@@ -9,6 +9,7 @@ use tokio::sync::broadcast;
 
 use crate::auth::AuthBackends;
 use crate::auth::sasl::{SaslIdentity, SaslRegistry};
+use crate::sieve::{ActiveScripts, SieveFilter};
 use crate::store::{MailStore, MailboxStatus, MemoryStore, StoreError, StoreEvent, StoredMessage};
 pub use crate::testkit::sasl::Scripted;
 pub use crate::testkit::{TestDirectory, backends};
@@ -117,7 +118,9 @@ fn rollback_on_partial_delivery() {
         "alice@example.com".to_string(),
         "bob@example.com".to_string(),
     ];
-    let err = super::delivery::store_all(&store, &recipients, b"msg".to_vec()).unwrap_err();
+    let keep = SieveFilter::keep_all();
+    let err =
+        super::delivery::store_all(&store, &keep, "", &recipients, b"msg".to_vec()).unwrap_err();
     assert!(err.to_string().contains("bob@example.com"), "{err}");
     assert!(
         store
@@ -127,8 +130,111 @@ fn rollback_on_partial_delivery() {
     );
 
     let ok = vec!["alice@example.com".to_string()];
-    super::delivery::store_all(&store, &ok, b"msg".to_vec()).unwrap();
+    super::delivery::store_all(&store, &keep, "", &ok, b"msg".to_vec()).unwrap();
     let stored = store.messages("alice@example.com", "INBOX").unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].data.as_slice(), b"msg");
+}
+
+/// Scripts by user, for delivery tests.
+struct Scripts(Vec<(&'static str, &'static str)>);
+
+impl ActiveScripts for Scripts {
+    fn active_script(&self, user: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(u, _)| *u == user)
+            .map(|(_, s)| s.to_string())
+    }
+}
+
+const REPORT: &[u8] = b"From: boss@example.org\r\nSubject: weekly report\r\n\r\nnumbers\r\n";
+
+#[test]
+fn sieve_files_copies_creates_mailboxes_and_sets_flags() {
+    let store = MemoryStore::new();
+    let filter = SieveFilter::new(Arc::new(Scripts(vec![(
+        "alice@example.com",
+        "require [\"fileinto\", \"copy\", \"imap4flags\", \"envelope\"];\n\
+         if envelope :is \"from\" \"boss@example.org\" {\n\
+           fileinto :copy :flags \"\\\\Flagged\" \"Work/Reports\";\n\
+         }\n\
+         if header :contains \"subject\" \"spam\" { discard; }",
+    )])));
+    let recipients = vec![
+        "alice@example.com".to_string(),
+        "bob@example.com".to_string(),
+    ];
+    super::delivery::store_all(
+        &store,
+        &filter,
+        "boss@example.org",
+        &recipients,
+        REPORT.to_vec(),
+    )
+    .unwrap();
+    let filed = store.messages("alice@example.com", "Work/Reports").unwrap();
+    assert_eq!(filed.len(), 1);
+    assert!(filed[0].flags.contains("\\Flagged"), "{:?}", filed[0].flags);
+    // :copy keeps the implicit keep; bob has no script.
+    assert_eq!(
+        store.messages("alice@example.com", "INBOX").unwrap().len(),
+        1
+    );
+    assert_eq!(store.messages("bob@example.com", "INBOX").unwrap().len(), 1);
+    // Another sender: only the implicit keep.
+    super::delivery::store_all(&store, &filter, "", &recipients[..1], REPORT.to_vec()).unwrap();
+    assert_eq!(
+        store
+            .messages("alice@example.com", "Work/Reports")
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store.messages("alice@example.com", "INBOX").unwrap().len(),
+        2
+    );
+    // Discarded: nothing stored for alice, and that is a success.
+    let spam = b"Subject: spam\r\n\r\nx\r\n".to_vec();
+    super::delivery::store_all(&store, &filter, "", &recipients[..1], spam).unwrap();
+    assert_eq!(
+        store.messages("alice@example.com", "INBOX").unwrap().len(),
+        2
+    );
+}
+
+#[test]
+fn sieve_delivery_is_all_or_nothing_and_bad_names_fall_back_to_inbox() {
+    let store = FailingStore {
+        inner: MemoryStore::new(),
+        fail_for: "bob@example.com".into(),
+    };
+    let filter = SieveFilter::new(Arc::new(Scripts(vec![(
+        "alice@example.com",
+        "require [\"fileinto\", \"copy\"]; fileinto :copy \"A\"; fileinto \"B\";",
+    )])));
+    let recipients = vec![
+        "alice@example.com".to_string(),
+        "bob@example.com".to_string(),
+    ];
+    assert!(super::delivery::store_all(&store, &filter, "", &recipients, REPORT.to_vec()).is_err());
+    for mailbox in ["A", "B"] {
+        assert!(
+            store
+                .messages("alice@example.com", mailbox)
+                .unwrap()
+                .is_empty(),
+            "{mailbox}"
+        );
+    }
+    let filter = SieveFilter::new(Arc::new(Scripts(vec![(
+        "alice@example.com",
+        "require \"fileinto\"; fileinto \"bad*name\";",
+    )])));
+    super::delivery::store_all(&store, &filter, "", &recipients[..1], REPORT.to_vec()).unwrap();
+    assert_eq!(
+        store.messages("alice@example.com", "INBOX").unwrap().len(),
+        1
+    );
 }

@@ -76,6 +76,7 @@ impl Server {
             registry,
             backends,
             store: store.clone(),
+            filter: Arc::new(crate::sieve::SieveFilter::keep_all()),
             tls: Some(acceptor),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
