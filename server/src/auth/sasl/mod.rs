@@ -38,6 +38,27 @@ pub struct SessionContext {
     /// Plaintext mechanisms (PLAIN, LOGIN) are offered without TLS (config `allow_plaintext_auth`).
     pub allow_plaintext_without_tls: bool,
     pub peer: Option<SocketAddr>,
+    /// The TLS channel binding of this connection (RFC 9266 `tls-exporter`), once TLS is up;
+    /// SCRAM-SHA-256-PLUS is only offered with one.
+    pub channel_binding: Option<ChannelBinding>,
+}
+
+/// Channel-binding data of a TLS connection (RFC 5056), as `-PLUS` mechanisms bind to it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ChannelBinding {
+    /// The RFC 5929/9266 type name; `tls-exporter` is the only one we produce.
+    pub kind: &'static str,
+    pub data: Vec<u8>,
+}
+
+/// The data stays out of logs: it is a secret derived from the TLS session.
+impl std::fmt::Debug for ChannelBinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelBinding")
+            .field("kind", &self.kind)
+            .field("len", &self.data.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl SessionContext {

@@ -9,6 +9,7 @@ pub fn ctx(tls: bool) -> SessionContext {
         tls,
         allow_plaintext_without_tls: false,
         peer: None,
+        channel_binding: None,
     }
 }
 
