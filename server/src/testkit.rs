@@ -38,6 +38,9 @@ XXC1TPSRdVWrBidamVsSahyiwFA7nmMS9GxlhTNBfXWboXlllpoMia8L
 -----END PRIVATE KEY-----
 ";
 
+/// RFC 7677 section 3's user ("user", password "pencil") as an RFC 5803 stored secret.
+pub const RFC7677_SECRET: &str = "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=";
+
 /// A directory user: (mail, uid, password).
 pub type User = (&'static str, &'static str, &'static str);
 

@@ -6,6 +6,7 @@ mod oauthbearer;
 mod parse;
 mod plain;
 mod registry;
+pub(crate) mod scram;
 #[cfg(test)]
 mod testkit;
 mod xoauth2;
