@@ -15,9 +15,11 @@ pub use login::Login;
 pub use oauthbearer::OAuthBearer;
 pub use plain::Plain;
 pub use registry::{SaslRegistry, default_mechanisms};
+pub use scram::{NonceSource, ScramSha256};
 pub use xoauth2::XOAuth2;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -128,7 +130,7 @@ pub enum SaslStep {
     Challenge(Vec<u8>),
     Success {
         identity: SaslIdentity,
-        /// Additional data with outcome of success (none of our mechanisms uses it yet; SCRAM will).
+        /// Additional data with outcome of success (SCRAM's `v=` server signature).
         server_data: Option<Vec<u8>>,
     },
     Failure(SaslFailure),
@@ -143,6 +145,14 @@ pub trait SaslMechanism: Send + Sync {
     /// Starts an exchange. `initial` is the decoded initial response (SASL-IR), if any; an empty
     /// initial response (`=`) is `Some(&[])`.
     fn start(&self, initial: Option<&[u8]>, ctx: &SessionContext) -> Box<dyn SaslExchange>;
+
+    /// Called by [`SaslRegistry::enable`] with the names (upper case) of every mechanism the
+    /// listener offers. A mechanism whose behaviour depends on its siblings returns an adjusted
+    /// copy to use instead: SCRAM-SHA-256 must know whether SCRAM-SHA-256-PLUS is offered to
+    /// tell a channel-binding downgrade from a client that simply saw no -PLUS.
+    fn with_siblings(&self, _offered: &[String]) -> Option<Arc<dyn SaslMechanism>> {
+        None
+    }
 }
 
 /// One running authentication. Dropping it releases whatever it holds.

@@ -3,3 +3,9 @@
 //! secrets from the directory), never the password, and proves itself with `v=` on success.
 
 pub(crate) mod crypto;
+mod mechanism;
+mod messages;
+#[cfg(test)]
+mod tests;
+
+pub use mechanism::{NonceSource, ScramSha256};
