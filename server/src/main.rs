@@ -1,9 +1,12 @@
 //! `mail-oidc-server --config FILE [--ready-file FILE] [--check]`
+//! `mail-oidc-server scram-secret [--iterations N] < password`
 
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use mail_oidc_server::auth::directory::ScramSecret;
 use mail_oidc_server::config::Config;
 use mail_oidc_server::server;
 use tracing_subscriber::EnvFilter;
@@ -12,24 +15,48 @@ use tracing_subscriber::EnvFilter;
 #[command(
     name = "mail-oidc-server",
     version,
-    about = "Mail server with OpenID Connect logins"
+    about = "Mail server with OpenID Connect logins",
+    // `--config` is required to run the server, not to use a tool subcommand.
+    subcommand_negates_reqs = true
 )]
 struct Args {
     /// The TOML configuration file (every key is documented in README.md).
-    #[arg(long, short)]
-    config: PathBuf,
+    #[arg(long, short, required = true)]
+    config: Option<PathBuf>,
     /// Once every listener is bound, write their addresses as JSON here (atomically).
     #[arg(long)]
     ready_file: Option<PathBuf>,
     /// Only load and validate the configuration, then exit.
     #[arg(long)]
     check: bool,
+    #[command(subcommand)]
+    command: Option<Tool>,
+}
+
+#[derive(Subcommand)]
+enum Tool {
+    /// Reads a password (first line of stdin) and prints its RFC 5803 SCRAM-SHA-256 secret,
+    /// for the static directory's `scram_sha256` field.
+    ScramSecret {
+        /// PBKDF2 iterations; RFC 7677 asks for at least 4096.
+        #[arg(long, default_value_t = ScramSecret::MIN_ITERATIONS,
+              value_parser = clap::value_parser!(u32).range(i64::from(ScramSecret::MIN_ITERATIONS)..))]
+        iterations: u32,
+    },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let config = match Config::load(&args.config) {
+    if let Some(Tool::ScramSecret { iterations }) = args.command {
+        return scram_secret(iterations);
+    }
+    let Some(config_path) = args.config else {
+        // clap already refuses this; kept so a change there cannot start a server without one.
+        eprintln!("mail-oidc-server: --config is required");
+        return ExitCode::from(2);
+    };
+    let config = match Config::load(&config_path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("mail-oidc-server: {e}");
@@ -75,4 +102,28 @@ fn write_atomically(path: &std::path::Path, addrs: &server::BoundAddrs) -> std::
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(addrs)?)?;
     std::fs::rename(tmp, path)
+}
+
+/// `scram-secret`: the password comes from stdin so it never shows in `ps` or shell history.
+fn scram_secret(iterations: u32) -> ExitCode {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("Password (echoed): ");
+        let _ = std::io::stderr().flush();
+    }
+    let mut line = String::new();
+    if let Err(e) = stdin.lock().read_line(&mut line) {
+        eprintln!("mail-oidc-server: cannot read the password from stdin: {e}");
+        return ExitCode::from(2);
+    }
+    let password = line
+        .strip_suffix('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .unwrap_or(&line);
+    if password.is_empty() {
+        eprintln!("mail-oidc-server: empty password on stdin");
+        return ExitCode::from(2);
+    }
+    println!("{}", ScramSecret::generate(password, iterations));
+    ExitCode::SUCCESS
 }

@@ -165,6 +165,8 @@ impl Session {
             tls: self.tls,
             allow_plaintext_without_tls: self.ctx.config.allow_plaintext_auth,
             peer: self.peer,
+            // Filled in once the connection code exports RFC 9266 keying material.
+            channel_binding: None,
         }
     }
 

@@ -17,6 +17,7 @@ pub fn ctx(tls: bool) -> SessionContext {
         tls,
         allow_plaintext_without_tls: false,
         peer: None,
+        channel_binding: None,
     }
 }
 

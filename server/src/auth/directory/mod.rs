@@ -1,9 +1,11 @@
 //! Who exists: the directory, not the token, decides (a user who never logged in still gets mail).
 
 mod ldap;
+mod scram;
 mod static_file;
 
 pub use ldap::{LdapDirectory, LdapDirectoryConfig};
+pub use scram::{ScramSecret, ScramSecretError, ScramUser};
 pub use static_file::StaticDirectory;
 
 use async_trait::async_trait;
@@ -15,7 +17,7 @@ pub enum DirectoryError {
     Unavailable(String),
 }
 
-/// User lookup and password verification.
+/// User lookup, password verification and, optionally, SCRAM secrets.
 #[async_trait]
 pub trait Directory: Send + Sync {
     /// The canonical user name (mail address) for `name` (a mail address or uid), if the user exists.
@@ -27,4 +29,16 @@ pub trait Directory: Send + Sync {
         name: &str,
         password: &str,
     ) -> Result<Option<String>, DirectoryError>;
+
+    /// The user's SCRAM-SHA-256 secret, found by any of its names like [`Directory::lookup`].
+    /// `None` when the user is unknown or has no such secret (the default: no directory
+    /// stores one unless it says so).
+    async fn scram_sha256(&self, _name: &str) -> Result<Option<ScramUser>, DirectoryError> {
+        Ok(None)
+    }
+
+    /// Whether any user may have a SCRAM-SHA-256 secret: SCRAM is only offered then.
+    fn has_scram_secrets(&self) -> bool {
+        false
+    }
 }

@@ -5,7 +5,16 @@
 //! name = "alice@example.com"   # canonical name (mail address)
 //! password = "secret"
 //! aliases = ["alice"]          # optional other login names
+//!
+//! [[user]]
+//! name = "bob@example.com"
+//! # RFC 5803 secret from `mail-oidc-server scram-secret`: enables SCRAM-SHA-256 for bob
+//! # without storing his password; PLAIN and LOGIN check passwords against it too.
+//! scram_sha256 = "SCRAM-SHA-256$4096:<salt>$<StoredKey>:<ServerKey>"
 //! ```
+//!
+//! Each user needs `password`, `scram_sha256` or both (then they must agree). Secrets with
+//! fewer than 4096 iterations are refused (RFC 7677).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,7 +22,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{Directory, DirectoryError};
+use super::{Directory, DirectoryError, ScramSecret, ScramUser};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,20 +35,26 @@ struct UsersFile {
 #[serde(deny_unknown_fields)]
 struct UserEntry {
     name: String,
-    password: String,
+    password: Option<String>,
+    /// RFC 5803 `SCRAM-SHA-256$...` secret.
+    scram_sha256: Option<String>,
     #[serde(default)]
     aliases: Vec<String>,
 }
 
 struct User {
     name: String,
-    password: String,
+    /// At least one of `password` and `scram` is set (checked at load).
+    password: Option<String>,
+    scram: Option<ScramSecret>,
 }
 
 pub struct StaticDirectory {
     users: Vec<User>,
     /// Lower-cased name or alias -> index into `users`.
     index: HashMap<String, usize>,
+    /// How many users have a SCRAM-SHA-256 secret.
+    scram_users: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,11 +90,46 @@ impl StaticDirectory {
             if entry.name.trim().is_empty() {
                 return Err(invalid(format!("user #{} has an empty name", i + 1)));
             }
-            if entry.password.is_empty() {
+            if entry.password.as_deref() == Some("") {
                 return Err(invalid(format!(
                     "user {:?} has an empty password",
                     entry.name
                 )));
+            }
+            let scram = match entry.scram_sha256.as_deref().map(str::parse::<ScramSecret>) {
+                None => None,
+                Some(Ok(secret)) => Some(secret),
+                Some(Err(e)) => {
+                    return Err(invalid(format!(
+                        "user {:?} has a bad scram_sha256: {e}",
+                        entry.name
+                    )));
+                }
+            };
+            match (&entry.password, &scram) {
+                (None, None) => {
+                    return Err(invalid(format!(
+                        "user {:?} needs a password or a scram_sha256 secret",
+                        entry.name
+                    )));
+                }
+                (_, Some(secret)) if secret.iterations < ScramSecret::MIN_ITERATIONS => {
+                    return Err(invalid(format!(
+                        "user {:?} has a scram_sha256 secret with {} iterations; at least {} are required",
+                        entry.name,
+                        secret.iterations,
+                        ScramSecret::MIN_ITERATIONS
+                    )));
+                }
+                // Two credentials that disagree would let PLAIN and SCRAM accept different
+                // passwords for the same user.
+                (Some(password), Some(secret)) if !secret.verify_password(password) => {
+                    return Err(invalid(format!(
+                        "user {:?} has a password and a scram_sha256 secret that do not match",
+                        entry.name
+                    )));
+                }
+                _ => {}
             }
             let this = users.len();
             for key in std::iter::once(&entry.name).chain(&entry.aliases) {
@@ -101,9 +151,15 @@ impl StaticDirectory {
             users.push(User {
                 name: entry.name,
                 password: entry.password,
+                scram,
             });
         }
-        Ok(Self { users, index })
+        let scram_users = users.iter().filter(|u| u.scram.is_some()).count();
+        Ok(Self {
+            users,
+            index,
+            scram_users,
+        })
     }
 
     fn find(&self, name: &str) -> Option<&User> {
@@ -143,18 +199,38 @@ impl Directory for StaticDirectory {
             tracing::info!(user = %name, "password refused: unknown user");
             return Ok(None);
         };
-        if constant_time_eq(user.password.as_bytes(), password.as_bytes()) {
+        let right = match (&user.password, &user.scram) {
+            (Some(stored), _) => constant_time_eq(stored.as_bytes(), password.as_bytes()),
+            // Only the secret is known: derive the keys from this password and compare.
+            (None, Some(secret)) => secret.verify_password(password),
+            (None, None) => false,
+        };
+        if right {
             Ok(Some(user.name.clone()))
         } else {
             tracing::info!(user = %user.name, "password refused: wrong password");
             Ok(None)
         }
     }
+
+    async fn scram_sha256(&self, name: &str) -> Result<Option<ScramUser>, DirectoryError> {
+        Ok(self.find(name).and_then(|user| {
+            user.scram.clone().map(|secret| ScramUser {
+                canonical: user.name.clone(),
+                secret,
+            })
+        }))
+    }
+
+    fn has_scram_secrets(&self) -> bool {
+        self.scram_users > 0
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::RFC7677_SECRET;
 
     const USERS: &str = r#"
 [[user]]
@@ -250,6 +326,102 @@ password = "bobpw"
             assert!(err.contains("users.toml"), "{err}");
             assert!(err.contains(needle), "{needle}: {err}");
         }
+    }
+
+    fn scram_dir() -> StaticDirectory {
+        let text = format!(
+            "{USERS}
+[[user]]
+name = \"user@example.com\"
+aliases = [\"user\"]
+scram_sha256 = \"{RFC7677_SECRET}\"
+
+[[user]]
+name = \"both@example.com\"
+password = \"pencil\"
+scram_sha256 = \"{RFC7677_SECRET}\"
+"
+        );
+        StaticDirectory::parse(&text, Path::new("users.toml")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn scram_secrets_are_served_by_any_name() {
+        assert!(!dir().has_scram_secrets());
+        let d = scram_dir();
+        assert!(d.has_scram_secrets());
+        let secret: ScramSecret = RFC7677_SECRET.parse().unwrap();
+        for name in ["user", "USER@example.com"] {
+            assert_eq!(
+                d.scram_sha256(name).await,
+                Ok(Some(ScramUser {
+                    canonical: "user@example.com".into(),
+                    secret: secret.clone(),
+                })),
+                "{name}"
+            );
+        }
+        // A user with only a password, and an unknown one: no secret either way.
+        assert_eq!(d.scram_sha256("alice").await, Ok(None));
+        assert_eq!(d.scram_sha256("nobody").await, Ok(None));
+    }
+
+    #[tokio::test]
+    async fn password_checked_against_the_scram_secret_alone() {
+        let d = scram_dir();
+        assert_eq!(
+            d.verify_password("user", "pencil").await,
+            Ok(Some("user@example.com".to_string()))
+        );
+        assert_eq!(d.verify_password("user", "pencil2").await, Ok(None));
+        assert_eq!(d.verify_password("user", "").await, Ok(None));
+        assert_eq!(
+            d.verify_password("both@example.com", "pencil").await,
+            Ok(Some("both@example.com".to_string()))
+        );
+        assert_eq!(
+            d.verify_password("alice", "alicepw").await,
+            Ok(Some("alice@example.com".to_string()))
+        );
+    }
+
+    #[test]
+    fn scram_load_errors_name_the_user() {
+        let weak = RFC7677_SECRET.replace("$4096:", "$4095:");
+        let other_salt = ScramSecret::derive("pencil", b"another salt", 4096).to_string();
+        for (entry, needle) in [
+            (
+                "scram_sha256 = \"SCRAM-SHA-256$4096:x\"".to_string(),
+                "bad scram_sha256",
+            ),
+            (
+                format!(
+                    "scram_sha256 = \"{}\"",
+                    RFC7677_SECRET.replace("SCRAM-SHA-256", "SCRAM-SHA-1")
+                ),
+                "bad scram_sha256",
+            ),
+            (format!("scram_sha256 = \"{weak}\""), "4095 iterations"),
+            (
+                format!("password = \"pencil2\"\nscram_sha256 = \"{RFC7677_SECRET}\""),
+                "do not match",
+            ),
+            (String::new(), "needs a password or a scram_sha256 secret"),
+            ("scram_sha256 = 1".to_string(), "scram_sha256"),
+        ] {
+            let text = format!("[[user]]\nname = \"carol\"\n{entry}\n");
+            let err = StaticDirectory::parse(&text, Path::new("users.toml"))
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(err.contains(needle), "{needle}: {err}");
+            assert!(err.contains("carol") || needle == "scram_sha256", "{err}");
+        }
+        // A secret with another salt but the same password agrees with it.
+        let text = format!(
+            "[[user]]\nname = \"carol\"\npassword = \"pencil\"\nscram_sha256 = \"{other_salt}\"\n"
+        );
+        assert!(StaticDirectory::parse(&text, Path::new("users.toml")).is_ok());
     }
 
     #[test]

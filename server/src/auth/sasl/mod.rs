@@ -8,6 +8,7 @@ mod oauthbearer;
 mod parse;
 mod plain;
 mod registry;
+pub(crate) mod scram;
 mod xoauth2;
 
 pub use driver::{AuthAction, AuthDone, AuthWork, SaslDriver, SuccessData};
@@ -15,9 +16,11 @@ pub use login::Login;
 pub use oauthbearer::OAuthBearer;
 pub use plain::Plain;
 pub use registry::{SaslRegistry, default_mechanisms};
+pub use scram::{NonceSource, ScramSha256};
 pub use xoauth2::XOAuth2;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -39,6 +42,27 @@ pub struct SessionContext {
     /// Plaintext mechanisms (PLAIN, LOGIN) are offered without TLS (config `allow_plaintext_auth`).
     pub allow_plaintext_without_tls: bool,
     pub peer: Option<SocketAddr>,
+    /// The TLS channel binding of this connection (RFC 9266 `tls-exporter`), once TLS is up;
+    /// SCRAM-SHA-256-PLUS is only offered with one.
+    pub channel_binding: Option<ChannelBinding>,
+}
+
+/// Channel-binding data of a TLS connection (RFC 5056), as `-PLUS` mechanisms bind to it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ChannelBinding {
+    /// The RFC 5929/9266 type name; `tls-exporter` is the only one we produce.
+    pub kind: &'static str,
+    pub data: Vec<u8>,
+}
+
+/// The data stays out of logs: it is a secret derived from the TLS session.
+impl std::fmt::Debug for ChannelBinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelBinding")
+            .field("kind", &self.kind)
+            .field("len", &self.data.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl SessionContext {
@@ -113,7 +137,7 @@ pub enum SaslStep {
     Challenge(Vec<u8>),
     Success {
         identity: SaslIdentity,
-        /// Additional data with outcome of success (none of our mechanisms uses it yet; SCRAM will).
+        /// Additional data with outcome of success (SCRAM's `v=` server signature).
         server_data: Option<Vec<u8>>,
     },
     Failure(SaslFailure),
@@ -128,6 +152,14 @@ pub trait SaslMechanism: Send + Sync {
     /// Starts an exchange. `initial` is the decoded initial response (SASL-IR), if any; an empty
     /// initial response (`=`) is `Some(&[])`.
     fn start(&self, initial: Option<&[u8]>, ctx: &SessionContext) -> Box<dyn SaslExchange>;
+
+    /// Called by [`SaslRegistry::enable`] with the names (upper case) of every mechanism the
+    /// listener offers. A mechanism whose behaviour depends on its siblings returns an adjusted
+    /// copy to use instead: SCRAM-SHA-256 must know whether SCRAM-SHA-256-PLUS is offered to
+    /// tell a channel-binding downgrade from a client that simply saw no -PLUS.
+    fn with_siblings(&self, _offered: &[String]) -> Option<Arc<dyn SaslMechanism>> {
+        None
+    }
 }
 
 /// One running authentication. Dropping it releases whatever it holds.

@@ -173,7 +173,8 @@ fn parse_gs2_header(text: &str) -> Result<(String, &str), ParseError> {
 }
 
 /// RFC 5801 saslname: `,` and `=` travel as `=2C` and `=3D`; any other `=` is an error.
-fn decode_saslname(name: &str) -> Result<String, ParseError> {
+/// Shared with SCRAM (RFC 5802 uses the same escapes for its user names).
+pub(super) fn decode_saslname(name: &str) -> Result<String, ParseError> {
     let mut out = String::with_capacity(name.len());
     let mut rest = name;
     while let Some(pos) = rest.find('=') {

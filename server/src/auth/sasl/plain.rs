@@ -111,16 +111,28 @@ pub(super) async fn verify(
         }
         Err(e) => return Err(temporary(e)),
     };
-    let authorization_id = if authzid.is_empty() || authzid.eq_ignore_ascii_case(authcid) {
-        canonical.clone()
-    } else {
-        authorize(backends, &canonical, authzid).await?
-    };
+    let authorization_id = authorization_id(backends, authcid, &canonical, authzid).await?;
     Ok(SaslIdentity {
         authentication_id: canonical,
         authorization_id,
         token: None,
     })
+}
+
+/// The canonical authorization id once `authcid`'s credentials are verified (`canonical` is
+/// its canonical name): the user itself for an empty authzid or one naming the login, else
+/// [`authorize`]'s answer. The one rule PLAIN, LOGIN and SCRAM share.
+pub(super) async fn authorization_id(
+    backends: &AuthBackends,
+    authcid: &str,
+    canonical: &str,
+    authzid: &str,
+) -> Result<String, SaslFailure> {
+    if authzid.is_empty() || authzid.eq_ignore_ascii_case(authcid) {
+        Ok(canonical.to_string())
+    } else {
+        authorize(backends, canonical, authzid).await
+    }
 }
 
 /// Resolves an authzid that is not literally the authenticated user: another name of the same

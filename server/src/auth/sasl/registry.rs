@@ -3,10 +3,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{Login, OAuthBearer, Plain, Protocol, SaslMechanism, SessionContext, XOAuth2};
+use super::{
+    Login, OAuthBearer, Plain, Protocol, SaslMechanism, ScramSha256, SessionContext, XOAuth2,
+};
 use crate::auth::AuthBackends;
 
-/// Mechanisms a protocol offers when its `[<proto>.auth] mechanisms` key is absent.
+/// Mechanisms a protocol offers when its `[<proto>.auth] mechanisms` key is absent. SCRAM is
+/// not among them: it needs SCRAM secrets in the directory, so operators enable it by name.
 pub fn default_mechanisms(protocol: Protocol) -> Vec<String> {
     let names: &[&str] = match protocol {
         Protocol::Smtp => &["PLAIN", "LOGIN", "OAUTHBEARER", "XOAUTH2"],
@@ -40,6 +43,8 @@ impl SaslRegistry {
         registry.register(Arc::new(Login::new(backends.clone())));
         registry.register(Arc::new(OAuthBearer::new(backends.clone())));
         registry.register(Arc::new(XOAuth2::new(backends.clone())));
+        registry.register(Arc::new(ScramSha256::new(backends.clone())));
+        registry.register(Arc::new(ScramSha256::plus(backends.clone())));
         registry
     }
 
@@ -65,7 +70,14 @@ impl SaslRegistry {
                 enabled.push(mech.clone());
             }
         }
-        self.enabled = enabled;
+        let offered: Vec<String> = enabled
+            .iter()
+            .map(|m| m.name().to_ascii_uppercase())
+            .collect();
+        self.enabled = enabled
+            .into_iter()
+            .map(|m| m.with_siblings(&offered).unwrap_or(m))
+            .collect();
         Ok(self)
     }
 

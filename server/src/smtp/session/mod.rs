@@ -334,6 +334,8 @@ impl Session {
             tls: self.tls,
             allow_plaintext_without_tls: self.config.allow_plaintext_auth,
             peer: self.peer,
+            // Filled in once the connection code exports RFC 9266 keying material.
+            channel_binding: None,
         }
     }
 

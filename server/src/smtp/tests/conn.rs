@@ -22,26 +22,7 @@ use super::{
 use crate::config::{SmtpSection, SubmissionSection, TlsSection};
 use crate::smtp::{ConnectionOptions, SmtpContext, SmtpListenerKind, serve_with};
 use crate::store::{MailStore, MemoryStore};
-
-/// Self-signed EC certificate for `localhost` / 127.0.0.1, valid until 2126 (test only).
-const CERT: &str = "-----BEGIN CERTIFICATE-----
-MIIBnDCCAUKgAwIBAgIUC0zwP0O1Qf6utenvR5vq35NanfAwCgYIKoZIzj0EAwIw
-FDESMBAGA1UEAwwJbG9jYWxob3N0MCAXDTI2MTEyMzExMjcxMFoYDzIxMjYxMDMw
-MTEyNzEwWjAUMRIwEAYDVQQDDAlsb2NhbGhvc3QwWTATBgcqhkjOPQIBBggqhkjO
-PQMBBwNCAASuAYI4K5M1obKvK/oSGaC8yD2TVlv/XXC1TPSRdVWrBidamVsSahyi
-wFA7nmMS9GxlhTNBfXWboXlllpoMia8Lo3AwbjAMBgNVHRMBAf8EAjAAMBoGA1Ud
-EQQTMBGCCWxvY2FsaG9zdIcEfwAAATAOBgNVHQ8BAf8EBAMCB4AwEwYDVR0lBAww
-CgYIKwYBBQUHAwEwHQYDVR0OBBYEFIq1lOGwTZiTrduy9P41GHiJxHWXMAoGCCqG
-SM49BAMCA0gAMEUCIFgk/2fFBXXHKYn1sgdKgKUXxPl39mam7CB70P0FAAxyAiEA
-6USe3JrO7MPen8kD59bIZ8H4yFy+4W5VEM8wjpv7zzA=
------END CERTIFICATE-----
-";
-const KEY: &str = "-----BEGIN PRIVATE KEY-----
-MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg51sE+gtd4tS2oBvD
-kD/QAFHRvoRQR031b0CgU8xlmFyhRANCAASuAYI4K5M1obKvK/oSGaC8yD2TVlv/
-XXC1TPSRdVWrBidamVsSahyiwFA7nmMS9GxlhTNBfXWboXlllpoMia8L
------END PRIVATE KEY-----
-";
+use crate::testkit::{TLS_CERT, TLS_KEY};
 
 /// Per-read limit: generous, tests never wait for it unless something is broken.
 const READ_LIMIT: Duration = Duration::from_secs(10);
@@ -83,8 +64,8 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let cert = dir.path().join("cert.pem");
         let key = dir.path().join("key.pem");
-        std::fs::write(&cert, CERT).unwrap();
-        std::fs::write(&key, KEY).unwrap();
+        std::fs::write(&cert, TLS_CERT).unwrap();
+        std::fs::write(&key, TLS_KEY).unwrap();
         let acceptor = crate::tls::acceptor(&TlsSection { cert, key }).unwrap();
 
         let directory = directory();
@@ -230,7 +211,7 @@ async fn tls_connect(tcp: TcpStream) -> tokio_rustls::client::TlsStream<TcpStrea
     crate::tls::install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     roots
-        .add(rustls_pki_types::CertificateDer::from_pem_slice(CERT.as_bytes()).unwrap())
+        .add(rustls_pki_types::CertificateDer::from_pem_slice(TLS_CERT.as_bytes()).unwrap())
         .unwrap();
     let config = rustls::ClientConfig::builder()
         .with_root_certificates(roots)

@@ -23,6 +23,7 @@ fn context(tls: bool) -> SessionContext {
         tls,
         allow_plaintext_without_tls: false,
         peer: None,
+        channel_binding: None,
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use tokio::task::JoinHandle;
 
-use super::{BASE64, CERT, Client, KEY};
+use super::{BASE64, Client};
 use crate::auth::AuthBackends;
 use crate::auth::oidc::{TokenValidator, ValidatedToken};
 use crate::auth::revocation::{
@@ -21,6 +21,7 @@ use crate::smtp::{ConnectionOptions, SmtpContext, SmtpListenerKind, serve_with};
 use crate::store::{MailStore, MemoryStore};
 use crate::testkit::revocation::now;
 use crate::testkit::{ISSUER, TestDirectory, TestValidator};
+use crate::testkit::{TLS_CERT as CERT, TLS_KEY as KEY};
 
 const LOGGED_OUT: &str =
     "421 4.7.0 Session revoked: the session was logged out at the identity provider.";
