@@ -12,8 +12,8 @@ use super::ImapContext;
 use super::framing::{Frame, Framer};
 use super::session::{Event, Next, Session};
 use crate::auth::revocation::{EndReason, LiveSession, SessionHandle, ended};
-use crate::auth::sasl::SaslFailure;
 use crate::auth::sasl::driver::{self, AuthDone};
+use crate::auth::sasl::{ChannelBinding, SaslFailure};
 use crate::store::StoreEvent;
 
 /// Any byte stream a session can run on: TCP, TLS over TCP, or an in-memory pipe in tests.
@@ -149,10 +149,18 @@ fn register(ctx: &ImapContext, session: &Session) -> Option<SessionHandle> {
     )
 }
 
-/// Runs one session to its end. `tls` says whether `io` is already TLS (implicit TLS).
-pub async fn run(io: Box<dyn Io>, peer: Option<SocketAddr>, tls: bool, ctx: Arc<ImapContext>) {
+/// Runs one session to its end. `tls` says whether `io` is already TLS (implicit TLS), and
+/// `binding` is its `tls-exporter` channel binding (SCRAM-SHA-256-PLUS).
+pub async fn run(
+    io: Box<dyn Io>,
+    peer: Option<SocketAddr>,
+    tls: bool,
+    binding: Option<ChannelBinding>,
+    ctx: Arc<ImapContext>,
+) {
     let mut io = io;
     let mut session = Session::new(ctx.clone(), peer, tls);
+    session.set_channel_binding(binding);
     let mut framer = Framer::new();
     let mut idle_rx: Option<broadcast::Receiver<StoreEvent>> = None;
     let mut live: Option<SessionHandle> = None;
@@ -228,8 +236,10 @@ pub async fn run(io: Box<dyn Io>, peer: Option<SocketAddr>, tls: bool, ctx: Arc<
                     let limit = Duration::from_secs(ctx.config.preauth_timeout_seconds.max(1));
                     match tokio::time::timeout(limit, acceptor.accept(io)).await {
                         Ok(Ok(stream)) => {
+                            let binding = crate::tls::tls_exporter(stream.get_ref().1);
                             io = Box::new(stream);
                             session.tls_started();
+                            session.set_channel_binding(binding);
                             tracing::debug!("IMAP STARTTLS done");
                         }
                         Ok(Err(e)) => {

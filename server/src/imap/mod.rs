@@ -68,7 +68,7 @@ pub async fn serve(listener: TcpListener, kind: ImapListenerKind, ctx: Arc<ImapC
                 let _ = tcp.set_nodelay(true);
                 match kind {
                     ImapListenerKind::Plain => {
-                        connection::run(Box::new(tcp), Some(peer), false, ctx).await;
+                        connection::run(Box::new(tcp), Some(peer), false, None, ctx).await;
                     }
                     ImapListenerKind::ImplicitTls => {
                         let Some(acceptor) = ctx.tls.clone() else {
@@ -78,7 +78,9 @@ pub async fn serve(listener: TcpListener, kind: ImapListenerKind, ctx: Arc<ImapC
                         let limit = Duration::from_secs(ctx.config.preauth_timeout_seconds.max(1));
                         match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
                             Ok(Ok(stream)) => {
-                                connection::run(Box::new(stream), Some(peer), true, ctx).await;
+                                let binding = crate::tls::tls_exporter(stream.get_ref().1);
+                                connection::run(Box::new(stream), Some(peer), true, binding, ctx)
+                                    .await;
                             }
                             Ok(Err(e)) => tracing::info!(error = %e, "IMAP TLS handshake failed"),
                             Err(_) => tracing::info!("IMAP TLS handshake timed out"),

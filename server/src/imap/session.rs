@@ -15,7 +15,7 @@ use super::framing::{self, Frame, Limits};
 use super::response::{self, Status};
 use super::selected::Selected;
 use crate::auth::sasl::{
-    AuthWork, Protocol, SaslDriver, SessionContext, SuccessData, TokenSession,
+    AuthWork, ChannelBinding, Protocol, SaslDriver, SessionContext, SuccessData, TokenSession,
 };
 
 /// Longest command line before authentication (AUTHENTICATE lines excepted, they may reach
@@ -85,6 +85,8 @@ pub struct Session {
     pub tls: bool,
     /// The listener offers STARTTLS (plain listener with a certificate).
     starttls_offered: bool,
+    /// The TLS session's `tls-exporter` channel binding (SCRAM-SHA-256-PLUS).
+    channel_binding: Option<ChannelBinding>,
     /// The mailbox owner (authorization identity) once logged in.
     pub user: Option<String>,
     /// The OIDC session of a bearer login (for revocation and expiry).
@@ -107,6 +109,7 @@ impl Session {
             peer,
             tls,
             starttls_offered,
+            channel_binding: None,
             user: None,
             token: None,
             selected: None,
@@ -165,8 +168,7 @@ impl Session {
             tls: self.tls,
             allow_plaintext_without_tls: self.ctx.config.allow_plaintext_auth,
             peer: self.peer,
-            // Filled in once the connection code exports RFC 9266 keying material.
-            channel_binding: None,
+            channel_binding: self.channel_binding.clone(),
         }
     }
 
@@ -203,6 +205,11 @@ impl Session {
 
     pub fn starttls_available(&self) -> bool {
         self.starttls_offered && !self.tls
+    }
+
+    /// The channel binding of the TLS session (set by the connection after each handshake).
+    pub fn set_channel_binding(&mut self, binding: Option<ChannelBinding>) {
+        self.channel_binding = binding;
     }
 
     /// Called by the connection once the TLS handshake after STARTTLS succeeded.

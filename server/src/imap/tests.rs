@@ -111,7 +111,13 @@ struct Client {
 impl Client {
     async fn connect(ctx: &Arc<ImapContext>) -> (Client, String) {
         let (ours, theirs) = tokio::io::duplex(1 << 20);
-        tokio::spawn(connection::run(Box::new(theirs), None, false, ctx.clone()));
+        tokio::spawn(connection::run(
+            Box::new(theirs),
+            None,
+            false,
+            None,
+            ctx.clone(),
+        ));
         Self::over(Box::new(ours)).await
     }
 

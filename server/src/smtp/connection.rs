@@ -104,6 +104,14 @@ fn detached() -> std::io::Error {
 }
 
 impl Transport {
+    /// RFC 9266 `tls-exporter` of a TLS transport.
+    fn channel_binding(&self) -> Option<crate::auth::sasl::ChannelBinding> {
+        match self {
+            Transport::Tls(s) => crate::tls::tls_exporter(s.get_ref().1),
+            Transport::Plain(_) | Transport::Detached => None,
+        }
+    }
+
     async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {
             Transport::Plain(s) => s.read(buf).await,
@@ -169,7 +177,8 @@ impl Connection {
                 }
             };
         }
-        let session = Session::new(config, Some(peer), implicit_tls);
+        let mut session = Session::new(config, Some(peer), implicit_tls);
+        session.set_channel_binding(transport.channel_binding());
         match self.drive(&mut transport, session).await {
             Ok(()) => {
                 let _ = tokio::time::timeout(self.options.io_timeout, transport.shutdown()).await;
@@ -262,6 +271,7 @@ impl Connection {
                     *transport = self.upgrade(plain).await?;
                     tracing::debug!("STARTTLS done");
                     session.tls_established();
+                    session.set_channel_binding(transport.channel_binding());
                 }
                 Interrupt::Event(Event::Auth(work)) => {
                     let done = crate::auth::sasl::driver::run(work).await;

@@ -217,6 +217,7 @@ async fn a_long_fetch_is_cut_between_responses() {
         Box::new(theirs),
         None,
         false,
+        None,
         s.ctx.clone(),
     ));
     let (mut c, _) = Client::over(Box::new(ours)).await;

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use crate::auth::directory::DirectoryError;
 use crate::auth::sasl::{
-    AuthAction, AuthDone, AuthWork, Protocol, SaslDriver, SaslIdentity, SaslRegistry,
-    SessionContext, SuccessData,
+    AuthAction, AuthDone, AuthWork, ChannelBinding, Protocol, SaslDriver, SaslIdentity,
+    SaslRegistry, SessionContext, SuccessData,
 };
 
 use super::SmtpListenerKind;
@@ -167,6 +167,8 @@ pub struct Session {
     identity: Option<SaslIdentity>,
     transaction: Option<Transaction>,
     sasl: SaslDriver,
+    /// The TLS session's `tls-exporter` channel binding (SCRAM-SHA-256-PLUS).
+    channel_binding: Option<ChannelBinding>,
     errors: u32,
     mode: Mode,
     awaiting: Option<Awaiting>,
@@ -190,6 +192,7 @@ impl Session {
             identity: None,
             transaction: None,
             sasl: SaslDriver::new(Protocol::Smtp, peer, max_failures, SuccessData::AsChallenge),
+            channel_binding: None,
             errors: 0,
             mode: Mode::Command,
             awaiting: None,
@@ -239,6 +242,11 @@ impl Session {
                 return Interrupt::Io(Io::NeedMoreInput);
             }
         }
+    }
+
+    /// The channel binding of the TLS session (the connection sets it after each handshake).
+    pub fn set_channel_binding(&mut self, binding: Option<ChannelBinding>) {
+        self.channel_binding = binding;
     }
 
     /// Answer to [`Event::StartTls`]: the connection is now encrypted. Everything learnt
@@ -334,8 +342,7 @@ impl Session {
             tls: self.tls,
             allow_plaintext_without_tls: self.config.allow_plaintext_auth,
             peer: self.peer,
-            // Filled in once the connection code exports RFC 9266 keying material.
-            channel_binding: None,
+            channel_binding: self.channel_binding.clone(),
         }
     }
 
