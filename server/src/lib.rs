@@ -6,6 +6,7 @@
 //! `server` wires it all from `config`.
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod imap;
 pub mod jmap;

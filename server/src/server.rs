@@ -15,7 +15,7 @@ use crate::auth::revocation::{
     MemoryRevocationStore, RedisRevocationConfig, RedisRevocationStore,
     RevocationCheckingValidator, RevocationService, RevocationStore, SessionRegistry,
 };
-use crate::auth::sasl::{Protocol, SaslRegistry, default_mechanisms};
+use crate::auth::sasl::{Protocol, SaslMechanism, SaslRegistry, default_mechanisms};
 use crate::config::{Config, ConfigError, DirectorySection, RevocationStoreKind, StoreSection};
 use crate::imap::{ImapContext, ImapListenerKind};
 use crate::sieve::SieveFilter;
@@ -81,6 +81,22 @@ pub struct Services {
     pub raw_validator: Option<Arc<dyn TokenValidator>>,
     /// Recipients' Sieve scripts, run on every local delivery.
     pub filter: Arc<SieveFilter>,
+    /// SASL mechanisms from outside this crate, known to every protocol's registry (each
+    /// listener enables them by name in its `auth.mechanisms`).
+    pub extra_mechanisms: Vec<Arc<dyn SaslMechanism>>,
+}
+
+impl Services {
+    /// Adds a mechanism built from the server's backends (directory, token validator): how
+    /// another crate plugs in its own, the Rust answer to a class name in a config file.
+    pub fn with_mechanism(
+        mut self,
+        build: impl FnOnce(&AuthBackends) -> Arc<dyn SaslMechanism>,
+    ) -> Self {
+        let mechanism = build(&self.backends);
+        self.extra_mechanisms.push(mechanism);
+        self
+    }
 }
 
 fn revocation_store(config: &Config) -> Result<Arc<dyn RevocationStore>, StartError> {
@@ -176,11 +192,12 @@ pub fn build_services(config: &Config) -> Result<Services, StartError> {
         revocation,
         raw_validator,
         filter: Arc::new(SieveFilter::keep_all()),
+        extra_mechanisms: Vec::new(),
     })
 }
 
 fn registry(
-    backends: &AuthBackends,
+    services: &Services,
     key: &str,
     names: &Option<Vec<String>>,
     protocol: Protocol,
@@ -188,12 +205,14 @@ fn registry(
     let names = names
         .clone()
         .unwrap_or_else(|| default_mechanisms(protocol));
-    SaslRegistry::with_builtins(backends)
-        .enable(&names)
-        .map_err(|e| ConfigError::Invalid {
-            key: key.into(),
-            message: e.to_string(),
-        })
+    let mut registry = SaslRegistry::with_builtins(&services.backends);
+    for mechanism in &services.extra_mechanisms {
+        registry.register(mechanism.clone());
+    }
+    registry.enable(&names).map_err(|e| ConfigError::Invalid {
+        key: key.into(),
+        message: e.to_string(),
+    })
 }
 
 async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -205,17 +224,17 @@ async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartE
 /// The IMAP and submission mechanism registries, in configured order.
 pub fn registries(
     config: &Config,
-    backends: &AuthBackends,
+    services: &Services,
 ) -> Result<(SaslRegistry, SaslRegistry), ConfigError> {
     Ok((
         registry(
-            backends,
+            services,
             "imap.auth.mechanisms",
             &config.imap.auth.mechanisms,
             Protocol::Imap,
         )?,
         registry(
-            backends,
+            services,
             "submission.auth.mechanisms",
             &config.submission.auth.mechanisms,
             Protocol::Smtp,
@@ -225,8 +244,12 @@ pub fn registries(
 
 /// Validates everything `start` would build, without binding anything (`--check`).
 pub fn check(config: &Config) -> Result<(), StartError> {
-    let services = build_services(config)?;
-    registries(config, &services.backends)?;
+    check_with(config, &build_services(config)?)
+}
+
+/// Like [`check`], with services built by the caller (e.g. an extra SASL mechanism).
+pub fn check_with(config: &Config, services: &Services) -> Result<(), StartError> {
+    registries(config, services)?;
     Ok(())
 }
 
@@ -241,7 +264,7 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
     let mut tasks = JoinSet::new();
     let mut addrs = BoundAddrs::default();
 
-    let (imap_registry, submission_registry) = registries(&config, &services.backends)?;
+    let (imap_registry, submission_registry) = registries(&config, &services)?;
     tasks.spawn(services.revocation.clone().listen());
     if let (Some(validator), Some(seconds)) = (
         services.raw_validator.clone(),

@@ -1,0 +1,246 @@
+//! A SASL mechanism defined outside the crate (`server/examples/app_password.rs`), registered
+//! through the library API and enabled by name in the config, logs in through IMAP and SMTP.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use sha2::{Digest, Sha256};
+
+const APP_PASSWORD: &str = "phone-7f3a-91c2";
+
+/// The example binary, built by `cargo test` beside the test binaries.
+fn example() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let path = dir.join("examples").join("app_password");
+    assert!(
+        path.exists(),
+        "{} not built (cargo test builds examples)",
+        path.display()
+    );
+    path
+}
+
+/// Kills the server when the test ends, also on panic.
+struct Server {
+    child: Child,
+    imap: SocketAddr,
+    submission: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn files(dir: &Path) -> (PathBuf, PathBuf) {
+    let users = dir.join("users.toml");
+    std::fs::write(
+        &users,
+        "[[user]]\nname = \"alice@example.com\"\npassword = \"directory-pw\"\naliases = [\"alice\"]\n",
+    )
+    .expect("users");
+    let passwords = dir.join("app-passwords.toml");
+    let hash: String = Sha256::digest(APP_PASSWORD.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    std::fs::write(
+        &passwords,
+        format!("[[password]]\nuser = \"alice@example.com\"\nsha256 = \"{hash}\"\n"),
+    )
+    .expect("app passwords");
+    let config = dir.join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[directory]\nkind = \"static\"\npath = \"{}\"\n\
+             [imap]\nlisten = \"127.0.0.1:0\"\nallow_plaintext_auth = true\n\
+             [imap.auth]\nmechanisms = [\"PLAIN\", \"X-APP-PASSWORD\"]\n\
+             [submission]\nlisten = \"127.0.0.1:0\"\nallow_plaintext_auth = true\n\
+             [submission.auth]\nmechanisms = [\"PLAIN\", \"X-APP-PASSWORD\"]\n",
+            users.display()
+        ),
+    )
+    .expect("config");
+    (config, passwords)
+}
+
+fn start(dir: &Path) -> Server {
+    let (config, passwords) = files(dir);
+    let ready = dir.join("ready.json");
+    let child = Command::new(example())
+        .arg("--config")
+        .arg(&config)
+        .arg("--ready-file")
+        .arg(&ready)
+        .env("APP_PASSWORDS", &passwords)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the example server");
+    let mut server = Server {
+        child,
+        imap: "127.0.0.1:1".parse().expect("addr"),
+        submission: "127.0.0.1:1".parse().expect("addr"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addrs: serde_json::Value = loop {
+        if let Ok(text) = std::fs::read_to_string(&ready) {
+            break serde_json::from_str(&text).expect("ready file is JSON");
+        }
+        assert!(
+            server.child.try_wait().expect("status").is_none(),
+            "the example server exited"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the example server never got ready"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let addr = |key: &str| -> SocketAddr {
+        addrs[key]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("{key} in {addrs}"))
+    };
+    server.imap = addr("imap");
+    server.submission = addr("submission");
+    server
+}
+
+struct Conn {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Conn {
+    fn open(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let writer = stream.try_clone().expect("clone");
+        Self {
+            reader: BufReader::new(stream),
+            writer,
+        }
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("read");
+        line.trim_end().to_string()
+    }
+
+    fn send(&mut self, line: &str) {
+        self.writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .expect("write");
+    }
+
+    /// Reads until a line starting with `prefix`, returning every line read.
+    fn until(&mut self, prefix: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let line = self.line();
+            assert!(!line.is_empty(), "connection closed after {lines:?}");
+            let done = line.starts_with(prefix);
+            lines.push(line);
+            if done {
+                return lines;
+            }
+        }
+    }
+}
+
+fn message(password: &str) -> String {
+    STANDARD.encode(format!("alice\0{password}"))
+}
+
+#[test]
+fn the_example_mechanism_logs_in_through_imap_and_smtp() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = start(dir.path());
+
+    let mut imap = Conn::open(server.imap);
+    let greeting = imap.line();
+    assert!(
+        greeting.contains("AUTH=X-APP-PASSWORD"),
+        "advertised: {greeting}"
+    );
+    imap.send(&format!(
+        "a AUTHENTICATE X-APP-PASSWORD {}",
+        message("wrong")
+    ));
+    let reply = imap.until("a ");
+    assert!(
+        reply
+            .last()
+            .is_some_and(|l| l.starts_with("a NO [AUTHENTICATIONFAILED]")),
+        "{reply:?}"
+    );
+    // Without an initial response: the empty challenge, then the message.
+    imap.send("b AUTHENTICATE X-APP-PASSWORD");
+    assert_eq!(imap.line(), "+", "an empty challenge");
+    imap.send(&message(APP_PASSWORD));
+    let reply = imap.until("b ");
+    assert!(
+        reply.last().is_some_and(|l| l.starts_with("b OK")),
+        "{reply:?}"
+    );
+    imap.send("c SELECT INBOX");
+    let reply = imap.until("c ");
+    assert!(
+        reply.last().is_some_and(|l| l.starts_with("c OK")),
+        "{reply:?}"
+    );
+
+    let mut smtp = Conn::open(server.submission);
+    assert!(smtp.line().starts_with("220 "));
+    smtp.send("EHLO client.example");
+    let ehlo = smtp.until("250 ");
+    assert!(
+        ehlo.iter()
+            .any(|l| l.contains("AUTH") && l.contains("X-APP-PASSWORD")),
+        "{ehlo:?}"
+    );
+    smtp.send(&format!("AUTH X-APP-PASSWORD {}", message("wrong")));
+    assert!(smtp.line().starts_with("535 5.7.8"));
+    smtp.send(&format!("AUTH X-APP-PASSWORD {}", message(APP_PASSWORD)));
+    assert_eq!(smtp.line(), "235 2.7.0 Authentication successful");
+    smtp.send("QUIT");
+    let mut rest = String::new();
+    let _ = smtp.reader.read_to_string(&mut rest);
+    assert!(rest.starts_with("221"), "{rest:?}");
+}
+
+/// The mechanism is known only where it was registered: the stock binary refuses the config.
+#[test]
+fn the_stock_server_does_not_know_the_mechanism() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (config, _) = files(dir.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_mail-oidc-server"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--check")
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("imap.auth.mechanisms") && text.contains("X-APP-PASSWORD"),
+        "{text}"
+    );
+}
