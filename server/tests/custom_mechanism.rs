@@ -1,47 +1,23 @@
-//! A SASL mechanism defined outside the crate (`server/examples/app_password.rs`), registered
+//! A SASL mechanism defined outside the crate (`server/examples/app_password/`), registered
 //! through the library API and enabled by name in the config, logs in through IMAP and SMTP.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use mail_oidc_server::config::Config;
+use mail_oidc_server::server::{self, RunningServer};
 use sha2::{Digest, Sha256};
 
 const APP_PASSWORD: &str = "phone-7f3a-91c2";
 
-/// The example binary, built by `cargo test` beside the test binaries.
-fn example() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target directory");
-    let path = dir.join("examples").join("app_password");
-    assert!(
-        path.exists(),
-        "{} not built (cargo test builds examples)",
-        path.display()
-    );
-    path
-}
-
-/// Kills the server when the test ends, also on panic.
-struct Server {
-    child: Child,
-    imap: SocketAddr,
-    submission: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+#[path = "../examples/app_password/mechanism.rs"]
+mod mechanism;
 
 fn files(dir: &Path) -> (PathBuf, PathBuf) {
     let users = dir.join("users.toml");
@@ -76,48 +52,23 @@ fn files(dir: &Path) -> (PathBuf, PathBuf) {
     (config, passwords)
 }
 
-fn start(dir: &Path) -> Server {
+/// The server with the example's mechanism, registered as the example's `main` does.
+async fn start(dir: &Path) -> RunningServer {
     let (config, passwords) = files(dir);
-    let ready = dir.join("ready.json");
-    let child = Command::new(example())
-        .arg("--config")
-        .arg(&config)
-        .arg("--ready-file")
-        .arg(&ready)
-        .env("APP_PASSWORDS", &passwords)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the example server");
-    let mut server = Server {
-        child,
-        imap: "127.0.0.1:1".parse().expect("addr"),
-        submission: "127.0.0.1:1".parse().expect("addr"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let addrs: serde_json::Value = loop {
-        if let Ok(text) = std::fs::read_to_string(&ready) {
-            break serde_json::from_str(&text).expect("ready file is JSON");
-        }
-        assert!(
-            server.child.try_wait().expect("status").is_none(),
-            "the example server exited"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "the example server never got ready"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let addr = |key: &str| -> SocketAddr {
-        addrs[key]
-            .as_str()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("{key} in {addrs}"))
-    };
-    server.imap = addr("imap");
-    server.submission = addr("submission");
-    server
+    let config = Config::load(&config).expect("config");
+    let passwords = mechanism::load(passwords.to_str().expect("utf-8 path")).expect("passwords");
+    let services = server::build_services(&config)
+        .expect("services")
+        .with_mechanism(|backends| {
+            Arc::new(mechanism::AppPasswords::new(
+                backends.clone(),
+                Arc::new(passwords),
+            ))
+        });
+    server::check_with(&config, &services).expect("the config names a registered mechanism");
+    server::start_with(config, services)
+        .await
+        .expect("server starts")
 }
 
 struct Conn {
@@ -169,12 +120,21 @@ fn message(password: &str) -> String {
     STANDARD.encode(format!("alice\0{password}"))
 }
 
-#[test]
-fn the_example_mechanism_logs_in_through_imap_and_smtp() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_mechanism_logs_in_through_imap_and_smtp() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = start(dir.path());
+    let server = start(dir.path()).await;
+    let imap_addr = server.addrs.imap.expect("imap bound");
+    let submission_addr = server.addrs.submission.expect("submission bound");
+    // The clients below block: they run on a blocking thread while the server serves.
+    tokio::task::spawn_blocking(move || talk(imap_addr, submission_addr))
+        .await
+        .expect("clients");
+    server.shutdown();
+}
 
-    let mut imap = Conn::open(server.imap);
+fn talk(imap_addr: SocketAddr, submission_addr: SocketAddr) {
+    let mut imap = Conn::open(imap_addr);
     let greeting = imap.line();
     assert!(
         greeting.contains("AUTH=X-APP-PASSWORD"),
@@ -207,7 +167,7 @@ fn the_example_mechanism_logs_in_through_imap_and_smtp() {
         "{reply:?}"
     );
 
-    let mut smtp = Conn::open(server.submission);
+    let mut smtp = Conn::open(submission_addr);
     assert!(smtp.line().starts_with("220 "));
     smtp.send("EHLO client.example");
     let ehlo = smtp.until("250 ");

@@ -1,20 +1,5 @@
-//! A SASL mechanism defined outside the server crate and registered through the library API:
-//! `X-APP-PASSWORD`, per-device application passwords (the kind a phone's mail app keeps),
-//! checked against SHA-256 hashes in a file of their own, for users the directory knows.
-//!
-//! ```sh
-//! APP_PASSWORDS=app-passwords.toml cargo run --example app_password -- --config server.toml
-//! ```
-//! with `mechanisms = ["PLAIN", "X-APP-PASSWORD"]` in a listener's `auth` section, and
-//! ```toml
-//! [[password]]
-//! user = "alice@example.com"
-//! sha256 = "<hex of the app password's SHA-256>"
-//! ```
-//! The client message is `user NUL app-password`, like PLAIN without an authzid. The mechanism
-//! sends a password, so it is offered only where PLAIN is (TLS, or `allow_plaintext_auth`).
+//! `X-APP-PASSWORD`: the mechanism itself, apart from `main` so tests can build it in-process.
 
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -34,13 +19,13 @@ struct PasswordFile {
 
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
-struct AppPassword {
+pub struct AppPassword {
     user: String,
     /// Lower-case hex SHA-256 of the application password.
     sha256: String,
 }
 
-struct AppPasswords {
+pub struct AppPasswords {
     backends: AuthBackends,
     passwords: Arc<Vec<AppPassword>>,
 }
@@ -120,33 +105,18 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn load(path: &str) -> Result<Vec<AppPassword>, String> {
+impl AppPasswords {
+    pub fn new(backends: AuthBackends, passwords: Arc<Vec<AppPassword>>) -> Self {
+        Self {
+            backends,
+            passwords,
+        }
+    }
+}
+
+/// Reads the application password file.
+pub fn load(path: &str) -> Result<Vec<AppPassword>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
     let file: PasswordFile = toml::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
     Ok(file.password)
-}
-
-#[tokio::main]
-async fn main() -> ExitCode {
-    // A missing file is a start-up error, never a mechanism that silently refuses everyone.
-    let Ok(path) = std::env::var("APP_PASSWORDS") else {
-        eprintln!("app_password: set APP_PASSWORDS to the application password file");
-        return ExitCode::from(2);
-    };
-    let passwords = match load(&path) {
-        Ok(p) => Arc::new(p),
-        Err(e) => {
-            eprintln!("app_password: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    mail_oidc_server::cli::main(move |services| {
-        services.with_mechanism(|backends| {
-            Arc::new(AppPasswords {
-                backends: backends.clone(),
-                passwords,
-            })
-        })
-    })
-    .await
 }
