@@ -70,3 +70,55 @@ async fn smtp(#[values(Idp::LemonLdap, Idp::Keycloak)] idp: Idp) {
     };
     run(&stack, endpoint).await;
 }
+
+/// SCRAM-SHA-256(-PLUS) on IMAP and SMTP, against a server whose directory holds SCRAM secrets
+/// (a static directory: LDAP has none), over real TLS 1.3 with `tls-exporter` binding.
+#[tokio::test]
+async fn scram_on_imap_and_smtp() {
+    use mail_oidc_harness::suites::Account;
+    use mail_oidc_harness::suites::sasl::scram_matrix;
+    use mail_oidc_server::auth::directory::ScramSecret;
+    use mail_oidc_server::config::{DirectorySection, StaticSection};
+
+    let stack = stack_with(Idp::LemonLdap).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let account = Account {
+        mail: "scram@example.com".into(),
+        password: "correct horse battery staple".into(),
+    };
+    let users = dir.path().join("users.toml");
+    std::fs::write(
+        &users,
+        format!(
+            "[[user]]\nname = \"{}\"\nscram_sha256 = \"{}\"\n",
+            account.mail,
+            ScramSecret::generate(&account.password, ScramSecret::MIN_ITERATIONS)
+        ),
+    )
+    .expect("users file");
+    let mechanisms: Vec<String> = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"]
+        .iter()
+        .map(|m| m.to_string())
+        .collect();
+    let server = stack
+        .start_server(|config| {
+            config.directory = DirectorySection::Static(StaticSection { path: users });
+            config.imap.auth.mechanisms = Some(mechanisms.clone());
+            config.submission.auth.mechanisms = Some(mechanisms);
+        })
+        .await
+        .expect("server with SCRAM secrets");
+    let ca = &stack.endpoints().ca_pem;
+    let imap = ImapEndpoint {
+        tls: server.addrs.imap_tls.expect("imaps"),
+        cleartext: server.addrs.imap,
+        ca_pem: ca.clone(),
+    };
+    scram_matrix(&imap, &account).await.assert_passed();
+    let smtp = SmtpEndpoint {
+        tls: server.addrs.submission_tls.expect("submissions"),
+        cleartext: server.addrs.submission,
+        ca_pem: ca.clone(),
+    };
+    scram_matrix(&smtp, &account).await.assert_passed();
+}

@@ -14,6 +14,8 @@ pub(crate) struct Conn {
     pub(crate) timeout: Duration,
     /// The server's address; `None` over an in-memory stream.
     pub(crate) peer: Option<SocketAddr>,
+    /// The TLS session's `tls-exporter` channel binding, once under TLS 1.3.
+    pub(crate) exporter: Option<Vec<u8>>,
 }
 
 impl Conn {
@@ -22,6 +24,7 @@ impl Conn {
             stream: BufReader::new(stream),
             timeout: DEFAULT_TIMEOUT,
             peer,
+            exporter: None,
         }
     }
 
@@ -40,7 +43,10 @@ impl Conn {
             tls::handshake(tcp, ca_pem),
         )
         .await?;
-        Ok(Self::new(Box::new(tls), Some(addr)))
+        let exporter = tls::exporter(tls.get_ref().1);
+        let mut conn = Self::new(Box::new(tls), Some(addr));
+        conn.exporter = exporter;
+        Ok(conn)
     }
 
     /// Sends raw bytes as they are.
@@ -73,6 +79,7 @@ impl Conn {
             tls::handshake(plain, ca_pem),
         )
         .await?;
+        self.exporter = tls::exporter(tls.get_ref().1);
         self.stream = BufReader::new(Box::new(tls));
         Ok(())
     }

@@ -145,6 +145,11 @@ impl ImapClient {
     }
 
     /// Deadline of each later read and write (default 10 s).
+    /// The TLS session's RFC 9266 `tls-exporter` (TLS 1.3), for SCRAM-SHA-256-PLUS.
+    pub fn tls_exporter(&self) -> Option<&[u8]> {
+        self.conn.exporter.as_deref()
+    }
+
     /// Reads until the server closes the connection: `true` once it has, `false` if it is still
     /// open after the timeout.
     pub async fn is_closed(&mut self) -> bool {

@@ -6,6 +6,7 @@ mod conn;
 pub mod imap;
 pub mod jmap;
 pub mod sasl;
+pub mod scram;
 pub mod smtp;
 pub mod tls;
 

@@ -79,6 +79,8 @@ pub trait SaslClient: Send {
     async fn noop(&mut self) -> ClientResult<bool>;
     /// Whether the server has closed the connection (a read sees end of stream).
     async fn is_closed(&mut self) -> bool;
+    /// The TLS session's `tls-exporter` channel binding, if under TLS 1.3.
+    fn channel_binding(&self) -> Option<Vec<u8>>;
 }
 
 fn imap_turn(reply: SaslReply) -> AuthTurn {
@@ -142,6 +144,9 @@ impl SaslClient for ImapClient {
     async fn is_closed(&mut self) -> bool {
         ImapClient::is_closed(self).await
     }
+    fn channel_binding(&self) -> Option<Vec<u8>> {
+        self.tls_exporter().map(<[u8]>::to_vec)
+    }
 }
 
 fn smtp_turn(reply: SmtpReply) -> AuthTurn {
@@ -202,5 +207,8 @@ impl SaslClient for SmtpClient {
     }
     async fn is_closed(&mut self) -> bool {
         SmtpClient::is_closed(self).await
+    }
+    fn channel_binding(&self) -> Option<Vec<u8>> {
+        self.tls_exporter().map(<[u8]>::to_vec)
     }
 }

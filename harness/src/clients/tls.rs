@@ -53,6 +53,17 @@ where
         .map_err(|e| ClientError::Tls(format!("handshake: {e}")))
 }
 
+/// RFC 9266 `tls-exporter` channel binding of a finished client handshake: 32 bytes of
+/// `EXPORTER-Channel-Binding` without context, TLS 1.3 only (what the server binds to).
+pub(crate) fn exporter(conn: &rustls::ClientConnection) -> Option<Vec<u8>> {
+    if conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+        return None;
+    }
+    conn.export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+        .ok()
+        .map(|k| k.to_vec())
+}
+
 /// TCP connect with the given deadline.
 pub(crate) async fn tcp(
     addr: std::net::SocketAddr,

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use super::{Account, Report};
 use crate::clients::imap::ImapClient;
 use crate::clients::sasl::{AuthTurn, AuthVerdict, SaslClient};
+use crate::clients::scram::{Binding, ScramClient};
 use crate::clients::smtp::SmtpClient;
 use crate::clients::{ClientResult, oauthbearer_payload, plain_payload, xoauth2_payload};
 
@@ -377,5 +378,138 @@ impl SaslEndpoint for SmtpEndpoint {
     }
     fn host_port(&self) -> (String, u16) {
         (self.tls.ip().to_string(), self.tls.port())
+    }
+}
+
+/// SCRAM-SHA-256 and -PLUS (RFC 5802, 7677, 9266) on one protocol, for a user whose directory
+/// entry holds a SCRAM secret: logins whose server signature checks out, a wrong password,
+/// a channel binding of another TLS session, and the `y` downgrade while -PLUS is offered.
+pub async fn scram_matrix<E: SaslEndpoint>(endpoint: &E, account: &Account) -> Report {
+    let mut report = Report::new("scram");
+    let p = endpoint.protocol();
+    report.check(
+        format!("{p}: SCRAM-SHA-256 and -PLUS offered under TLS 1.3"),
+        scram_offered(endpoint).await,
+    );
+    report.check(
+        format!("{p}: SCRAM-SHA-256 logs in and the server proves the password"),
+        scram(endpoint, account, ScramCase::Plain).await,
+    );
+    report.check(
+        format!("{p}: SCRAM-SHA-256-PLUS with this session's tls-exporter logs in"),
+        scram(endpoint, account, ScramCase::Plus).await,
+    );
+    report.check(
+        format!("{p}: SCRAM with a wrong password is refused"),
+        scram(endpoint, account, ScramCase::WrongPassword).await,
+    );
+    report.check(
+        format!("{p}: SCRAM-SHA-256-PLUS bound to another TLS session is refused"),
+        scram(endpoint, account, ScramCase::ForeignBinding).await,
+    );
+    report.check(
+        format!("{p}: the 'y' flag while -PLUS is offered is refused as a downgrade"),
+        scram(endpoint, account, ScramCase::Downgrade).await,
+    );
+    report
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ScramCase {
+    Plain,
+    Plus,
+    WrongPassword,
+    ForeignBinding,
+    Downgrade,
+}
+
+async fn scram_offered<E: SaslEndpoint>(endpoint: &E) -> anyhow::Result<()> {
+    let mut client = endpoint.secure().await?;
+    ensure!(
+        client.channel_binding().is_some(),
+        "the session is not TLS 1.3"
+    );
+    let mechs = client.mechanisms().await?;
+    for want in ["SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"] {
+        ensure!(
+            mechs.iter().any(|m| m.eq_ignore_ascii_case(want)),
+            "{want} not offered: {mechs:?}"
+        );
+    }
+    Ok(())
+}
+
+async fn scram<E: SaslEndpoint>(
+    endpoint: &E,
+    account: &Account,
+    case: ScramCase,
+) -> anyhow::Result<()> {
+    let mut client = endpoint.secure().await?;
+    let exporter = client
+        .channel_binding()
+        .context("no tls-exporter: the session is not TLS 1.3")?;
+    let (mechanism, binding, password) = match case {
+        ScramCase::Plain => (
+            "SCRAM-SHA-256",
+            Binding::Unsupported,
+            account.password.as_str(),
+        ),
+        ScramCase::Plus => (
+            "SCRAM-SHA-256-PLUS",
+            Binding::TlsExporter(exporter),
+            account.password.as_str(),
+        ),
+        ScramCase::WrongPassword => ("SCRAM-SHA-256", Binding::Unsupported, "not-the-password"),
+        ScramCase::ForeignBinding => {
+            let mut other = exporter;
+            other[0] ^= 0xff;
+            (
+                "SCRAM-SHA-256-PLUS",
+                Binding::TlsExporter(other),
+                account.password.as_str(),
+            )
+        }
+        ScramCase::Downgrade => (
+            "SCRAM-SHA-256",
+            Binding::NotOffered,
+            account.password.as_str(),
+        ),
+    };
+    let mut scram = ScramClient::new(&account.mail, password, None, binding);
+    let server_first = match client
+        .auth_start(mechanism, Some(&scram.client_first()))
+        .await?
+    {
+        AuthTurn::Challenge(c) => c,
+        // A downgrade shows in the client's first message: refusing it there is right too.
+        done if case == ScramCase::Downgrade => return expect_done(&done, AuthVerdict::Refused),
+        done => bail!("no server-first message: {done:?}"),
+    };
+    let client_final = scram
+        .client_final(&server_first)
+        .map_err(anyhow::Error::msg)?;
+    let turn = client.auth_respond(&client_final).await?;
+    let succeeds = matches!(case, ScramCase::Plain | ScramCase::Plus);
+    if !succeeds {
+        return expect_done(&turn, AuthVerdict::Refused);
+    }
+    match turn {
+        // IMAP, SMTP, POP3: the server-final message as a last challenge, answered empty.
+        AuthTurn::Challenge(server_final) => {
+            scram
+                .verify_server_final(&server_final)
+                .map_err(anyhow::Error::msg)?;
+            let turn = client.auth_respond(b"").await?;
+            expect_done(&turn, AuthVerdict::Success)
+        }
+        // ManageSieve: in the final reply.
+        AuthTurn::Done {
+            verdict: AuthVerdict::Success,
+            success_data: Some(server_final),
+            ..
+        } => scram
+            .verify_server_final(&server_final)
+            .map_err(anyhow::Error::msg),
+        other => bail!("no server-final message: {other:?}"),
     }
 }
