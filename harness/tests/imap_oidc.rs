@@ -102,7 +102,9 @@ async fn hostile_token_is_refused_with_rfc7628_challenge(
     );
 }
 
-/// A token that is valid but for another user than the authzid / XOAUTH2 user is refused.
+/// A token that is valid but for another user than the authzid / XOAUTH2 user is refused:
+/// OAUTHBEARER's authzid is a request to act as someone else (RFC 5530 AUTHORIZATIONFAILED,
+/// only `server.admins` may), XOAUTH2's user is the token's claimed owner (a bad token).
 #[tokio::test]
 async fn token_of_another_user_is_refused() {
     let stack = stack().await;
@@ -113,11 +115,9 @@ async fn token_of_another_user_is_refused() {
         .oauthbearer(&bob.mail, &tokens.access_token, true)
         .await
         .expect("exchange");
-    assert!(
-        outcome
-            .reply
-            .tagged
-            .starts_with("NO [AUTHENTICATIONFAILED]"),
+    assert_eq!(
+        outcome.reply.tagged,
+        "NO [AUTHORIZATIONFAILED] Authorization failed: not allowed to act as that user.",
         "{outcome:?}"
     );
     let mut imap = tls_client(&stack).await;
