@@ -256,6 +256,8 @@ async fn up(env_file: Option<PathBuf>, idp: Idp) -> anyhow::Result<()> {
         ("Submission (STARTTLS)", ep.submission.to_string()),
         ("Submissions (TLS)", ep.submissions.to_string()),
         ("SMTP (inbound)", ep.smtp.to_string()),
+        ("POP3 (STLS)", ep.pop3.to_string()),
+        ("POP3S", ep.pop3s.to_string()),
         ("Server HTTP", format!("http://{}", ep.http)),
         ("JMAP session", ep.jmap_session.clone()),
         (
@@ -308,6 +310,12 @@ async fn up(env_file: Option<PathBuf>, idp: Idp) -> anyhow::Result<()> {
         "  curl --cacert {ca} imaps://127.0.0.1:{}/INBOX --login-options AUTH=OAUTHBEARER \
          --oauth2-bearer \"$TOKEN\" -u {}",
         ep.imaps.port(),
+        demo.mail
+    );
+    // curl picks OAUTHBEARER or XOAUTH2 from CAPA; `user:` (empty password) names the user.
+    println!(
+        "  curl --cacert {ca} pop3s://127.0.0.1:{}/ --oauth2-bearer \"$TOKEN\" -u {}:",
+        ep.pop3s.port(),
         demo.mail
     );
     let rcpt = realm

@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mail_oidc_harness::clients::imap::ImapClient;
+use mail_oidc_harness::clients::pop3::Pop3Client;
 use mail_oidc_harness::clients::smtp::SmtpClient;
 
 /// Kills the `up` process if the test fails before stopping it.
@@ -66,6 +67,8 @@ async fn up_writes_env_file_and_token_logs_in() {
         "MAIL_OIDC_IMAPS",
         "MAIL_OIDC_SUBMISSION",
         "MAIL_OIDC_SMTP",
+        "MAIL_OIDC_POP3",
+        "MAIL_OIDC_POP3S",
         "MAIL_OIDC_ISSUER",
         "MAIL_OIDC_TOKEN_ENDPOINT",
         "MAIL_OIDC_CLIENT_ID",
@@ -140,6 +143,12 @@ async fn up_writes_env_file_and_token_logs_in() {
     smtp.ehlo("cli.test").await.expect("ehlo");
     let outcome = smtp.xoauth2(&user, &token, true).await.expect("auth");
     assert_eq!(outcome.reply.code, 235, "{outcome:?}");
+    let mut pop3 = Pop3Client::connect_tls(env["MAIL_OIDC_POP3S"].parse().expect("addr"), &ca)
+        .await
+        .expect("pop3s");
+    let outcome = pop3.oauthbearer(&user, &token, true).await.expect("auth");
+    assert!(outcome.reply.is_ok(), "{outcome:?}");
+    pop3.quit().await.expect("quit");
 
     // The file is all `login` and `revoke` need: once named, once as the state file.
     let jar = dir.path().join("jar.txt");
@@ -212,6 +221,10 @@ async fn up_writes_env_file_and_token_logs_in() {
             env["MAIL_OIDC_LOGOUT_URL"]
         ),
         "mail-oidc logout --cookie-jar jar.txt",
+        &format!(
+            "pop3s://{}/ --oauth2-bearer \"$TOKEN\" -u {user}:",
+            env["MAIL_OIDC_POP3S"]
+        ),
     ] {
         assert!(
             printed.contains(expected),

@@ -34,6 +34,9 @@ pub struct Config {
     /// Inbound SMTP (port 25 style): no AUTH, only local recipients known to the directory.
     #[serde(default)]
     pub smtp: SmtpSection,
+    /// POP3 (RFC 1939): INBOX download with USER/PASS and SASL.
+    #[serde(default)]
+    pub pop3: Pop3Section,
     /// HTTP listener: JMAP and the well-known documents.
     #[serde(default)]
     pub http: HttpSection,
@@ -139,6 +142,52 @@ impl Default for ImapSection {
             auth: AuthSection::default(),
         }
     }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pop3Section {
+    /// Cleartext listener with STLS; absent = none.
+    pub listen: Option<SocketAddr>,
+    /// Implicit-TLS listener (port 995 style); absent = none.
+    pub listen_tls: Option<SocketAddr>,
+    /// Offer USER/PASS and PLAIN before TLS.
+    #[serde(default)]
+    pub allow_plaintext_auth: bool,
+    /// Failed authentications before the connection is closed.
+    #[serde(default = "default_max_auth_failures")]
+    pub max_auth_failures: u32,
+    /// Idle time after which an unauthenticated connection is closed, in seconds (also the
+    /// limit of TLS handshakes).
+    #[serde(default = "default_preauth_timeout")]
+    pub preauth_timeout_seconds: u64,
+    /// Idle time after which a logged-in session is closed without deleting anything, in
+    /// seconds; RFC 1939 section 3 asks for at least 10 minutes.
+    #[serde(default = "default_pop3_idle_timeout")]
+    pub idle_timeout_seconds: u64,
+    #[serde(default)]
+    pub auth: AuthSection,
+}
+
+impl Default for Pop3Section {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            listen_tls: None,
+            allow_plaintext_auth: false,
+            max_auth_failures: default_max_auth_failures(),
+            preauth_timeout_seconds: default_preauth_timeout(),
+            idle_timeout_seconds: default_pop3_idle_timeout(),
+            auth: AuthSection::default(),
+        }
+    }
+}
+
+/// RFC 1939 section 3: the autologout timer is at least 10 minutes.
+pub const MIN_POP3_IDLE_TIMEOUT: u64 = 600;
+
+fn default_pop3_idle_timeout() -> u64 {
+    MIN_POP3_IDLE_TIMEOUT
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -551,6 +600,7 @@ impl Config {
                 "submission.listen_tls",
                 self.submission.listen_tls.is_some(),
             ),
+            ("pop3.listen_tls", self.pop3.listen_tls.is_some()),
         ];
         for (key, used) in tls_needed {
             if used && self.tls.is_none() {
@@ -641,6 +691,7 @@ impl Config {
             }
         }
         self.validate_revocation()?;
+        self.validate_pop3()?;
         if let Some(bad) = self.server.admins.iter().find(|a| a.trim().is_empty()) {
             return Err(ConfigError::Invalid {
                 key: "server.admins".into(),
@@ -653,6 +704,7 @@ impl Config {
                 "submission.auth.mechanisms",
                 &self.submission.auth.mechanisms,
             ),
+            ("pop3.auth.mechanisms", &self.pop3.auth.mechanisms),
         ];
         for (key, list) in lists {
             if list.as_ref().is_some_and(|m| m.is_empty()) {
@@ -661,6 +713,34 @@ impl Config {
                     message: "empty list: leave the key out for the defaults".into(),
                 });
             }
+        }
+        Ok(())
+    }
+
+    fn validate_pop3(&self) -> Result<(), ConfigError> {
+        let p = &self.pop3;
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: format!("pop3.{key}"),
+            message,
+        };
+        if p.max_auth_failures == 0 {
+            return Err(invalid("max_auth_failures", "must be at least 1".into()));
+        }
+        if p.preauth_timeout_seconds == 0 {
+            return Err(invalid(
+                "preauth_timeout_seconds",
+                "must be at least 1".into(),
+            ));
+        }
+        if p.idle_timeout_seconds < MIN_POP3_IDLE_TIMEOUT {
+            return Err(invalid(
+                "idle_timeout_seconds",
+                format!(
+                    "{} is too short: RFC 1939 asks for at least {MIN_POP3_IDLE_TIMEOUT} \
+                     (10 minutes)",
+                    p.idle_timeout_seconds
+                ),
+            ));
         }
         Ok(())
     }

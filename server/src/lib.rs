@@ -1,7 +1,7 @@
 //! mail-oidc-server: a compact mail server whose logins go through OpenID Connect.
 //!
 //! Layout: `auth` is protocol-neutral (SASL, OIDC, directory, HTTP request authentication,
-//! revocation); `imap`, `smtp` and `jmap` are front ends that only do framing and wire replies;
+//! revocation); `imap`, `smtp`, `pop3` and `jmap` are front ends that only do framing and wire replies;
 //! `web` is the HTTP listener; `public_url` the base URLs both build on; `store` holds mail;
 //! `server` wires it all from `config`.
 
@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod imap;
 pub mod jmap;
+pub mod pop3;
 pub mod public_url;
 pub mod server;
 pub mod sieve;

@@ -18,6 +18,7 @@ use crate::auth::revocation::{
 use crate::auth::sasl::{Protocol, SaslMechanism, SaslRegistry, default_mechanisms};
 use crate::config::{Config, ConfigError, DirectorySection, RevocationStoreKind, StoreSection};
 use crate::imap::{ImapContext, ImapListenerKind};
+use crate::pop3::{MaildropLocks, Pop3Context, Pop3ListenerKind};
 use crate::sieve::SieveFilter;
 use crate::smtp::{SmtpContext, SmtpListenerKind};
 use crate::store::{MailStore, MemoryStore};
@@ -48,6 +49,10 @@ pub struct BoundAddrs {
     pub submission: Option<SocketAddr>,
     pub submission_tls: Option<SocketAddr>,
     pub smtp: Option<SocketAddr>,
+    /// POP3 with STLS.
+    pub pop3: Option<SocketAddr>,
+    /// POP3 over implicit TLS.
+    pub pop3_tls: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
 }
 
@@ -242,6 +247,16 @@ pub fn registries(
     ))
 }
 
+/// The POP3 mechanism registry, in configured order.
+pub fn pop3_registry(config: &Config, services: &Services) -> Result<SaslRegistry, ConfigError> {
+    registry(
+        services,
+        "pop3.auth.mechanisms",
+        &config.pop3.auth.mechanisms,
+        Protocol::Pop3,
+    )
+}
+
 /// Validates everything `start` would build, without binding anything (`--check`).
 pub fn check(config: &Config) -> Result<(), StartError> {
     check_with(config, &build_services(config)?)
@@ -250,6 +265,7 @@ pub fn check(config: &Config) -> Result<(), StartError> {
 /// Like [`check`], with services built by the caller (e.g. an extra SASL mechanism).
 pub fn check_with(config: &Config, services: &Services) -> Result<(), StartError> {
     registries(config, services)?;
+    pop3_registry(config, services)?;
     Ok(())
 }
 
@@ -265,6 +281,7 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
     let mut addrs = BoundAddrs::default();
 
     let (imap_registry, submission_registry) = registries(&config, &services)?;
+    let pop3_registry = pop3_registry(&config, &services)?;
     tasks.spawn(services.revocation.clone().listen());
     if let (Some(validator), Some(seconds)) = (
         services.raw_validator.clone(),
@@ -297,6 +314,15 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
         store: services.store.clone(),
         filter: services.filter.clone(),
         tls: services.tls.clone(),
+    });
+    let pop3_ctx = Arc::new(Pop3Context {
+        hostname: config.server.hostname.clone(),
+        config: config.pop3.clone(),
+        registry: pop3_registry,
+        backends: services.backends.clone(),
+        store: services.store.clone(),
+        tls: services.tls.clone(),
+        locks: MaildropLocks::new(),
     });
 
     if let Some(addr) = config.imap.listen {
@@ -357,6 +383,30 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
             l,
             SmtpListenerKind::Inbound,
             smtp_ctx.clone(),
+        ));
+    }
+    if let Some(addr) = config.pop3.listen {
+        let l = bind("pop3.listen", addr).await?;
+        addrs.pop3 = Some(
+            l.local_addr()
+                .map_err(|e| StartError::Other(e.to_string()))?,
+        );
+        tasks.spawn(crate::pop3::serve(
+            l,
+            Pop3ListenerKind::Plain,
+            pop3_ctx.clone(),
+        ));
+    }
+    if let Some(addr) = config.pop3.listen_tls {
+        let l = bind("pop3.listen_tls", addr).await?;
+        addrs.pop3_tls = Some(
+            l.local_addr()
+                .map_err(|e| StartError::Other(e.to_string()))?,
+        );
+        tasks.spawn(crate::pop3::serve(
+            l,
+            Pop3ListenerKind::ImplicitTls,
+            pop3_ctx.clone(),
         ));
     }
     if let Some(addr) = config.http.listen {

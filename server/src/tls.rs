@@ -81,7 +81,7 @@ pub fn tls_exporter(conn: &rustls::ServerConnection) -> Option<ChannelBinding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::{TLS_CERT, TLS_KEY};
+    use crate::testkit::tls::{CERT as TLS_CERT, KEY as TLS_KEY};
     use rustls::{ClientConnection, ConnectionCommon, ServerConnection, SupportedProtocolVersion};
     use rustls_pki_types::ServerName;
     use std::ops::DerefMut;

@@ -178,3 +178,32 @@ fn recheck_interval_and_admins_are_checked() {
     assert!(!ok, "must fail: {text}");
     assert!(text.contains("server.admins"), "{text}");
 }
+
+#[test]
+fn pop3_keys_are_checked_and_named() {
+    for (section, key) in [
+        ("[pop3]\nlisten_tls = \"127.0.0.1:0\"\n", "pop3.listen_tls"),
+        (
+            "[pop3]\nidle_timeout_seconds = 60\n",
+            "pop3.idle_timeout_seconds",
+        ),
+        ("[pop3]\nmax_auth_failures = 0\n", "pop3.max_auth_failures"),
+        (
+            "[pop3]\npreauth_timeout_seconds = 0\n",
+            "pop3.preauth_timeout_seconds",
+        ),
+        ("[pop3.auth]\nmechanisms = []\n", "pop3.auth.mechanisms"),
+        (
+            "[pop3.auth]\nmechanisms = [\"CRAM-MD5\"]\n",
+            "pop3.auth.mechanisms",
+        ),
+    ] {
+        let (ok, text) = run_check(&format!("{DIRECTORY}{section}"));
+        assert!(!ok, "must fail: {section}: {text}");
+        assert!(text.contains(key), "{key}: {text}");
+    }
+    let (ok, text) = run_check(&format!(
+        "{DIRECTORY}[pop3]\nlisten = \"127.0.0.1:0\"\nidle_timeout_seconds = 900\n[pop3.auth]\nmechanisms = [\"PLAIN\"]\n"
+    ));
+    assert!(ok, "must pass: {text}");
+}

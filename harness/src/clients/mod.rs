@@ -1,10 +1,11 @@
-//! Small protocol clients for tests: raw IMAP and SMTP (every byte visible, SASL driven step by
-//! step), a lettre-based submission helper, and JMAP over HTTP and WebSocket. Every I/O call has
+//! Small protocol clients for tests: raw IMAP, SMTP and POP3 (every byte visible, SASL driven
+//! step by step), a lettre-based submission helper, and JMAP over HTTP and WebSocket. Every I/O call has
 //! a deadline, so a broken server fails the test instead of hanging it.
 
 mod conn;
 pub mod imap;
 pub mod jmap;
+pub mod pop3;
 pub mod sasl;
 pub mod scram;
 pub mod smtp;

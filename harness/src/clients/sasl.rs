@@ -6,6 +6,7 @@ use async_trait::async_trait;
 
 use super::ClientResult;
 use super::imap::{ImapClient, SaslReply};
+use super::pop3::{self, Pop3Client};
 use super::smtp::{SmtpClient, SmtpReply};
 
 /// What a protocol's final reply to an exchange means.
@@ -24,8 +25,8 @@ pub enum AuthVerdict {
     Temporary,
     /// Malformed, aborted or bad base64 (IMAP `BAD`, SMTP `501`, POP3 `-ERR`, ManageSieve `NO`).
     Protocol,
-    /// The mechanism needs TLS (IMAP `NO [PRIVACYREQUIRED]`, SMTP `538`, POP3 `-ERR`,
-    /// ManageSieve `NO (ENCRYPT-NEEDED)`).
+    /// The mechanism needs TLS (IMAP `NO [PRIVACYREQUIRED]`, SMTP `538`, POP3
+    /// `-ERR [AUTH] Plaintext authentication disallowed`, ManageSieve `NO (ENCRYPT-NEEDED)`).
     EncryptionRequired,
     /// Unknown or disabled mechanism.
     UnknownMechanism,
@@ -210,5 +211,129 @@ impl SaslClient for SmtpClient {
     }
     fn channel_binding(&self) -> Option<Vec<u8>> {
         self.tls_exporter().map(<[u8]>::to_vec)
+    }
+}
+
+/// POP3 replies carry their meaning in RFC 2449/3206 codes plus the text: `[AUTH]` covers
+/// refused credentials, a refused authzid and the TLS requirement alike.
+fn pop3_turn(reply: pop3::SaslReply) -> AuthTurn {
+    let reply = match reply {
+        pop3::SaslReply::Challenge(data) => return AuthTurn::Challenge(data),
+        pop3::SaslReply::Done(reply) => reply,
+    };
+    let text = reply.text();
+    let verdict = if reply.is_ok() {
+        AuthVerdict::Success
+    } else {
+        match reply.code() {
+            Some("AUTH") if text.starts_with("Authorization failed") => {
+                AuthVerdict::AuthorizationRefused
+            }
+            Some("AUTH") if text.starts_with("Plaintext authentication disallowed") => {
+                AuthVerdict::EncryptionRequired
+            }
+            // Also the failure that reaches the limit; the connection closes after it.
+            Some("AUTH") => AuthVerdict::Refused,
+            Some("SYS/TEMP") => AuthVerdict::Temporary,
+            _ if text.starts_with("Unsupported authentication mechanism") => {
+                AuthVerdict::UnknownMechanism
+            }
+            _ => AuthVerdict::Protocol,
+        }
+    };
+    AuthTurn::Done {
+        verdict,
+        reply: reply.line,
+        success_data: None,
+    }
+}
+
+#[async_trait]
+impl SaslClient for Pop3Client {
+    fn protocol(&self) -> &'static str {
+        "pop3"
+    }
+    async fn mechanisms(&mut self) -> ClientResult<Vec<String>> {
+        self.sasl_mechanisms().await
+    }
+    async fn auth_start(
+        &mut self,
+        mechanism: &str,
+        initial: Option<&[u8]>,
+    ) -> ClientResult<AuthTurn> {
+        Ok(pop3_turn(
+            Pop3Client::auth_start(self, mechanism, initial).await?,
+        ))
+    }
+    async fn auth_respond(&mut self, data: &[u8]) -> ClientResult<AuthTurn> {
+        Ok(pop3_turn(self.auth_continue(data).await?))
+    }
+    async fn auth_respond_raw(&mut self, text: &str) -> ClientResult<AuthTurn> {
+        Ok(pop3_turn(self.auth_continue_raw(text).await?))
+    }
+    async fn auth_abort(&mut self) -> ClientResult<AuthTurn> {
+        Ok(pop3_turn(Pop3Client::auth_abort(self).await?))
+    }
+    /// CAPA: answered in every state (NOOP is refused before login).
+    async fn noop(&mut self) -> ClientResult<bool> {
+        Ok(self.multiline("CAPA").await?.0.is_ok())
+    }
+    async fn is_closed(&mut self) -> bool {
+        Pop3Client::is_closed(self).await
+    }
+    fn channel_binding(&self) -> Option<Vec<u8>> {
+        self.tls_exporter().map(<[u8]>::to_vec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clients::pop3::Pop3Reply;
+
+    #[test]
+    fn pop3_final_replies_are_classified() {
+        let verdict = |line: &str| {
+            pop3_turn(pop3::SaslReply::Done(Pop3Reply { line: line.into() })).verdict()
+        };
+        for (line, want) in [
+            ("+OK Logged in.", AuthVerdict::Success),
+            ("-ERR [AUTH] Authentication failed.", AuthVerdict::Refused),
+            (
+                "-ERR [AUTH] Too many invalid authentication attempts.",
+                AuthVerdict::Refused,
+            ),
+            (
+                "-ERR [AUTH] Authorization failed: not allowed to act as that user.",
+                AuthVerdict::AuthorizationRefused,
+            ),
+            (
+                "-ERR [AUTH] Plaintext authentication disallowed on non-secure connections.",
+                AuthVerdict::EncryptionRequired,
+            ),
+            (
+                "-ERR [SYS/TEMP] Temporary authentication failure.",
+                AuthVerdict::Temporary,
+            ),
+            (
+                "-ERR Unsupported authentication mechanism.",
+                AuthVerdict::UnknownMechanism,
+            ),
+            ("-ERR Malformed SASL message.", AuthVerdict::Protocol),
+            (
+                "-ERR Authentication aborted by client.",
+                AuthVerdict::Protocol,
+            ),
+            (
+                "-ERR Invalid base64 data in continued response.",
+                AuthVerdict::Protocol,
+            ),
+        ] {
+            assert_eq!(verdict(line), Some(want), "{line}");
+        }
+        assert_eq!(
+            pop3_turn(pop3::SaslReply::Challenge(b"{}".to_vec())),
+            AuthTurn::Challenge(b"{}".to_vec())
+        );
     }
 }

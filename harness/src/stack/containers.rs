@@ -136,6 +136,8 @@ pub struct Running {
     pub submission: u16,
     pub submissions: u16,
     pub smtp: u16,
+    pub pop3: u16,
+    pub pop3s: u16,
     pub http: u16,
     pub gateway: u16,
     pub ldap: u16,
@@ -237,6 +239,8 @@ pub async fn start(
         .with_exposed_port(587.tcp())
         .with_exposed_port(465.tcp())
         .with_exposed_port(25.tcp())
+        .with_exposed_port(110.tcp())
+        .with_exposed_port(995.tcp())
         .with_exposed_port(8080.tcp())
         .with_wait_for(WaitFor::message_on_either_std("listening"))
         .with_copy_to("/usr/local/bin/mail-oidc-server", server_binary)
@@ -266,6 +270,7 @@ pub async fn start(
         port_of(&server, 25).await?,
         port_of(&server, 8080).await?,
     );
+    let (pop3, pop3s) = (port_of(&server, 110).await?, port_of(&server, 995).await?);
     containers.push(server);
 
     let apisix = GenericImage::new("apache/apisix", "3.18.0-debian")
@@ -296,6 +301,8 @@ pub async fn start(
         submission,
         submissions,
         smtp,
+        pop3,
+        pop3s,
         http,
         gateway,
         ldap: ldap_port,

@@ -73,6 +73,10 @@ pub struct Endpoints {
     pub submissions: SocketAddr,
     /// Inbound SMTP (no AUTH).
     pub smtp: SocketAddr,
+    /// POP3 with STLS.
+    pub pop3: SocketAddr,
+    /// POP3 over implicit TLS.
+    pub pop3s: SocketAddr,
     /// The server's own HTTP listener (JMAP; Basic, Bearer and gateway-asserted X-User).
     pub http: SocketAddr,
     /// `http://127.0.0.1:<port>/.well-known/jmap` on the server itself ("" without HTTP).
@@ -358,6 +362,8 @@ impl Stack {
             submission: local(running.submission),
             submissions: local(running.submissions),
             smtp: local(running.smtp),
+            pop3: local(running.pop3),
+            pop3s: local(running.pop3s),
             http: local(running.http),
             jmap_session: format!("http://127.0.0.1:{}/.well-known/jmap", running.http),
             gateway: format!("http://127.0.0.1:{}", running.gateway),
@@ -579,6 +585,8 @@ impl Stack {
             submission: addrs.submission.unwrap_or_else(unbound),
             submissions: addrs.submission_tls.unwrap_or_else(unbound),
             smtp: addrs.smtp.unwrap_or_else(unbound),
+            pop3: addrs.pop3.unwrap_or_else(unbound),
+            pop3s: addrs.pop3_tls.unwrap_or_else(unbound),
             http: addrs.http.unwrap_or_else(unbound),
             jmap_session: addrs
                 .http

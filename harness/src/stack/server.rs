@@ -143,6 +143,7 @@ pub fn base_config(env: &ServerEnv<'_>) -> anyhow::Result<Config> {
         "imap": { "listen": any, "listen_tls": any },
         "submission": { "listen": any, "listen_tls": any },
         "smtp": { "listen": any },
+        "pop3": { "listen": any, "listen_tls": any },
         "http": {
             "listen": any,
             "auth": {
@@ -286,6 +287,8 @@ mod tests {
         assert_eq!(parsed.submission.listen, Some(any));
         assert_eq!(parsed.submission.listen_tls, Some(any));
         assert_eq!(parsed.smtp.listen, Some(any));
+        assert_eq!(parsed.pop3.listen, Some(any));
+        assert_eq!(parsed.pop3.listen_tls, Some(any));
         assert_eq!(parsed.http.listen, Some(any));
         assert_eq!(
             parsed.http.auth.strategies,

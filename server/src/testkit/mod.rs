@@ -1,12 +1,14 @@
 //! The one test kit: doubles shared by the module tests (a directory with fixed users, a token
 //! validator answering from a table), and per-area helpers in the submodules (a fake IdP with
-//! real keys, a real `redis-server`, SASL runs, HTTP request authentication, revocation).
+//! real keys, a real `redis-server`, SASL runs, HTTP request authentication, revocation, a TLS
+//! certificate).
 
 pub mod oidc;
 pub mod redis_server;
 pub mod request_auth;
 pub mod revocation;
 pub mod sasl;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -22,26 +24,6 @@ use crate::auth::oidc::{TokenError, TokenValidator, ValidatedToken};
 pub const ISSUER: &str = "https://idp.example.com/realms/mail";
 pub const DISCOVERY: &str = "https://idp.example.com/realms/mail/.well-known/openid-configuration";
 pub const SCOPE: &str = "openid email";
-
-/// Self-signed EC certificate for `localhost` / 127.0.0.1, valid until 2126 (test only).
-pub const TLS_CERT: &str = "-----BEGIN CERTIFICATE-----
-MIIBnDCCAUKgAwIBAgIUC0zwP0O1Qf6utenvR5vq35NanfAwCgYIKoZIzj0EAwIw
-FDESMBAGA1UEAwwJbG9jYWxob3N0MCAXDTI2MTEyMzExMjcxMFoYDzIxMjYxMDMw
-MTEyNzEwWjAUMRIwEAYDVQQDDAlsb2NhbGhvc3QwWTATBgcqhkjOPQIBBggqhkjO
-PQMBBwNCAASuAYI4K5M1obKvK/oSGaC8yD2TVlv/XXC1TPSRdVWrBidamVsSahyi
-wFA7nmMS9GxlhTNBfXWboXlllpoMia8Lo3AwbjAMBgNVHRMBAf8EAjAAMBoGA1Ud
-EQQTMBGCCWxvY2FsaG9zdIcEfwAAATAOBgNVHQ8BAf8EBAMCB4AwEwYDVR0lBAww
-CgYIKwYBBQUHAwEwHQYDVR0OBBYEFIq1lOGwTZiTrduy9P41GHiJxHWXMAoGCCqG
-SM49BAMCA0gAMEUCIFgk/2fFBXXHKYn1sgdKgKUXxPl39mam7CB70P0FAAxyAiEA
-6USe3JrO7MPen8kD59bIZ8H4yFy+4W5VEM8wjpv7zzA=
------END CERTIFICATE-----
-";
-pub const TLS_KEY: &str = "-----BEGIN PRIVATE KEY-----
-MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg51sE+gtd4tS2oBvD
-kD/QAFHRvoRQR031b0CgU8xlmFyhRANCAASuAYI4K5M1obKvK/oSGaC8yD2TVlv/
-XXC1TPSRdVWrBidamVsSahyiwFA7nmMS9GxlhTNBfXWboXlllpoMia8L
------END PRIVATE KEY-----
-";
 
 /// RFC 7677 section 3's user ("user", password "pencil") as an RFC 5803 stored secret.
 pub const RFC7677_SECRET: &str = "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=";

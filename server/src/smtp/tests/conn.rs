@@ -22,7 +22,7 @@ use super::{
 use crate::config::{SmtpSection, SubmissionSection, TlsSection};
 use crate::smtp::{ConnectionOptions, SmtpContext, SmtpListenerKind, serve_with};
 use crate::store::{MailStore, MemoryStore};
-use crate::testkit::{TLS_CERT, TLS_KEY};
+use crate::testkit::tls::{CERT, KEY};
 
 /// Per-read limit: generous, tests never wait for it unless something is broken.
 const READ_LIMIT: Duration = Duration::from_secs(10);
@@ -64,8 +64,8 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let cert = dir.path().join("cert.pem");
         let key = dir.path().join("key.pem");
-        std::fs::write(&cert, TLS_CERT).unwrap();
-        std::fs::write(&key, TLS_KEY).unwrap();
+        std::fs::write(&cert, CERT).unwrap();
+        std::fs::write(&key, KEY).unwrap();
         let acceptor = crate::tls::acceptor(&TlsSection { cert, key }).unwrap();
 
         let directory = directory();
@@ -211,7 +211,7 @@ async fn tls_connect(tcp: TcpStream) -> tokio_rustls::client::TlsStream<TcpStrea
     crate::tls::install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     roots
-        .add(rustls_pki_types::CertificateDer::from_pem_slice(TLS_CERT.as_bytes()).unwrap())
+        .add(rustls_pki_types::CertificateDer::from_pem_slice(CERT.as_bytes()).unwrap())
         .unwrap();
     let config = rustls::ClientConfig::builder()
         .with_root_certificates(roots)

@@ -20,8 +20,8 @@ use crate::config::{SmtpSection, SubmissionSection, TlsSection};
 use crate::smtp::{ConnectionOptions, SmtpContext, SmtpListenerKind, serve_with};
 use crate::store::{MailStore, MemoryStore};
 use crate::testkit::revocation::now;
+use crate::testkit::tls::{CERT, KEY};
 use crate::testkit::{ISSUER, TestDirectory, TestValidator};
-use crate::testkit::{TLS_CERT as CERT, TLS_KEY as KEY};
 
 const LOGGED_OUT: &str =
     "421 4.7.0 Session revoked: the session was logged out at the identity provider.";
