@@ -1,12 +1,13 @@
 //! The one test kit: doubles shared by the module tests (a directory with fixed users, a token
 //! validator answering from a table), and per-area helpers in the submodules (a fake IdP with
-//! real keys, a real `redis-server`, SASL runs, HTTP request authentication, revocation).
+//! real keys, a real `redis-server`, SASL runs, HTTP request authentication, revocation, TLS).
 
 pub mod oidc;
 pub mod redis_server;
 pub mod request_auth;
 pub mod revocation;
 pub mod sasl;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -22,26 +22,7 @@ use super::{
 use crate::config::{SmtpSection, SubmissionSection, TlsSection};
 use crate::smtp::{ConnectionOptions, SmtpContext, SmtpListenerKind, serve_with};
 use crate::store::{MailStore, MemoryStore};
-
-/// Self-signed EC certificate for `localhost` / 127.0.0.1, valid until 2126 (test only).
-const CERT: &str = "-----BEGIN CERTIFICATE-----
-MIIBnDCCAUKgAwIBAgIUC0zwP0O1Qf6utenvR5vq35NanfAwCgYIKoZIzj0EAwIw
-FDESMBAGA1UEAwwJbG9jYWxob3N0MCAXDTI2MTEyMzExMjcxMFoYDzIxMjYxMDMw
-MTEyNzEwWjAUMRIwEAYDVQQDDAlsb2NhbGhvc3QwWTATBgcqhkjOPQIBBggqhkjO
-PQMBBwNCAASuAYI4K5M1obKvK/oSGaC8yD2TVlv/XXC1TPSRdVWrBidamVsSahyi
-wFA7nmMS9GxlhTNBfXWboXlllpoMia8Lo3AwbjAMBgNVHRMBAf8EAjAAMBoGA1Ud
-EQQTMBGCCWxvY2FsaG9zdIcEfwAAATAOBgNVHQ8BAf8EBAMCB4AwEwYDVR0lBAww
-CgYIKwYBBQUHAwEwHQYDVR0OBBYEFIq1lOGwTZiTrduy9P41GHiJxHWXMAoGCCqG
-SM49BAMCA0gAMEUCIFgk/2fFBXXHKYn1sgdKgKUXxPl39mam7CB70P0FAAxyAiEA
-6USe3JrO7MPen8kD59bIZ8H4yFy+4W5VEM8wjpv7zzA=
------END CERTIFICATE-----
-";
-const KEY: &str = "-----BEGIN PRIVATE KEY-----
-MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg51sE+gtd4tS2oBvD
-kD/QAFHRvoRQR031b0CgU8xlmFyhRANCAASuAYI4K5M1obKvK/oSGaC8yD2TVlv/
-XXC1TPSRdVWrBidamVsSahyiwFA7nmMS9GxlhTNBfXWboXlllpoMia8L
------END PRIVATE KEY-----
-";
+use crate::testkit::tls::{CERT, KEY};
 
 /// Per-read limit: generous, tests never wait for it unless something is broken.
 const READ_LIMIT: Duration = Duration::from_secs(10);
