@@ -18,8 +18,9 @@ use crate::auth::revocation::{
 use crate::auth::sasl::{Protocol, SaslRegistry, default_mechanisms};
 use crate::config::{Config, ConfigError, DirectorySection, RevocationStoreKind, StoreSection};
 use crate::imap::{ImapContext, ImapListenerKind};
+use crate::managesieve::{ScriptCheck, SieveContext};
 use crate::smtp::{SmtpContext, SmtpListenerKind};
-use crate::store::{MailStore, MemoryStore};
+use crate::store::{MailStore, MemoryStore, ScriptLimits, SieveScripts};
 use crate::tls;
 
 #[derive(Debug, thiserror::Error)]
@@ -48,12 +49,15 @@ pub struct BoundAddrs {
     pub submission_tls: Option<SocketAddr>,
     pub smtp: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
+    /// ManageSieve (STARTTLS).
+    pub sieve: Option<SocketAddr>,
 }
 
 /// A started server: its bound addresses and the tasks serving them.
 pub struct RunningServer {
     pub addrs: BoundAddrs,
     pub store: Arc<dyn MailStore>,
+    pub scripts: Arc<SieveScripts>,
     tasks: JoinSet<()>,
 }
 
@@ -73,6 +77,8 @@ impl RunningServer {
 pub struct Services {
     pub backends: AuthBackends,
     pub store: Arc<dyn MailStore>,
+    /// Every user's Sieve scripts (ManageSieve writes them, delivery reads the active one).
+    pub scripts: Arc<SieveScripts>,
     pub tls: Option<TlsAcceptor>,
     /// The deny-list and the live sessions of every protocol.
     pub revocation: Arc<RevocationService>,
@@ -169,6 +175,10 @@ pub fn build_services(config: &Config) -> Result<Services, StartError> {
             revocation: Some(revocation.clone()),
         },
         store,
+        scripts: Arc::new(SieveScripts::new(ScriptLimits {
+            max_script_size: config.sieve.max_script_size,
+            max_scripts: config.sieve.max_scripts,
+        })),
         tls,
         revocation,
         raw_validator,
@@ -219,10 +229,31 @@ pub fn registries(
     ))
 }
 
+/// The ManageSieve mechanism registry.
+pub fn sieve_registry(
+    config: &Config,
+    backends: &AuthBackends,
+) -> Result<SaslRegistry, ConfigError> {
+    registry(
+        backends,
+        "sieve.auth.mechanisms",
+        &config.sieve.auth.mechanisms,
+        Protocol::ManageSieve,
+    )
+}
+
+/// Stand-in for the Sieve interpreter's check until it is merged: every script is accepted.
+/// At merge this becomes `crate::sieve::Script::compile(source).map(drop).map_err(|e|
+/// e.to_string())` (the error displays as `line N: message`).
+fn accept_all_scripts() -> ScriptCheck {
+    Arc::new(|_source: &str| Ok(()))
+}
+
 /// Validates everything `start` would build, without binding anything (`--check`).
 pub fn check(config: &Config) -> Result<(), StartError> {
     let services = build_services(config)?;
     registries(config, &services.backends)?;
+    sieve_registry(config, &services.backends)?;
     Ok(())
 }
 
@@ -238,6 +269,7 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
     let mut addrs = BoundAddrs::default();
 
     let (imap_registry, submission_registry) = registries(&config, &services.backends)?;
+    let sieve_registry = sieve_registry(&config, &services.backends)?;
     tasks.spawn(services.revocation.clone().listen());
     if let (Some(validator), Some(seconds)) = (
         services.raw_validator.clone(),
@@ -331,6 +363,32 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
             smtp_ctx.clone(),
         ));
     }
+    if let Some(addr) = config.sieve.listen {
+        let l = bind("sieve.listen", addr).await?;
+        addrs.sieve = Some(
+            l.local_addr()
+                .map_err(|e| StartError::Other(e.to_string()))?,
+        );
+        if services.tls.is_none() {
+            tracing::warn!(
+                "sieve.listen without [tls]: no STARTTLS, so only allow_plaintext_auth logins work"
+            );
+        }
+        tracing::warn!(
+            "ManageSieve scripts are NOT validated yet (accept_all_scripts): any script is \
+             stored and activated until the Sieve interpreter is wired in"
+        );
+        let ctx = Arc::new(SieveContext {
+            hostname: config.server.hostname.clone(),
+            config: config.sieve.clone(),
+            registry: sieve_registry,
+            backends: services.backends.clone(),
+            scripts: services.scripts.clone(),
+            check: accept_all_scripts(),
+            tls: services.tls.clone(),
+        });
+        tasks.spawn(crate::managesieve::serve(l, ctx));
+    }
     if let Some(addr) = config.http.listen {
         let l = bind("http.listen", addr).await?;
         let bound = l
@@ -344,6 +402,7 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
     Ok(RunningServer {
         addrs,
         store: services.store,
+        scripts: services.scripts,
         tasks,
     })
 }
