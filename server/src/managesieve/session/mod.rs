@@ -331,21 +331,26 @@ impl Session {
 
     fn refused_input(&mut self, refused: Refused) {
         let reason = refused.error.to_string();
-        if let Mode::AuthResponse = std::mem::replace(&mut self.mode, Mode::Command) {
-            let action = self
-                .sasl
-                .refused(&self.mechanism, SaslFailure::Malformed(reason.clone()));
-            return self.auth_action(action);
-        }
+        let in_exchange = matches!(
+            std::mem::replace(&mut self.mode, Mode::Command),
+            Mode::AuthResponse
+        );
         let oversize = matches!(
             refused.error,
             ParseError::LineTooLong { .. } | ParseError::LiteralTooBig { .. }
         );
         if self.identity.is_none() && oversize {
             // Before login, nobody gets to make us read (or skip) large input.
+            self.sasl.cancel();
             self.refuse(Response::input_too_big_bye(), &reason);
             self.closing = true;
             return;
+        }
+        if in_exchange {
+            let action = self
+                .sasl
+                .refused(&self.mechanism, SaslFailure::Malformed(reason));
+            return self.auth_action(action);
         }
         match refused.error {
             ParseError::LiteralTooBig { size, .. }

@@ -594,12 +594,16 @@ fn auth_lines_may_carry_big_tokens_other_preauth_input_may_not() {
     let mut d = Driver::tls();
     assert_eq!(d.send("NOOP {5000+}\r\n"), "BYE \"Command too long.\"\r\n");
     assert!(d.closed);
-    // And an AUTHENTICATE literal over 16 KiB.
+    // And an AUTHENTICATE literal over 16 KiB, or a response literal as big.
     let mut d = Driver::tls();
     assert_eq!(
         d.send("AUTHENTICATE \"OAUTHBEARER\" {20000+}\r\n"),
         "BYE \"Command too long.\"\r\n"
     );
+    let mut d = Driver::tls();
+    assert_eq!(d.send("AUTHENTICATE \"PLAIN\"\r\n"), "\"\"\r\n");
+    assert_eq!(d.send("{4000000000+}\r\n"), "BYE \"Command too long.\"\r\n");
+    assert!(d.closed);
 }
 
 // Scripts.
