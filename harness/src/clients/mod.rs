@@ -1,11 +1,13 @@
-//! Small protocol clients for tests: raw IMAP and SMTP (every byte visible, SASL driven step by
-//! step), a lettre-based submission helper, and JMAP over HTTP and WebSocket. Every I/O call has
-//! a deadline, so a broken server fails the test instead of hanging it.
+//! Small protocol clients for tests: raw IMAP, SMTP and ManageSieve (every byte visible, SASL
+//! driven step by step), a lettre-based submission helper, and JMAP over HTTP and WebSocket.
+//! Every I/O call has a deadline, so a broken server fails the test instead of hanging it.
 
 mod conn;
 pub mod imap;
 pub mod jmap;
 pub mod sasl;
+pub mod sieve;
+pub mod sieve_connect;
 pub mod smtp;
 pub mod tls;
 
