@@ -24,6 +24,7 @@ pub fn entries(
         ("MAIL_OIDC_SUBMISSION", ep.submission.to_string()),
         ("MAIL_OIDC_SUBMISSIONS", ep.submissions.to_string()),
         ("MAIL_OIDC_SMTP", ep.smtp.to_string()),
+        ("MAIL_OIDC_SIEVE", ep.sieve.to_string()),
         ("MAIL_OIDC_HTTP", format!("http://{}", ep.http)),
         ("MAIL_OIDC_JMAP", ep.jmap_session.clone()),
         ("MAIL_OIDC_GATEWAY", ep.gateway.clone()),

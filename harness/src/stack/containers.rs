@@ -136,6 +136,7 @@ pub struct Running {
     pub submission: u16,
     pub submissions: u16,
     pub smtp: u16,
+    pub sieve: u16,
     pub http: u16,
     pub gateway: u16,
     pub ldap: u16,
@@ -237,6 +238,7 @@ pub async fn start(
         .with_exposed_port(587.tcp())
         .with_exposed_port(465.tcp())
         .with_exposed_port(25.tcp())
+        .with_exposed_port(4190.tcp())
         .with_exposed_port(8080.tcp())
         .with_wait_for(WaitFor::message_on_either_std("listening"))
         .with_copy_to("/usr/local/bin/mail-oidc-server", server_binary)
@@ -258,12 +260,13 @@ pub async fn start(
         .context("starting the server")?;
     let port_of =
         async |c: &ContainerAsync<GenericImage>, p: u16| c.get_host_port_ipv4(p.tcp()).await;
-    let (imap, imaps, submission, submissions, smtp, http) = (
+    let (imap, imaps, submission, submissions, smtp, sieve, http) = (
         port_of(&server, 143).await?,
         port_of(&server, 993).await?,
         port_of(&server, 587).await?,
         port_of(&server, 465).await?,
         port_of(&server, 25).await?,
+        port_of(&server, 4190).await?,
         port_of(&server, 8080).await?,
     );
     containers.push(server);
@@ -296,6 +299,7 @@ pub async fn start(
         submission,
         submissions,
         smtp,
+        sieve,
         http,
         gateway,
         ldap: ldap_port,

@@ -73,6 +73,8 @@ pub struct Endpoints {
     pub submissions: SocketAddr,
     /// Inbound SMTP (no AUTH).
     pub smtp: SocketAddr,
+    /// ManageSieve with STARTTLS (RFC 5804).
+    pub sieve: SocketAddr,
     /// The server's own HTTP listener (JMAP; Basic, Bearer and gateway-asserted X-User).
     pub http: SocketAddr,
     /// `http://127.0.0.1:<port>/.well-known/jmap` on the server itself ("" without HTTP).
@@ -358,6 +360,7 @@ impl Stack {
             submission: local(running.submission),
             submissions: local(running.submissions),
             smtp: local(running.smtp),
+            sieve: local(running.sieve),
             http: local(running.http),
             jmap_session: format!("http://127.0.0.1:{}/.well-known/jmap", running.http),
             gateway: format!("http://127.0.0.1:{}", running.gateway),
@@ -579,6 +582,7 @@ impl Stack {
             submission: addrs.submission.unwrap_or_else(unbound),
             submissions: addrs.submission_tls.unwrap_or_else(unbound),
             smtp: addrs.smtp.unwrap_or_else(unbound),
+            sieve: addrs.sieve.unwrap_or_else(unbound),
             http: addrs.http.unwrap_or_else(unbound),
             jmap_session: addrs
                 .http

@@ -120,7 +120,7 @@ pub struct ServerEnv<'a> {
     pub redis_url: &'a str,
 }
 
-/// Every listener on 127.0.0.1:0, TLS from the stack's CA, OIDC against the IdP (every client id
+/// Every listener (ManageSieve too) on 127.0.0.1:0, TLS from the stack's CA, OIDC against the IdP (every client id
 /// is an accepted audience, user from `email`), users from LDAP through the admin account, HTTP
 /// (JMAP) accepting Bearer, Basic and the gateway's `X-User` (secret + loopback source), the
 /// deny-list in the stack's Redis, the realm's administrator allowed to revoke.
@@ -143,6 +143,7 @@ pub fn base_config(env: &ServerEnv<'_>) -> anyhow::Result<Config> {
         "imap": { "listen": any, "listen_tls": any },
         "submission": { "listen": any, "listen_tls": any },
         "smtp": { "listen": any },
+        "sieve": { "listen": any },
         "http": {
             "listen": any,
             "auth": {
@@ -286,6 +287,7 @@ mod tests {
         assert_eq!(parsed.submission.listen, Some(any));
         assert_eq!(parsed.submission.listen_tls, Some(any));
         assert_eq!(parsed.smtp.listen, Some(any));
+        assert_eq!(parsed.sieve.listen, Some(any));
         assert_eq!(parsed.http.listen, Some(any));
         assert_eq!(
             parsed.http.auth.strategies,
