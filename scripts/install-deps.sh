@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the harness needs, printing what it installs and doing nothing for what is present:
 # - Debian packages: slapd, redis, LemonLDAP::NG 2.21, Apache httpd with mod_oauth2/mod_lua/mod_ssl
-#   and the Lua Redis client the gateway's deny-list check uses. LemonLDAP::NG 2.21 comes from the
+#   and the Lua Redis client the gateway's deny-list check uses, and sieve-connect (a real
+#   ManageSieve client for the tests). LemonLDAP::NG 2.21 comes from the
 #   backports suite, which is added to the machine's existing Debian source (same mirror, same
 #   keyring): no host is named here.
 # - Keycloak (the second IdP) from Maven Central, unpacked into the cache and built once.
@@ -24,7 +25,8 @@ PKGS=(slapd ldap-utils redis-server openssl curl unzip starman
   libclone-perl libdigest-hmac-perl libemail-date-format-perl libhtml-formattext-withlinks-perl
   liblist-moreutils-perl libregexp-assemble-perl libtext-unidecode-perl libcrypt-rijndael-perl
   libnet-cidr-perl libclass-xsaccessor-perl
-  apache2 libapache2-mod-oauth2 lua5.4 lua-socket lua-redis)
+  apache2 libapache2-mod-oauth2 lua5.4 lua-socket lua-redis
+  sieve-connect)
 LLNG_PKGS=(liblemonldap-ng-portal-perl liblemonldap-ng-common-perl liblemonldap-ng-handler-perl)
 
 # Keycloak: pinned; the harness looks for it at $MAIL_OIDC_KEYCLOAK_HOME, else here.

@@ -5,6 +5,7 @@
 //!
 //! Inside the compose network the services are `keycloak:8080`, `openldap:389`, `redis:6379`,
 //! `mail-oidc` (IMAP 143/993, submission 587/465, SMTP 25, POP3 110/995, HTTP 8080) and
+//! `mail-oidc` (IMAP 143/993, submission 587/465, SMTP 25, ManageSieve 4190, HTTP 8080) and
 //! `apisix:9080`. Keycloak pins its frontend URL to `http://localhost:8080` (what the host sees)
 //! and answers the back channel on whatever host asked, so `iss` is the same inside and outside
 //! while the server and APISIX fetch keys from `keycloak:8080`.
@@ -149,6 +150,7 @@ pub fn server_config_for(net: &Net) -> anyhow::Result<Config> {
         "submission": { "listen": any(587), "listen_tls": any(465) },
         "smtp": { "listen": any(25) },
         "pop3": { "listen": any(110), "listen_tls": any(995) },
+        "sieve": { "listen": any(4190) },
         "http": {
             "listen": any(8080),
             "public_url": "http://localhost:8081",

@@ -26,6 +26,7 @@ pub fn entries(
         ("MAIL_OIDC_SMTP", ep.smtp.to_string()),
         ("MAIL_OIDC_POP3", ep.pop3.to_string()),
         ("MAIL_OIDC_POP3S", ep.pop3s.to_string()),
+        ("MAIL_OIDC_SIEVE", ep.sieve.to_string()),
         ("MAIL_OIDC_HTTP", format!("http://{}", ep.http)),
         ("MAIL_OIDC_JMAP", ep.jmap_session.clone()),
         ("MAIL_OIDC_GATEWAY", ep.gateway.clone()),

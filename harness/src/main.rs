@@ -258,6 +258,7 @@ async fn up(env_file: Option<PathBuf>, idp: Idp) -> anyhow::Result<()> {
         ("SMTP (inbound)", ep.smtp.to_string()),
         ("POP3 (STLS)", ep.pop3.to_string()),
         ("POP3S", ep.pop3s.to_string()),
+        ("ManageSieve (STARTTLS)", ep.sieve.to_string()),
         ("Server HTTP", format!("http://{}", ep.http)),
         ("JMAP session", ep.jmap_session.clone()),
         (
@@ -332,6 +333,7 @@ async fn up(env_file: Option<PathBuf>, idp: Idp) -> anyhow::Result<()> {
         demo.mail,
         demo.mail
     );
+    print_sieve_example(ep.sieve.port(), &ca.to_string(), &demo.mail, &demo.password);
     println!(
         "  mail-oidc token --user {} --password {}",
         demo.mail, demo.password
@@ -367,6 +369,25 @@ async fn up(env_file: Option<PathBuf>, idp: Idp) -> anyhow::Result<()> {
     }
     drop(stack);
     Ok(())
+}
+
+/// A Sieve script uploaded and activated with Debian's `sieve-connect` (the lines the
+/// end-to-end test runs).
+fn print_sieve_example(port: u16, ca: &str, user: &str, password: &str) {
+    let sc = mail_oidc_harness::clients::sieve_connect::SieveConnect {
+        port,
+        ca_file: ca.into(),
+        user: user.to_string(),
+        password: password.to_string(),
+    };
+    println!(
+        "  printf 'require \"fileinto\";\\nif header :contains \"subject\" \"spam\" \
+         {{ fileinto \"Junk\"; }}\\n' > filter.sieve"
+    );
+    let file = std::path::Path::new("filter.sieve");
+    for args in [sc.upload(file, "filter"), sc.activate("filter"), sc.list()] {
+        println!("  {}", sc.shell_line(&args));
+    }
 }
 
 /// Single log-out by hand: a browser login, an IMAP session on its token, the IdP logout, and

@@ -69,6 +69,7 @@ async fn up_writes_env_file_and_token_logs_in() {
         "MAIL_OIDC_SMTP",
         "MAIL_OIDC_POP3",
         "MAIL_OIDC_POP3S",
+        "MAIL_OIDC_SIEVE",
         "MAIL_OIDC_ISSUER",
         "MAIL_OIDC_TOKEN_ENDPOINT",
         "MAIL_OIDC_CLIENT_ID",
@@ -224,6 +225,16 @@ async fn up_writes_env_file_and_token_logs_in() {
         &format!(
             "pop3s://{}/ --oauth2-bearer \"$TOKEN\" -u {user}:",
             env["MAIL_OIDC_POP3S"]
+        ),
+        // The sieve-connect lines name the ManageSieve port and trust the stack's CA.
+        &format!(
+            "sieve-connect --nosrv --server 127.0.0.1 --port {} --tlshostname localhost \
+             --tlscafile {}",
+            env["MAIL_OIDC_SIEVE"]
+                .rsplit(':')
+                .next()
+                .unwrap_or_default(),
+            env["MAIL_OIDC_CA_CERT"]
         ),
     ] {
         assert!(

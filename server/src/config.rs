@@ -37,6 +37,9 @@ pub struct Config {
     /// POP3 (RFC 1939): INBOX download with USER/PASS and SASL.
     #[serde(default)]
     pub pop3: Pop3Section,
+    /// ManageSieve (RFC 5804): per-user Sieve scripts.
+    #[serde(default)]
+    pub sieve: SieveSection,
     /// HTTP listener: JMAP and the well-known documents.
     #[serde(default)]
     pub http: HttpSection,
@@ -242,6 +245,62 @@ impl Default for SmtpSection {
         }
     }
 }
+
+/// ManageSieve (RFC 5804) and the per-user script store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SieveSection {
+    /// Cleartext listener with STARTTLS (RFC 5804's port is 4190); absent = none.
+    pub listen: Option<SocketAddr>,
+    /// Offer PLAIN (and the bearer mechanisms) before TLS.
+    #[serde(default)]
+    pub allow_plaintext_auth: bool,
+    /// Failed authentications before `BYE`.
+    #[serde(default = "default_max_auth_failures")]
+    pub max_auth_failures: u32,
+    /// Idle time after which an unauthenticated connection is closed, in seconds.
+    #[serde(default = "default_preauth_timeout")]
+    pub preauth_timeout_seconds: u64,
+    /// Idle time after which an authenticated connection is closed, in seconds.
+    #[serde(default = "default_sieve_idle_timeout")]
+    pub idle_timeout_seconds: u64,
+    /// Largest script, in bytes (`NO (QUOTA/MAXSIZE)` above).
+    #[serde(default = "default_max_script_size")]
+    pub max_script_size: usize,
+    /// Scripts per user (`NO (QUOTA/MAXSCRIPTS)` above).
+    #[serde(default = "default_max_scripts")]
+    pub max_scripts: usize,
+    #[serde(default)]
+    pub auth: AuthSection,
+}
+
+impl Default for SieveSection {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            allow_plaintext_auth: false,
+            max_auth_failures: default_max_auth_failures(),
+            preauth_timeout_seconds: default_preauth_timeout(),
+            idle_timeout_seconds: default_sieve_idle_timeout(),
+            max_script_size: default_max_script_size(),
+            max_scripts: default_max_scripts(),
+            auth: AuthSection::default(),
+        }
+    }
+}
+
+fn default_sieve_idle_timeout() -> u64 {
+    30 * 60
+}
+fn default_max_script_size() -> usize {
+    64 * 1024
+}
+fn default_max_scripts() -> usize {
+    20
+}
+
+/// Largest `sieve.max_script_size` accepted: a script is read into memory whole.
+pub const MAX_SIEVE_SCRIPT_SIZE: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -692,6 +751,7 @@ impl Config {
         }
         self.validate_revocation()?;
         self.validate_pop3()?;
+        self.validate_sieve()?;
         if let Some(bad) = self.server.admins.iter().find(|a| a.trim().is_empty()) {
             return Err(ConfigError::Invalid {
                 key: "server.admins".into(),
@@ -705,6 +765,7 @@ impl Config {
                 &self.submission.auth.mechanisms,
             ),
             ("pop3.auth.mechanisms", &self.pop3.auth.mechanisms),
+            ("sieve.auth.mechanisms", &self.sieve.auth.mechanisms),
         ];
         for (key, list) in lists {
             if list.as_ref().is_some_and(|m| m.is_empty()) {
@@ -741,6 +802,39 @@ impl Config {
                     p.idle_timeout_seconds
                 ),
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_sieve(&self) -> Result<(), ConfigError> {
+        let s = &self.sieve;
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: format!("sieve.{key}"),
+            message,
+        };
+        if s.max_script_size == 0 || s.max_script_size > MAX_SIEVE_SCRIPT_SIZE {
+            return Err(invalid(
+                "max_script_size",
+                format!(
+                    "{} is out of range: 1 to {MAX_SIEVE_SCRIPT_SIZE} bytes",
+                    s.max_script_size
+                ),
+            ));
+        }
+        if s.max_scripts == 0 {
+            return Err(invalid("max_scripts", "must be at least 1".into()));
+        }
+        if s.max_auth_failures == 0 {
+            return Err(invalid("max_auth_failures", "must be at least 1".into()));
+        }
+        if s.preauth_timeout_seconds == 0 {
+            return Err(invalid(
+                "preauth_timeout_seconds",
+                "must be at least 1".into(),
+            ));
+        }
+        if s.idle_timeout_seconds == 0 {
+            return Err(invalid("idle_timeout_seconds", "must be at least 1".into()));
         }
         Ok(())
     }

@@ -1,15 +1,16 @@
 //! mail-oidc-server: a compact mail server whose logins go through OpenID Connect.
 //!
 //! Layout: `auth` is protocol-neutral (SASL, OIDC, directory, HTTP request authentication,
-//! revocation); `imap`, `smtp`, `pop3` and `jmap` are front ends that only do framing and wire replies;
-//! `web` is the HTTP listener; `public_url` the base URLs both build on; `store` holds mail;
-//! `server` wires it all from `config`.
+//! revocation); `imap`, `smtp`, `pop3`, `managesieve` and `jmap` are front ends that only do
+//! framing and wire replies; `sieve` is the filter language delivery runs; `web` is the HTTP listener; `public_url` the base URLs both build on; `store`
+//! holds mail and Sieve scripts; `server` wires it all from `config`.
 
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod imap;
 pub mod jmap;
+pub mod managesieve;
 pub mod pop3;
 pub mod public_url;
 pub mod server;

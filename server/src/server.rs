@@ -18,10 +18,11 @@ use crate::auth::revocation::{
 use crate::auth::sasl::{Protocol, SaslMechanism, SaslRegistry, default_mechanisms};
 use crate::config::{Config, ConfigError, DirectorySection, RevocationStoreKind, StoreSection};
 use crate::imap::{ImapContext, ImapListenerKind};
+use crate::managesieve::{ScriptCheck, SieveContext};
 use crate::pop3::{MaildropLocks, Pop3Context, Pop3ListenerKind};
 use crate::sieve::SieveFilter;
 use crate::smtp::{SmtpContext, SmtpListenerKind};
-use crate::store::{MailStore, MemoryStore};
+use crate::store::{MailStore, MemoryStore, ScriptLimits, SieveScripts};
 use crate::tls;
 
 #[derive(Debug, thiserror::Error)]
@@ -54,12 +55,15 @@ pub struct BoundAddrs {
     /// POP3 over implicit TLS.
     pub pop3_tls: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
+    /// ManageSieve (STARTTLS).
+    pub sieve: Option<SocketAddr>,
 }
 
 /// A started server: its bound addresses and the tasks serving them.
 pub struct RunningServer {
     pub addrs: BoundAddrs,
     pub store: Arc<dyn MailStore>,
+    pub scripts: Arc<SieveScripts>,
     tasks: JoinSet<()>,
 }
 
@@ -79,6 +83,8 @@ impl RunningServer {
 pub struct Services {
     pub backends: AuthBackends,
     pub store: Arc<dyn MailStore>,
+    /// Every user's Sieve scripts (ManageSieve writes them, delivery reads the active one).
+    pub scripts: Arc<SieveScripts>,
     pub tls: Option<TlsAcceptor>,
     /// The deny-list and the live sessions of every protocol.
     pub revocation: Arc<RevocationService>,
@@ -180,6 +186,10 @@ pub fn build_services(config: &Config) -> Result<Services, StartError> {
         StoreSection::Memory => Arc::new(MemoryStore::new()),
     };
     let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+    let scripts = Arc::new(SieveScripts::new(ScriptLimits {
+        max_script_size: config.sieve.max_script_size,
+        max_scripts: config.sieve.max_scripts,
+    }));
     Ok(Services {
         backends: AuthBackends {
             directory,
@@ -193,10 +203,11 @@ pub fn build_services(config: &Config) -> Result<Services, StartError> {
             revocation: Some(revocation.clone()),
         },
         store,
+        scripts: scripts.clone(),
         tls,
         revocation,
         raw_validator,
-        filter: Arc::new(SieveFilter::keep_all()),
+        filter: Arc::new(SieveFilter::new(scripts)),
         extra_mechanisms: Vec::new(),
     })
 }
@@ -257,6 +268,26 @@ pub fn pop3_registry(config: &Config, services: &Services) -> Result<SaslRegistr
     )
 }
 
+/// The ManageSieve mechanism registry, in configured order.
+pub fn sieve_registry(config: &Config, services: &Services) -> Result<SaslRegistry, ConfigError> {
+    registry(
+        services,
+        "sieve.auth.mechanisms",
+        &config.sieve.auth.mechanisms,
+        Protocol::ManageSieve,
+    )
+}
+
+/// PUTSCRIPT and CHECKSCRIPT compile with the interpreter that runs at delivery, so a stored
+/// script is one delivery can run (the error reads `line N: message`).
+fn compile_scripts() -> ScriptCheck {
+    Arc::new(|source: &str| {
+        crate::sieve::Script::compile(source)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })
+}
+
 /// Validates everything `start` would build, without binding anything (`--check`).
 pub fn check(config: &Config) -> Result<(), StartError> {
     check_with(config, &build_services(config)?)
@@ -266,6 +297,7 @@ pub fn check(config: &Config) -> Result<(), StartError> {
 pub fn check_with(config: &Config, services: &Services) -> Result<(), StartError> {
     registries(config, services)?;
     pop3_registry(config, services)?;
+    sieve_registry(config, services)?;
     Ok(())
 }
 
@@ -282,6 +314,7 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
 
     let (imap_registry, submission_registry) = registries(&config, &services)?;
     let pop3_registry = pop3_registry(&config, &services)?;
+    let sieve_registry = sieve_registry(&config, &services)?;
     tasks.spawn(services.revocation.clone().listen());
     if let (Some(validator), Some(seconds)) = (
         services.raw_validator.clone(),
@@ -409,6 +442,28 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
             pop3_ctx.clone(),
         ));
     }
+    if let Some(addr) = config.sieve.listen {
+        let l = bind("sieve.listen", addr).await?;
+        addrs.sieve = Some(
+            l.local_addr()
+                .map_err(|e| StartError::Other(e.to_string()))?,
+        );
+        if services.tls.is_none() {
+            tracing::warn!(
+                "sieve.listen without [tls]: no STARTTLS, so only allow_plaintext_auth logins work"
+            );
+        }
+        let ctx = Arc::new(SieveContext {
+            hostname: config.server.hostname.clone(),
+            config: config.sieve.clone(),
+            registry: sieve_registry,
+            backends: services.backends.clone(),
+            scripts: services.scripts.clone(),
+            check: compile_scripts(),
+            tls: services.tls.clone(),
+        });
+        tasks.spawn(crate::managesieve::serve(l, ctx));
+    }
     if let Some(addr) = config.http.listen {
         let l = bind("http.listen", addr).await?;
         let bound = l
@@ -422,6 +477,7 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
     Ok(RunningServer {
         addrs,
         store: services.store,
+        scripts: services.scripts,
         tasks,
     })
 }

@@ -207,3 +207,35 @@ fn pop3_keys_are_checked_and_named() {
     ));
     assert!(ok, "must pass: {text}");
 }
+
+#[test]
+fn sieve_section_is_checked_key_by_key() {
+    let (ok, text) = run_check(&format!(
+        "{DIRECTORY}[sieve]\nlisten = \"127.0.0.1:0\"\nmax_script_size = 65536\nmax_scripts = 5\n[sieve.auth]\nmechanisms = [\"PLAIN\", \"OAUTHBEARER\"]\n"
+    ));
+    assert!(ok, "must pass: {text}");
+    for (toml, key) in [
+        ("max_script_size = 0\n", "sieve.max_script_size"),
+        ("max_script_size = 999999999\n", "sieve.max_script_size"),
+        ("max_scripts = 0\n", "sieve.max_scripts"),
+        (
+            "preauth_timeout_seconds = 0\n",
+            "sieve.preauth_timeout_seconds",
+        ),
+        ("idle_timeout_seconds = 0\n", "sieve.idle_timeout_seconds"),
+        ("max_auth_failures = 0\n", "sieve.max_auth_failures"),
+        ("[sieve.auth]\nmechanisms = []\n", "sieve.auth.mechanisms"),
+        (
+            "[sieve.auth]\nmechanisms = [\"CRAM-MD5\"]\n",
+            "sieve.auth.mechanisms",
+        ),
+        ("listen_on = \"127.0.0.1:0\"\n", "listen_on"),
+    ] {
+        let (ok, text) = run_check(&format!("{DIRECTORY}[sieve]\n{toml}"));
+        assert!(!ok, "{toml} must fail: {text}");
+        assert!(
+            text.contains(key),
+            "{toml}: message should name {key}: {text}"
+        );
+    }
+}

@@ -1,4 +1,4 @@
-//! The connection under the line-based clients (IMAP, SMTP): a buffered stream with a deadline on
+//! The connection under the line-based clients (IMAP, SMTP, ManageSieve): a buffered stream with a deadline on
 //! every call, plain or TLS from the start, upgraded in place by STARTTLS.
 
 use std::net::SocketAddr;

@@ -1,6 +1,6 @@
-//! Small protocol clients for tests: raw IMAP, SMTP and POP3 (every byte visible, SASL driven
-//! step by step), a lettre-based submission helper, and JMAP over HTTP and WebSocket. Every I/O call has
-//! a deadline, so a broken server fails the test instead of hanging it.
+//! Small protocol clients for tests: raw IMAP, SMTP, POP3 and ManageSieve (every byte visible,
+//! SASL driven step by step), a lettre-based submission helper, and JMAP over HTTP and WebSocket.
+//! Every I/O call has a deadline, so a broken server fails the test instead of hanging it.
 
 mod conn;
 pub mod imap;
@@ -8,6 +8,8 @@ pub mod jmap;
 pub mod pop3;
 pub mod sasl;
 pub mod scram;
+pub mod sieve;
+pub mod sieve_connect;
 pub mod smtp;
 pub mod tls;
 

@@ -1,12 +1,19 @@
 //! One view of SASL over every protocol's client, so the same matrix of exchanges (suites::sasl)
 //! runs on IMAP, SMTP, POP3 and ManageSieve. Each client keeps its own raw API for
 //! protocol-specific tests; this trait only classifies final replies.
+//!
+//! ManageSieve's `NO` has a code only for [`AuthVerdict::Temporary`] (`TRYLATER`) and
+//! [`AuthVerdict::EncryptionRequired`] (`ENCRYPT-NEEDED`); the other verdicts are told apart by
+//! the text (Dovecot's, which our server sends too): `Authentication failed.`,
+//! `Authorization failed...`, `Unsupported authentication mechanism.`; any other `NO` is a
+//! protocol error.
 
 use async_trait::async_trait;
 
 use super::ClientResult;
 use super::imap::{ImapClient, SaslReply};
 use super::pop3::{self, Pop3Client};
+use super::sieve::{self, SieveClient, Status};
 use super::smtp::{SmtpClient, SmtpReply};
 
 /// What a protocol's final reply to an exchange means.
@@ -286,10 +293,81 @@ impl SaslClient for Pop3Client {
     }
 }
 
+fn sieve_turn(reply: sieve::SaslReply) -> AuthTurn {
+    let reply = match reply {
+        sieve::SaslReply::Challenge(data) => return AuthTurn::Challenge(data),
+        sieve::SaslReply::Done(reply) => reply,
+    };
+    let r = &reply.response;
+    let verdict = match (r.status, r.code.as_deref()) {
+        (Status::Ok, _) => AuthVerdict::Success,
+        (Status::Bye, _) => AuthVerdict::Closed,
+        (Status::No, Some("TRYLATER")) => AuthVerdict::Temporary,
+        (Status::No, Some("ENCRYPT-NEEDED")) => AuthVerdict::EncryptionRequired,
+        (Status::No, _) if r.text.starts_with("Authorization failed") => {
+            AuthVerdict::AuthorizationRefused
+        }
+        (Status::No, _) if r.text.starts_with("Authentication failed") => AuthVerdict::Refused,
+        (Status::No, _) if r.text.contains("mechanism") => AuthVerdict::UnknownMechanism,
+        (Status::No, _) => AuthVerdict::Protocol,
+    };
+    let success_data = match (r.status, r.code.as_deref()) {
+        (Status::Ok, Some("SASL")) => r
+            .code_data
+            .as_deref()
+            .and_then(|d| super::unb64(&String::from_utf8_lossy(d)).ok()),
+        _ => None,
+    };
+    AuthTurn::Done {
+        verdict,
+        reply: r.line.clone(),
+        success_data,
+    }
+}
+
+#[async_trait]
+impl SaslClient for SieveClient {
+    fn protocol(&self) -> &'static str {
+        "sieve"
+    }
+    async fn mechanisms(&mut self) -> ClientResult<Vec<String>> {
+        self.refresh_capabilities().await?;
+        Ok(self.sasl_mechanisms())
+    }
+    async fn auth_start(
+        &mut self,
+        mechanism: &str,
+        initial: Option<&[u8]>,
+    ) -> ClientResult<AuthTurn> {
+        Ok(sieve_turn(
+            SieveClient::auth_start(self, mechanism, initial).await?,
+        ))
+    }
+    async fn auth_respond(&mut self, data: &[u8]) -> ClientResult<AuthTurn> {
+        Ok(sieve_turn(self.auth_continue(data).await?))
+    }
+    async fn auth_respond_raw(&mut self, text: &str) -> ClientResult<AuthTurn> {
+        Ok(sieve_turn(self.auth_continue_raw(text).await?))
+    }
+    async fn auth_abort(&mut self) -> ClientResult<AuthTurn> {
+        Ok(sieve_turn(SieveClient::auth_abort(self).await?))
+    }
+    async fn noop(&mut self) -> ClientResult<bool> {
+        Ok(SieveClient::noop(self, None).await?.is_ok())
+    }
+    async fn is_closed(&mut self) -> bool {
+        SieveClient::is_closed(self).await
+    }
+    fn channel_binding(&self) -> Option<Vec<u8>> {
+        self.tls_exporter().map(<[u8]>::to_vec)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::clients::pop3::Pop3Reply;
+    use crate::clients::sieve::{SieveReply, SieveResponse};
 
     #[test]
     fn pop3_final_replies_are_classified() {
@@ -334,6 +412,78 @@ mod tests {
         assert_eq!(
             pop3_turn(pop3::SaslReply::Challenge(b"{}".to_vec())),
             AuthTurn::Challenge(b"{}".to_vec())
+        );
+    }
+
+    fn done(status: Status, code: Option<&str>, data: Option<&str>, text: &str) -> AuthTurn {
+        sieve_turn(sieve::SaslReply::Done(SieveReply {
+            data: Vec::new(),
+            response: SieveResponse {
+                status,
+                code: code.map(str::to_string),
+                code_data: data.map(|d| d.as_bytes().to_vec()),
+                text: text.into(),
+                line: String::new(),
+            },
+        }))
+    }
+
+    #[test]
+    fn sieve_final_replies_are_classified() {
+        let verdict = |t: AuthTurn| t.verdict();
+        assert_eq!(
+            verdict(done(Status::Ok, None, None, "Logged in.")),
+            Some(AuthVerdict::Success)
+        );
+        match done(Status::Ok, Some("SASL"), Some("dj1v"), "Logged in.") {
+            AuthTurn::Done { success_data, .. } => assert_eq!(success_data, Some(b"v=o".to_vec())),
+            other => panic!("{other:?}"),
+        }
+        let cases = [
+            (None, "Authentication failed.", AuthVerdict::Refused),
+            (
+                None,
+                "Authorization failed: not allowed to act as that user.",
+                AuthVerdict::AuthorizationRefused,
+            ),
+            (
+                Some("TRYLATER"),
+                "Temporary authentication failure.",
+                AuthVerdict::Temporary,
+            ),
+            (
+                Some("ENCRYPT-NEEDED"),
+                "Plaintext authentication disallowed on non-secure connections.",
+                AuthVerdict::EncryptionRequired,
+            ),
+            (
+                None,
+                "Unsupported authentication mechanism.",
+                AuthVerdict::UnknownMechanism,
+            ),
+            (None, "Authentication aborted.", AuthVerdict::Protocol),
+            (None, "Invalid base64 data.", AuthVerdict::Protocol),
+            (None, "Malformed SASL message.", AuthVerdict::Protocol),
+        ];
+        for (code, text, expected) in cases {
+            assert_eq!(
+                verdict(done(Status::No, code, None, text)),
+                Some(expected),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            verdict(done(
+                Status::Bye,
+                None,
+                None,
+                "Too many invalid authentication attempts."
+            )),
+            Some(AuthVerdict::Closed)
+        );
+        assert_eq!(
+            sieve_turn(sieve::SaslReply::Challenge(b"x".to_vec())),
+            AuthTurn::Challenge(b"x".to_vec())
         );
     }
 }

@@ -138,6 +138,7 @@ pub struct Running {
     pub smtp: u16,
     pub pop3: u16,
     pub pop3s: u16,
+    pub sieve: u16,
     pub http: u16,
     pub gateway: u16,
     pub ldap: u16,
@@ -241,6 +242,7 @@ pub async fn start(
         .with_exposed_port(25.tcp())
         .with_exposed_port(110.tcp())
         .with_exposed_port(995.tcp())
+        .with_exposed_port(4190.tcp())
         .with_exposed_port(8080.tcp())
         .with_wait_for(WaitFor::message_on_either_std("listening"))
         .with_copy_to("/usr/local/bin/mail-oidc-server", server_binary)
@@ -262,12 +264,13 @@ pub async fn start(
         .context("starting the server")?;
     let port_of =
         async |c: &ContainerAsync<GenericImage>, p: u16| c.get_host_port_ipv4(p.tcp()).await;
-    let (imap, imaps, submission, submissions, smtp, http) = (
+    let (imap, imaps, submission, submissions, smtp, sieve, http) = (
         port_of(&server, 143).await?,
         port_of(&server, 993).await?,
         port_of(&server, 587).await?,
         port_of(&server, 465).await?,
         port_of(&server, 25).await?,
+        port_of(&server, 4190).await?,
         port_of(&server, 8080).await?,
     );
     let (pop3, pop3s) = (port_of(&server, 110).await?, port_of(&server, 995).await?);
@@ -303,6 +306,7 @@ pub async fn start(
         smtp,
         pop3,
         pop3s,
+        sieve,
         http,
         gateway,
         ldap: ldap_port,

@@ -77,6 +77,8 @@ pub struct Endpoints {
     pub pop3: SocketAddr,
     /// POP3 over implicit TLS.
     pub pop3s: SocketAddr,
+    /// ManageSieve with STARTTLS (RFC 5804).
+    pub sieve: SocketAddr,
     /// The server's own HTTP listener (JMAP; Basic, Bearer and gateway-asserted X-User).
     pub http: SocketAddr,
     /// `http://127.0.0.1:<port>/.well-known/jmap` on the server itself ("" without HTTP).
@@ -364,6 +366,7 @@ impl Stack {
             smtp: local(running.smtp),
             pop3: local(running.pop3),
             pop3s: local(running.pop3s),
+            sieve: local(running.sieve),
             http: local(running.http),
             jmap_session: format!("http://127.0.0.1:{}/.well-known/jmap", running.http),
             gateway: format!("http://127.0.0.1:{}", running.gateway),
@@ -587,6 +590,7 @@ impl Stack {
             smtp: addrs.smtp.unwrap_or_else(unbound),
             pop3: addrs.pop3.unwrap_or_else(unbound),
             pop3s: addrs.pop3_tls.unwrap_or_else(unbound),
+            sieve: addrs.sieve.unwrap_or_else(unbound),
             http: addrs.http.unwrap_or_else(unbound),
             jmap_session: addrs
                 .http

@@ -120,7 +120,7 @@ pub struct ServerEnv<'a> {
     pub redis_url: &'a str,
 }
 
-/// Every listener on 127.0.0.1:0, TLS from the stack's CA, OIDC against the IdP (every client id
+/// Every listener (ManageSieve too) on 127.0.0.1:0, TLS from the stack's CA, OIDC against the IdP (every client id
 /// is an accepted audience, user from `email`), users from LDAP through the admin account, HTTP
 /// (JMAP) accepting Bearer, Basic and the gateway's `X-User` (secret + loopback source), the
 /// deny-list in the stack's Redis, the realm's administrator allowed to revoke.
@@ -144,6 +144,7 @@ pub fn base_config(env: &ServerEnv<'_>) -> anyhow::Result<Config> {
         "submission": { "listen": any, "listen_tls": any },
         "smtp": { "listen": any },
         "pop3": { "listen": any, "listen_tls": any },
+        "sieve": { "listen": any },
         "http": {
             "listen": any,
             "auth": {
@@ -289,6 +290,7 @@ mod tests {
         assert_eq!(parsed.smtp.listen, Some(any));
         assert_eq!(parsed.pop3.listen, Some(any));
         assert_eq!(parsed.pop3.listen_tls, Some(any));
+        assert_eq!(parsed.sieve.listen, Some(any));
         assert_eq!(parsed.http.listen, Some(any));
         assert_eq!(
             parsed.http.auth.strategies,

@@ -44,6 +44,7 @@ pub use flags::MAX_FLAGS;
 pub use interpret::MAX_ACTIONS;
 pub use matcher::MAX_MATCH_WORK;
 pub use parser::MAX_NESTING_DEPTH;
+pub use validate::SUPPORTED_EXTENSIONS;
 
 /// Longest script accepted, in bytes. ManageSieve quotas are usually far lower.
 pub const MAX_SCRIPT_SIZE: usize = 1024 * 1024;

@@ -11,8 +11,8 @@ use super::program::{
     AddressPart, BodyTransform, Command, Comparator, EnvelopePart, MatchType, Matcher, Test,
 };
 
-/// Extensions this server implements, as named in `require`.
-const SUPPORTED_EXTENSIONS: &[&str] = &[
+/// Extensions this server implements, as named in `require` (ManageSieve's `SIEVE` capability).
+pub const SUPPORTED_EXTENSIONS: &[&str] = &[
     "fileinto",
     "envelope",
     "copy",

@@ -1,8 +1,11 @@
-//! Mailboxes and messages, behind a trait so a persistent store can replace the in-memory one.
+//! Mailboxes and messages, behind a trait so a persistent store can replace the in-memory one;
+//! per-user Sieve scripts in [`scripts`].
 
 mod memory;
+pub mod scripts;
 
 pub use memory::{DELIMITER, MemoryStore};
+pub use scripts::{ScriptError, ScriptLimits, SieveScripts};
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -55,3 +55,13 @@ pub fn connector() -> TlsConnector {
 pub fn server_name() -> ServerName<'static> {
     ServerName::try_from("localhost").expect("server name")
 }
+
+/// The client side of a handshake with a server holding [`CERT`].
+pub async fn connect(
+    tcp: tokio::net::TcpStream,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    connector()
+        .connect(server_name(), tcp)
+        .await
+        .expect("TLS handshake with the test server")
+}
