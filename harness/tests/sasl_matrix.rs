@@ -5,7 +5,7 @@ mod common;
 use common::{Grant, stack_with, user_and_token};
 use mail_oidc_harness::stack::{Idp, Stack};
 use mail_oidc_harness::suites::sasl::{
-    ImapEndpoint, SaslCredentials, SaslEndpoint, SmtpEndpoint, matrix,
+    ImapEndpoint, Pop3Endpoint, SaslCredentials, SaslEndpoint, SieveEndpoint, SmtpEndpoint, matrix,
 };
 use mail_oidc_harness::tokens::Hostile;
 use rstest::rstest;
@@ -71,10 +71,35 @@ async fn smtp(#[values(Idp::LemonLdap, Idp::Keycloak)] idp: Idp) {
     run(&stack, endpoint).await;
 }
 
-/// SCRAM-SHA-256(-PLUS) on IMAP and SMTP, against a server whose directory holds SCRAM secrets
+#[rstest]
+#[tokio::test]
+async fn pop3(#[values(Idp::LemonLdap, Idp::Keycloak)] idp: Idp) {
+    let stack = stack_with(idp).await;
+    let ep = stack.endpoints();
+    let endpoint = Pop3Endpoint {
+        tls: ep.pop3s,
+        cleartext: Some(ep.pop3),
+        ca_pem: ep.ca_pem.clone(),
+    };
+    run(&stack, endpoint).await;
+}
+
+#[rstest]
+#[tokio::test]
+async fn managesieve(#[values(Idp::LemonLdap, Idp::Keycloak)] idp: Idp) {
+    let stack = stack_with(idp).await;
+    let ep = stack.endpoints();
+    let endpoint = SieveEndpoint {
+        addr: ep.sieve,
+        ca_pem: ep.ca_pem.clone(),
+    };
+    run(&stack, endpoint).await;
+}
+
+/// SCRAM-SHA-256(-PLUS) on every protocol, against a server whose directory holds SCRAM secrets
 /// (a static directory: LDAP has none), over real TLS 1.3 with `tls-exporter` binding.
 #[tokio::test]
-async fn scram_on_imap_and_smtp() {
+async fn scram_on_every_protocol() {
     use mail_oidc_harness::suites::Account;
     use mail_oidc_harness::suites::sasl::scram_matrix;
     use mail_oidc_server::auth::directory::ScramSecret;
@@ -104,7 +129,9 @@ async fn scram_on_imap_and_smtp() {
         .start_server(|config| {
             config.directory = DirectorySection::Static(StaticSection { path: users });
             config.imap.auth.mechanisms = Some(mechanisms.clone());
-            config.submission.auth.mechanisms = Some(mechanisms);
+            config.submission.auth.mechanisms = Some(mechanisms.clone());
+            config.pop3.auth.mechanisms = Some(mechanisms.clone());
+            config.sieve.auth.mechanisms = Some(mechanisms);
         })
         .await
         .expect("server with SCRAM secrets");
@@ -121,4 +148,15 @@ async fn scram_on_imap_and_smtp() {
         ca_pem: ca.clone(),
     };
     scram_matrix(&smtp, &account).await.assert_passed();
+    let pop3 = Pop3Endpoint {
+        tls: server.addrs.pop3_tls.expect("pop3s"),
+        cleartext: server.addrs.pop3,
+        ca_pem: ca.clone(),
+    };
+    scram_matrix(&pop3, &account).await.assert_passed();
+    let sieve = SieveEndpoint {
+        addr: server.addrs.sieve.expect("sieve"),
+        ca_pem: ca.clone(),
+    };
+    scram_matrix(&sieve, &account).await.assert_passed();
 }
