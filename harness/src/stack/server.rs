@@ -61,6 +61,8 @@ impl ServerHandle {
         crate::suites::MailTarget {
             imaps: self.addrs.imap_tls.unwrap_or(unbound),
             submissions: self.addrs.submission_tls.unwrap_or(unbound),
+            pop3s: self.addrs.pop3_tls,
+            sieve: self.addrs.sieve,
             jmap_session: self
                 .addrs
                 .http

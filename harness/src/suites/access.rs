@@ -1,12 +1,14 @@
-//! Whether a token opens (or is refused on) each way into the server: IMAP, submission, JMAP
-//! directly and JMAP through the gateway, with each protocol's exact refusal.
+//! Whether a token opens (or is refused on) each way into the server: IMAP, submission, POP3,
+//! ManageSieve, JMAP directly and JMAP through the gateway, with each protocol's exact refusal.
 
 use anyhow::{Context, bail};
 
 use super::MailTarget;
-use super::live::{imap_login, jmap_client, smtp_login};
+use super::live::{imap_login, jmap_client, pop3_login, sieve_login, smtp_login};
 use crate::clients::OAuthOutcome;
 use crate::clients::imap::{ImapClient, ImapReply};
+use crate::clients::pop3::{Pop3Client, Pop3Reply};
+use crate::clients::sieve::{SieveClient, SieveReply};
 use crate::clients::smtp::{SmtpClient, SmtpReply};
 
 /// The ways in a token is tried on.
@@ -14,14 +16,18 @@ use crate::clients::smtp::{SmtpClient, SmtpReply};
 pub enum Path {
     Imap,
     Submission,
+    Pop3,
+    ManageSieve,
     JmapDirect,
     JmapGateway,
 }
 
 impl Path {
-    pub const ALL: [Path; 4] = [
+    pub const ALL: [Path; 6] = [
         Path::Imap,
         Path::Submission,
+        Path::Pop3,
+        Path::ManageSieve,
         Path::JmapDirect,
         Path::JmapGateway,
     ];
@@ -30,6 +36,8 @@ impl Path {
         match self {
             Path::Imap => "IMAP",
             Path::Submission => "SMTP submission",
+            Path::Pop3 => "POP3",
+            Path::ManageSieve => "ManageSieve",
             Path::JmapDirect => "JMAP direct",
             Path::JmapGateway => "JMAP through the gateway",
         }
@@ -37,7 +45,12 @@ impl Path {
 
     /// Whether the target offers this way in.
     pub fn offered(&self, target: &MailTarget) -> bool {
-        *self != Path::JmapGateway || target.gateway_jmap_session.is_some()
+        match self {
+            Path::JmapGateway => target.gateway_jmap_session.is_some(),
+            Path::Pop3 => target.pop3s.is_some(),
+            Path::ManageSieve => target.sieve.is_some(),
+            _ => true,
+        }
     }
 
     fn session_url<'a>(&self, target: &'a MailTarget) -> anyhow::Result<&'a str> {
@@ -73,6 +86,29 @@ async fn smtp_attempt(
     Ok(smtp.oauthbearer(user, token, true).await?)
 }
 
+/// POP3S + OAUTHBEARER, whatever the answer.
+async fn pop3_attempt(
+    target: &MailTarget,
+    user: &str,
+    token: &str,
+) -> anyhow::Result<OAuthOutcome<Pop3Reply>> {
+    let addr = target.pop3s.context("the target has no POP3")?;
+    let mut pop3 = Pop3Client::connect_tls(addr, &target.ca_pem).await?;
+    Ok(pop3.oauthbearer(user, token, true).await?)
+}
+
+/// ManageSieve + STARTTLS + OAUTHBEARER, whatever the answer.
+async fn sieve_attempt(
+    target: &MailTarget,
+    user: &str,
+    token: &str,
+) -> anyhow::Result<OAuthOutcome<SieveReply>> {
+    let addr = target.sieve.context("the target has no ManageSieve")?;
+    let mut sieve = SieveClient::connect(addr).await?;
+    sieve.starttls(&target.ca_pem).await?;
+    Ok(sieve.oauthbearer(user, token, true).await?)
+}
+
 /// GET the JMAP session on `path` with `token`, whatever the answer.
 async fn session_response(
     target: &MailTarget,
@@ -100,6 +136,14 @@ pub async fn accepted(
             let mut smtp = smtp_login(target, user, token).await?;
             let _ = smtp.quit().await;
         }
+        Path::Pop3 => {
+            let mut pop3 = pop3_login(target, user, token).await?;
+            let _ = pop3.quit().await;
+        }
+        Path::ManageSieve => {
+            let mut sieve = sieve_login(target, user, token).await?;
+            let _ = sieve.logout().await;
+        }
         Path::JmapDirect | Path::JmapGateway => {
             let session = jmap_client(target, path.session_url(target)?, token)?
                 .session()
@@ -113,7 +157,8 @@ pub async fn accepted(
 }
 
 /// `token` is refused on `path` with that protocol's refusal: IMAP `NO [AUTHENTICATIONFAILED]`
-/// after the RFC 7628 error challenge, SMTP `535 5.7.8`, HTTP 401 with a Bearer
+/// after the RFC 7628 error challenge, SMTP `535 5.7.8`, POP3 `-ERR [AUTH]`, ManageSieve `NO`
+/// (the last three also after the error challenge), HTTP 401 with a Bearer
 /// `invalid_token` challenge whose description starts with `description_prefix` (e.g.
 /// `revoked`), if given.
 pub async fn refused(
@@ -145,6 +190,24 @@ pub async fn refused(
                 bail!("expected 535 5.7.8, got {}", outcome.reply);
             }
         }
+        Path::Pop3 => {
+            let outcome = pop3_attempt(target, user, token).await?;
+            if outcome.challenge.is_none() {
+                bail!("no RFC 7628 error challenge: {}", outcome.reply.line);
+            }
+            if outcome.reply.code() != Some("AUTH") {
+                bail!("expected -ERR [AUTH], got {}", outcome.reply.line);
+            }
+        }
+        Path::ManageSieve => {
+            let outcome = sieve_attempt(target, user, token).await?;
+            if outcome.challenge.is_none() {
+                bail!("no RFC 7628 error challenge: {}", outcome.reply.line());
+            }
+            if !outcome.reply.is_no() {
+                bail!("expected NO, got {}", outcome.reply.line());
+            }
+        }
         Path::JmapDirect | Path::JmapGateway => {
             let resp = session_response(target, path, token).await?;
             if resp.status != 401 {
@@ -174,7 +237,8 @@ pub async fn refused(
 }
 
 /// `token` gets the protocol's temporary-failure reply on `path` (the revocation store or the
-/// IdP cannot be asked): IMAP `NO [UNAVAILABLE]`, SMTP `454 4.7.0`, HTTP 503 with Retry-After.
+/// IdP cannot be asked): IMAP `NO [UNAVAILABLE]`, SMTP `454 4.7.0`, POP3 `-ERR [SYS/TEMP]`,
+/// ManageSieve `NO (TRYLATER)`, HTTP 503 with Retry-After.
 pub async fn unavailable(
     target: &MailTarget,
     path: Path,
@@ -192,6 +256,18 @@ pub async fn unavailable(
             let outcome = smtp_attempt(target, user, token).await?;
             if outcome.reply.code != 454 || outcome.reply.enhanced() != Some("4.7.0") {
                 bail!("expected 454 4.7.0, got {}", outcome.reply);
+            }
+        }
+        Path::Pop3 => {
+            let outcome = pop3_attempt(target, user, token).await?;
+            if outcome.reply.code() != Some("SYS/TEMP") {
+                bail!("expected -ERR [SYS/TEMP], got {}", outcome.reply.line);
+            }
+        }
+        Path::ManageSieve => {
+            let outcome = sieve_attempt(target, user, token).await?;
+            if !outcome.reply.is_no() || outcome.reply.code() != Some("TRYLATER") {
+                bail!("expected NO (TRYLATER), got {}", outcome.reply.line());
             }
         }
         Path::JmapDirect | Path::JmapGateway => {

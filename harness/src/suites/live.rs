@@ -1,6 +1,6 @@
 //! Open mail sessions of every kind with a bearer token, and wait for the server to end them
-//! with its protocol's goodbye: IMAP `* BYE`, SMTP `421`, WebSocket Close `1008`, the end of an
-//! EventSource stream. Every wait has a deadline; nothing sleeps.
+//! with its protocol's goodbye: IMAP `* BYE`, SMTP `421`, POP3 `-ERR [SYS/PERM]`, ManageSieve
+//! `BYE`, WebSocket Close `1008`, the end of an EventSource stream. Every wait has a deadline; nothing sleeps.
 
 use std::time::Duration;
 
@@ -9,6 +9,8 @@ use anyhow::{Context, bail};
 use super::MailTarget;
 use crate::clients::imap::ImapClient;
 use crate::clients::jmap::{Auth, EventStream, JmapClient, JmapWs};
+use crate::clients::pop3::Pop3Client;
+use crate::clients::sieve::SieveClient;
 use crate::clients::smtp::SmtpClient;
 
 /// A session kept open until the server ends it.
@@ -19,6 +21,10 @@ pub enum LiveSession {
     ImapSelected(ImapClient),
     /// SMTP submission in the middle of DATA (part of the body sent).
     SmtpInData(SmtpClient),
+    /// POP3 in the TRANSACTION state, between commands.
+    Pop3(Pop3Client),
+    /// ManageSieve logged in, between commands.
+    Sieve(SieveClient),
     WebSocket(Box<JmapWs>),
     EventSource(Box<EventStream>),
 }
@@ -35,6 +41,8 @@ impl LiveSession {
             LiveSession::ImapIdle(_) => "IMAP IDLE",
             LiveSession::ImapSelected(_) => "IMAP selected",
             LiveSession::SmtpInData(_) => "SMTP in DATA",
+            LiveSession::Pop3(_) => "POP3",
+            LiveSession::Sieve(_) => "ManageSieve",
             LiveSession::WebSocket(_) => "JMAP WebSocket",
             LiveSession::EventSource(_) => "JMAP EventSource",
         }
@@ -57,6 +65,33 @@ impl LiveSession {
                 let line = reply.first_line();
                 // The server closes after 421.
                 match smtp.read_reply_within(within).await {
+                    Err(crate::clients::ClientError::Closed) => Ok(line),
+                    other => bail!("after {line} the connection stayed open: {other:?}"),
+                }
+            }
+            LiveSession::Pop3(pop3) => {
+                let line = pop3
+                    .read_line_within(within)
+                    .await
+                    .context("no POP3 goodbye")?;
+                if !line.starts_with("-ERR [SYS/PERM]") {
+                    bail!("expected -ERR [SYS/PERM], got {line}");
+                }
+                match pop3.read_line_within(within).await {
+                    Err(crate::clients::ClientError::Closed) => Ok(line),
+                    other => bail!("after {line} the connection stayed open: {other:?}"),
+                }
+            }
+            LiveSession::Sieve(sieve) => {
+                let reply = sieve
+                    .read_reply_within(within)
+                    .await
+                    .context("no ManageSieve goodbye")?;
+                if !reply.is_bye() {
+                    bail!("expected BYE, got {}", reply.line());
+                }
+                let line = reply.line().to_string();
+                match sieve.read_reply_within(within).await {
                     Err(crate::clients::ClientError::Closed) => Ok(line),
                     other => bail!("after {line} the connection stayed open: {other:?}"),
                 }
@@ -103,6 +138,20 @@ impl LiveSession {
             }
             LiveSession::SmtpInData(smtp) => {
                 smtp.send_bytes(b"more body\r\n").await?;
+                Ok(())
+            }
+            LiveSession::Pop3(pop3) => {
+                let reply = pop3.command("NOOP").await?;
+                if !reply.is_ok() {
+                    bail!("NOOP answered {}", reply.line);
+                }
+                Ok(())
+            }
+            LiveSession::Sieve(sieve) => {
+                let reply = sieve.noop(None).await?;
+                if !reply.is_ok() {
+                    bail!("NOOP answered {}", reply.line());
+                }
                 Ok(())
             }
             LiveSession::WebSocket(ws) => {
@@ -230,6 +279,55 @@ pub async fn smtp_in_data(
     smtp.send_bytes(b"Subject: interrupted\r\n\r\nthis message is never finished\r\n")
         .await?;
     Ok(LiveSession::SmtpInData(smtp))
+}
+
+/// POP3S + OAUTHBEARER; fails unless the login is accepted (or the target has no POP3).
+pub async fn pop3_login(
+    target: &MailTarget,
+    user: &str,
+    token: &str,
+) -> anyhow::Result<Pop3Client> {
+    let addr = target.pop3s.context("the target has no POP3")?;
+    let mut pop3 = Pop3Client::connect_tls(addr, &target.ca_pem).await?;
+    let outcome = pop3.oauthbearer(user, token, true).await?;
+    if !outcome.reply.is_ok() {
+        bail!("POP3 OAUTHBEARER refused: {}", outcome.reply.line);
+    }
+    Ok(pop3)
+}
+
+/// A POP3 session in the TRANSACTION state.
+pub async fn pop3_session(
+    target: &MailTarget,
+    user: &str,
+    token: &str,
+) -> anyhow::Result<LiveSession> {
+    Ok(LiveSession::Pop3(pop3_login(target, user, token).await?))
+}
+
+/// ManageSieve + STARTTLS + OAUTHBEARER; fails unless the login is accepted.
+pub async fn sieve_login(
+    target: &MailTarget,
+    user: &str,
+    token: &str,
+) -> anyhow::Result<SieveClient> {
+    let addr = target.sieve.context("the target has no ManageSieve")?;
+    let mut sieve = SieveClient::connect(addr).await?;
+    sieve.starttls(&target.ca_pem).await?;
+    let outcome = sieve.oauthbearer(user, token, true).await?;
+    if !outcome.reply.is_ok() {
+        bail!("ManageSieve OAUTHBEARER refused: {}", outcome.reply.line());
+    }
+    Ok(sieve)
+}
+
+/// A logged-in ManageSieve session.
+pub async fn sieve_session(
+    target: &MailTarget,
+    user: &str,
+    token: &str,
+) -> anyhow::Result<LiveSession> {
+    Ok(LiveSession::Sieve(sieve_login(target, user, token).await?))
 }
 
 /// A JMAP client for `session_url` with a bearer token (trusting the target's CA for HTTPS).

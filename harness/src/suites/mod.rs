@@ -10,6 +10,7 @@ pub mod access;
 pub mod live;
 pub mod revocation;
 pub mod sasl;
+pub mod sieve;
 pub mod slo;
 pub mod sso;
 
@@ -31,6 +32,10 @@ pub struct MailTarget {
     pub imaps: SocketAddr,
     /// Submission over implicit TLS.
     pub submissions: SocketAddr,
+    /// POP3 over implicit TLS, if the server speaks POP3.
+    pub pop3s: Option<SocketAddr>,
+    /// ManageSieve (STARTTLS), if the server speaks it.
+    pub sieve: Option<SocketAddr>,
     /// The server's own JMAP session URL (bearer tokens sent directly).
     pub jmap_session: String,
     /// The JMAP session URL through the OIDC gateway, if there is one.
@@ -45,6 +50,8 @@ impl MailTarget {
         Self {
             imaps: ep.imaps,
             submissions: ep.submissions,
+            pop3s: Some(ep.pop3s).filter(|a| a.port() != 0),
+            sieve: Some(ep.sieve).filter(|a| a.port() != 0),
             jmap_session: ep.jmap_session.clone(),
             gateway_jmap_session: (!ep.gateway.is_empty())
                 .then(|| format!("{}/oidc/.well-known/jmap", ep.gateway)),

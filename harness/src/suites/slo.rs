@@ -1,6 +1,6 @@
 //! Single log-out: with sessions of every kind open for one user (IMAP in IDLE and selected,
-//! SMTP in the middle of DATA, JMAP WebSockets directly and through the gateway, an
-//! EventSource), a logout at the IdP ends each with its protocol's goodbye; the old tokens open
+//! SMTP in the middle of DATA, POP3, ManageSieve, JMAP WebSockets directly and through the
+//! gateway, an EventSource), a logout at the IdP ends each with its protocol's goodbye; the old tokens open
 //! nothing any more, the refresh token is dead at the IdP, the interrupted message was not
 //! delivered, a new login works, and another user's sessions live on.
 
@@ -80,6 +80,15 @@ where
         "SMTP in DATA",
         live::smtp_in_data(target, user, &conf, &bystander.mail).await,
     ));
+    if target.pop3s.is_some() {
+        opened.push(("POP3", live::pop3_session(target, user, &web).await));
+    }
+    if target.sieve.is_some() {
+        opened.push((
+            "ManageSieve",
+            live::sieve_session(target, user, &conf).await,
+        ));
+    }
     opened.push((
         "JMAP WebSocket direct",
         live::websocket(target, &target.jmap_session, &web).await,
@@ -110,7 +119,16 @@ where
             "bystander JMAP WebSocket",
             live::websocket(target, &target.jmap_session, by_conf).await,
         ),
-    ] {
+    ]
+    .into_iter()
+    .chain(if target.sieve.is_some() {
+        Some((
+            "bystander ManageSieve",
+            live::sieve_session(target, &bystander.mail, by_conf).await,
+        ))
+    } else {
+        None
+    }) {
         if let Some(s) = report.step(format!("open {name}"), session) {
             spared.push((name.to_string(), s));
         }
