@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::broadcast;
 
 use super::ImapContext;
@@ -16,9 +16,7 @@ use crate::auth::sasl::driver::{self, AuthDone};
 use crate::auth::sasl::{ChannelBinding, SaslFailure};
 use crate::store::StoreEvent;
 
-/// Any byte stream a session can run on: TCP, TLS over TCP, or an in-memory pipe in tests.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+pub use crate::transport::Io;
 
 /// Bytes read per call.
 const READ_CHUNK: usize = 16 * 1024;

@@ -5,13 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
-use tokio_rustls::server::TlsStream;
 use tracing::Instrument;
 
 use crate::auth::revocation::{EndReason, LiveSession, SessionHandle};
+use crate::transport::{Transport, UpgradeError};
 
 use super::SieveContext;
 use super::session::{Event, Interrupt, Io, Session, SessionConfig};
@@ -67,57 +66,6 @@ pub async fn serve_with(listener: TcpListener, ctx: Arc<SieveContext>, options: 
     }
 }
 
-enum Transport {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-    /// Only while STARTTLS moves the TCP stream into the TLS acceptor.
-    Detached,
-}
-
-fn detached() -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::NotConnected, "transport detached")
-}
-
-impl Transport {
-    /// RFC 9266 `tls-exporter` of the TLS session, if any (TLS 1.3 only).
-    fn channel_binding(&self) -> Option<crate::auth::sasl::ChannelBinding> {
-        match self {
-            Transport::Tls(tls) => crate::tls::tls_exporter(tls.get_ref().1),
-            Transport::Plain(_) | Transport::Detached => None,
-        }
-    }
-
-    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Transport::Plain(s) => s.read(buf).await,
-            Transport::Tls(s) => s.read(buf).await,
-            Transport::Detached => Err(detached()),
-        }
-    }
-
-    async fn write_all_flush(&mut self, data: &[u8]) -> std::io::Result<()> {
-        match self {
-            Transport::Plain(s) => {
-                s.write_all(data).await?;
-                s.flush().await
-            }
-            Transport::Tls(s) => {
-                s.write_all(data).await?;
-                s.flush().await
-            }
-            Transport::Detached => Err(detached()),
-        }
-    }
-
-    async fn shutdown(&mut self) -> std::io::Result<()> {
-        match self {
-            Transport::Plain(s) => s.shutdown().await,
-            Transport::Tls(s) => s.shutdown().await,
-            Transport::Detached => Ok(()),
-        }
-    }
-}
-
 struct Connection {
     ctx: Arc<SieveContext>,
     options: ConnectionOptions,
@@ -129,8 +77,8 @@ enum ConnectionError {
     Io(#[from] std::io::Error),
     #[error("timed out writing or in the TLS handshake")]
     Timeout,
-    #[error("no TLS configured")]
-    NoTls,
+    #[error(transparent)]
+    Tls(#[from] UpgradeError),
 }
 
 /// The live-session registration of one login.
@@ -150,18 +98,6 @@ impl Connection {
             }
             Err(e) => tracing::info!(error = %e, "connection ended"),
         }
-    }
-
-    async fn upgrade(&self, transport: Transport) -> Result<Transport, ConnectionError> {
-        let tcp = match transport {
-            Transport::Plain(tcp) => tcp,
-            Transport::Tls(_) | Transport::Detached => return Ok(transport),
-        };
-        let acceptor = self.ctx.tls.as_ref().ok_or(ConnectionError::NoTls)?;
-        let tls = tokio::time::timeout(self.options.io_timeout, acceptor.accept(tcp))
-            .await
-            .map_err(|_| ConnectionError::Timeout)??;
-        Ok(Transport::Tls(Box::new(tls)))
     }
 
     async fn flush(
@@ -242,8 +178,9 @@ impl Connection {
                 }
                 Interrupt::Event(Event::StartTls) => {
                     self.flush(transport, &mut pending).await?;
-                    let plain = std::mem::replace(transport, Transport::Detached);
-                    *transport = self.upgrade(plain).await?;
+                    transport
+                        .start_tls(self.ctx.tls.as_ref(), self.options.io_timeout)
+                        .await?;
                     tracing::debug!("STARTTLS done");
                     session.set_channel_binding(transport.channel_binding());
                     session.tls_established();

@@ -14,17 +14,12 @@ use tokio::task::JoinHandle;
 
 use super::session::tests::test_check;
 use super::{ConnectionOptions, SieveContext, serve_with};
-use crate::auth::AuthBackends;
-use crate::auth::oidc::{TokenValidator, ValidatedToken};
-use crate::auth::revocation::{
-    MemoryRevocationStore, Revocation, RevocationCheckingValidator, RevocationService,
-    SessionRegistry,
-};
-use crate::auth::sasl::SaslRegistry;
+use crate::auth::oidc::ValidatedToken;
+use crate::auth::revocation::{Revocation, RevocationService};
 use crate::config::SieveSection;
 use crate::store::{ScriptLimits, SieveScripts};
-use crate::testkit::revocation::now;
-use crate::testkit::{ISSUER, TestDirectory, TestValidator};
+use crate::testkit::revocation::{RevocableBackends, now};
+use crate::testkit::{ISSUER, TestValidator};
 
 /// Per-read limit: generous, tests never wait for it unless something is broken.
 const READ_LIMIT: Duration = Duration::from_secs(10);
@@ -49,26 +44,13 @@ impl Drop for Server {
 impl Server {
     async fn start(config: SieveSection) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let service = RevocationService::new(
-            Arc::new(MemoryRevocationStore::new(Duration::from_secs(3600))),
-            SessionRegistry::new(false),
-            false,
-        );
-        tokio::spawn(service.clone().listen());
-        let tokens = TestValidator::new();
-        let validator: Arc<dyn TokenValidator> = Arc::new(RevocationCheckingValidator::new(
-            tokens.clone(),
-            service.clone(),
-        ));
-        let backends = AuthBackends {
-            directory: TestDirectory::new(),
-            validator: Some(validator),
-            admins: Arc::from([]),
-            revocation: Some(service.clone()),
-        };
-        let registry = SaslRegistry::with_builtins(&backends)
-            .enable(&["PLAIN".into(), "OAUTHBEARER".into()])
-            .expect("mechanisms known");
+        let kit = RevocableBackends::new(false);
+        let registry = kit.registry(&["PLAIN", "OAUTHBEARER"]);
+        let RevocableBackends {
+            service,
+            tokens,
+            backends,
+        } = kit;
         let scripts = Arc::new(SieveScripts::new(ScriptLimits {
             max_script_size: config.max_script_size,
             max_scripts: config.max_scripts,

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Pop3Context;
 use super::maildrop::{self, Maildrop};
@@ -15,9 +15,7 @@ use super::session::{Event, Interrupt, Io as SessionIo, Session, SessionConfig};
 use crate::auth::revocation::{LiveSession, SessionHandle, ended};
 use crate::auth::sasl::driver;
 
-/// Any byte stream a session can run on: TCP, TLS over TCP, or an in-memory pipe in tests.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+pub use crate::transport::Io;
 
 /// Timeouts of one listener; tests shorten them.
 #[derive(Debug, Clone, Copy)]

@@ -5,12 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::server::TlsStream;
 use tracing::Instrument;
 
 use crate::auth::revocation::{LiveSession, SessionHandle, ended};
+use crate::transport::{Transport, UpgradeError};
 
 use super::delivery;
 use super::session::{Event, Interrupt, Io, Session, SessionConfig};
@@ -92,57 +91,6 @@ pub async fn serve_with(
     }
 }
 
-enum Transport {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-    /// Only while STARTTLS moves the TCP stream into the TLS acceptor.
-    Detached,
-}
-
-fn detached() -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::NotConnected, "transport detached")
-}
-
-impl Transport {
-    /// RFC 9266 `tls-exporter` of a TLS transport.
-    fn channel_binding(&self) -> Option<crate::auth::sasl::ChannelBinding> {
-        match self {
-            Transport::Tls(s) => crate::tls::tls_exporter(s.get_ref().1),
-            Transport::Plain(_) | Transport::Detached => None,
-        }
-    }
-
-    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Transport::Plain(s) => s.read(buf).await,
-            Transport::Tls(s) => s.read(buf).await,
-            Transport::Detached => Err(detached()),
-        }
-    }
-
-    async fn write_all_flush(&mut self, data: &[u8]) -> std::io::Result<()> {
-        match self {
-            Transport::Plain(s) => {
-                s.write_all(data).await?;
-                s.flush().await
-            }
-            Transport::Tls(s) => {
-                s.write_all(data).await?;
-                s.flush().await
-            }
-            Transport::Detached => Err(detached()),
-        }
-    }
-
-    async fn shutdown(&mut self) -> std::io::Result<()> {
-        match self {
-            Transport::Plain(s) => s.shutdown().await,
-            Transport::Tls(s) => s.shutdown().await,
-            Transport::Detached => Ok(()),
-        }
-    }
-}
-
 struct Connection {
     ctx: Arc<SmtpContext>,
     options: ConnectionOptions,
@@ -154,8 +102,8 @@ enum ConnectionError {
     Io(#[from] std::io::Error),
     #[error("timed out writing or in the TLS handshake")]
     Timeout,
-    #[error("no TLS configured")]
-    NoTls,
+    #[error(transparent)]
+    Tls(#[from] UpgradeError),
 }
 
 impl Connection {
@@ -169,7 +117,10 @@ impl Connection {
         let implicit_tls = kind == SmtpListenerKind::SubmissionImplicitTls;
         let mut transport = Transport::Plain(stream);
         if implicit_tls {
-            transport = match self.upgrade(transport).await {
+            transport = match transport
+                .upgrade(self.ctx.tls.as_ref(), self.options.io_timeout)
+                .await
+            {
                 Ok(t) => t,
                 Err(e) => {
                     tracing::info!(error = %e, "TLS handshake failed");
@@ -185,18 +136,6 @@ impl Connection {
             }
             Err(e) => tracing::info!(error = %e, "connection ended"),
         }
-    }
-
-    async fn upgrade(&self, transport: Transport) -> Result<Transport, ConnectionError> {
-        let tcp = match transport {
-            Transport::Plain(tcp) => tcp,
-            Transport::Tls(_) | Transport::Detached => return Ok(transport),
-        };
-        let acceptor = self.ctx.tls.as_ref().ok_or(ConnectionError::NoTls)?;
-        let tls = tokio::time::timeout(self.options.io_timeout, acceptor.accept(tcp))
-            .await
-            .map_err(|_| ConnectionError::Timeout)??;
-        Ok(Transport::Tls(Box::new(tls)))
     }
 
     async fn flush(
@@ -267,8 +206,9 @@ impl Connection {
                 }
                 Interrupt::Event(Event::StartTls) => {
                     self.flush(transport, &mut pending).await?;
-                    let plain = std::mem::replace(transport, Transport::Detached);
-                    *transport = self.upgrade(plain).await?;
+                    transport
+                        .start_tls(self.ctx.tls.as_ref(), self.options.io_timeout)
+                        .await?;
                     tracing::debug!("STARTTLS done");
                     session.tls_established();
                     session.set_channel_binding(transport.channel_binding());

@@ -157,3 +157,49 @@ pub fn signed(typ: Option<&str>, claims: &Value) -> String {
 pub fn signed_with(key: &TestKey, typ: Option<&str>, claims: &Value) -> String {
     mint(key, typ, Some(&key.kid), claims)
 }
+
+/// Backends wired as the server wires them for a protocol test that ends sessions: a memory
+/// deny-list whose service is listening, and a token table behind the revocation check.
+pub struct RevocableBackends {
+    pub service: std::sync::Arc<crate::auth::revocation::RevocationService>,
+    pub tokens: std::sync::Arc<crate::testkit::TestValidator>,
+    pub backends: crate::auth::AuthBackends,
+}
+
+impl RevocableBackends {
+    /// Needs a Tokio runtime (the service's listener is spawned).
+    pub fn new(end_at_token_expiry: bool) -> Self {
+        use crate::auth::revocation::{
+            RevocationCheckingValidator, RevocationService, SessionRegistry,
+        };
+        let service = RevocationService::new(
+            std::sync::Arc::new(MemoryRevocationStore::new(Duration::from_secs(3600))),
+            SessionRegistry::new(end_at_token_expiry),
+            false,
+        );
+        tokio::spawn(service.clone().listen());
+        let tokens = crate::testkit::TestValidator::new();
+        let validator: std::sync::Arc<dyn crate::auth::oidc::TokenValidator> = std::sync::Arc::new(
+            RevocationCheckingValidator::new(tokens.clone(), service.clone()),
+        );
+        let backends = crate::auth::AuthBackends {
+            directory: crate::testkit::TestDirectory::new(),
+            validator: Some(validator),
+            admins: std::sync::Arc::from([]),
+            revocation: Some(service.clone()),
+        };
+        Self {
+            service,
+            tokens,
+            backends,
+        }
+    }
+
+    /// The built-in mechanisms `names`, enabled in that order.
+    pub fn registry(&self, names: &[&str]) -> crate::auth::sasl::SaslRegistry {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        crate::auth::sasl::SaslRegistry::with_builtins(&self.backends)
+            .enable(&names)
+            .expect("mechanisms known")
+    }
+}

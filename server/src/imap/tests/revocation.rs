@@ -3,21 +3,15 @@
 //! server wires it), password logins through LOGIN.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::{Client, DEADLINE, b64, deliver};
-use crate::auth::AuthBackends;
-use crate::auth::oidc::{TokenValidator, ValidatedToken};
-use crate::auth::revocation::{
-    MemoryRevocationStore, Revocation, RevocationCheckingValidator, RevocationService,
-    SessionRegistry,
-};
-use crate::auth::sasl::SaslRegistry;
+use crate::auth::oidc::ValidatedToken;
+use crate::auth::revocation::{Revocation, RevocationService};
 use crate::config::ImapSection;
 use crate::imap::{ImapContext, connection};
 use crate::store::MemoryStore;
-use crate::testkit::revocation::now;
-use crate::testkit::{ISSUER, TestDirectory, TestValidator};
+use crate::testkit::revocation::{RevocableBackends, now};
+use crate::testkit::{ISSUER, TestValidator};
 
 const LOGGED_OUT: &str =
     "* BYE [EXPIRED] Session revoked: the session was logged out at the identity provider.\r\n";
@@ -30,23 +24,13 @@ struct Setup {
 
 /// OAUTHBEARER and PLAIN over plaintext (`allow_plaintext_auth`), tokens from `tokens`.
 fn setup(end_at_token_expiry: bool) -> Setup {
-    let store = Arc::new(MemoryRevocationStore::new(Duration::from_secs(3600)));
-    let service = RevocationService::new(store, SessionRegistry::new(end_at_token_expiry), false);
-    tokio::spawn(service.clone().listen());
-    let tokens = TestValidator::new();
-    let validator: Arc<dyn TokenValidator> = Arc::new(RevocationCheckingValidator::new(
-        tokens.clone(),
-        service.clone(),
-    ));
-    let backends = AuthBackends {
-        directory: TestDirectory::new(),
-        validator: Some(validator),
-        admins: Arc::from([]),
-        revocation: Some(service.clone()),
-    };
-    let registry = SaslRegistry::with_builtins(&backends)
-        .enable(&["PLAIN".to_string(), "OAUTHBEARER".to_string()])
-        .expect("mechanisms known");
+    let kit = RevocableBackends::new(end_at_token_expiry);
+    let registry = kit.registry(&["PLAIN", "OAUTHBEARER"]);
+    let RevocableBackends {
+        service,
+        tokens,
+        backends,
+    } = kit;
     let ctx = Arc::new(ImapContext {
         hostname: "mail.test".into(),
         config: ImapSection {

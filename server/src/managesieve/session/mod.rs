@@ -54,22 +54,9 @@ pub struct SessionConfig {
     pub idle_timeout: Duration,
 }
 
-#[must_use]
-#[derive(Debug)]
-pub enum Interrupt {
-    Io(Io),
-    Event(Event),
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum Io {
-    /// Send these bytes (they may be buffered until `NeedMoreInput`, `Close` or an event).
-    Output(Vec<u8>),
-    /// Flush the output, read more input and pass it to [`Session::enqueue_input`].
-    NeedMoreInput,
-    /// Flush the output and close the connection.
-    Close,
-}
+pub use crate::sans_io::Io;
+/// What the session needs next.
+pub type Interrupt = crate::sans_io::Interrupt<Event>;
 
 /// Work for the caller. Each doc says how to answer.
 pub enum Event {

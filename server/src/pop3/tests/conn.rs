@@ -8,20 +8,15 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use super::{ALICE, DOTS, LF_ONLY, NO_FINAL_CRLF, b64, inbox, oauthbearer, store_with};
-use crate::auth::AuthBackends;
-use crate::auth::oidc::{TokenValidator, ValidatedToken};
-use crate::auth::revocation::{
-    MemoryRevocationStore, Revocation, RevocationCheckingValidator, RevocationService,
-    SessionRegistry,
-};
-use crate::auth::sasl::SaslRegistry;
+use crate::auth::oidc::ValidatedToken;
+use crate::auth::revocation::{Revocation, RevocationService};
 use crate::config::Pop3Section;
 use crate::pop3::{
     ConnectionOptions, Io, MaildropLocks, Pop3Context, Pop3ListenerKind, run_connection, serve_with,
 };
 use crate::store::MemoryStore;
-use crate::testkit::revocation::now;
-use crate::testkit::{ISSUER, TestDirectory, TestValidator, tls};
+use crate::testkit::revocation::{RevocableBackends, now};
+use crate::testkit::{ISSUER, TestValidator, tls};
 
 /// Deadline for any single expected reply; tests never sleep, they wait at most this long.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -40,26 +35,13 @@ struct Setup {
 /// PLAIN and OAUTHBEARER, TLS from the test certificate, tokens from `tokens` behind the
 /// revocation check (as the server wires it), alice's INBOX holding three messages.
 fn setup() -> Setup {
-    let service = RevocationService::new(
-        Arc::new(MemoryRevocationStore::new(Duration::from_secs(3600))),
-        SessionRegistry::new(false),
-        false,
-    );
-    tokio::spawn(service.clone().listen());
-    let tokens = TestValidator::new();
-    let validator: Arc<dyn TokenValidator> = Arc::new(RevocationCheckingValidator::new(
-        tokens.clone(),
-        service.clone(),
-    ));
-    let backends = AuthBackends {
-        directory: TestDirectory::new(),
-        validator: Some(validator),
-        admins: Arc::from([]),
-        revocation: Some(service.clone()),
-    };
-    let registry = SaslRegistry::with_builtins(&backends)
-        .enable(&["PLAIN".into(), "OAUTHBEARER".into()])
-        .expect("mechanisms known");
+    let kit = RevocableBackends::new(false);
+    let registry = kit.registry(&["PLAIN", "OAUTHBEARER"]);
+    let RevocableBackends {
+        service,
+        tokens,
+        backends,
+    } = kit;
     let store = store_with(&[DOTS, NO_FINAL_CRLF, LF_ONLY]);
     let ctx = Arc::new(Pop3Context {
         hostname: "localhost".into(),

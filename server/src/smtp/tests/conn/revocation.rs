@@ -9,19 +9,14 @@ use base64::Engine as _;
 use tokio::task::JoinHandle;
 
 use super::{BASE64, Client};
-use crate::auth::AuthBackends;
-use crate::auth::oidc::{TokenValidator, ValidatedToken};
-use crate::auth::revocation::{
-    MemoryRevocationStore, Revocation, RevocationCheckingValidator, RevocationService,
-    SessionRegistry,
-};
-use crate::auth::sasl::SaslRegistry;
+use crate::auth::oidc::ValidatedToken;
+use crate::auth::revocation::{Revocation, RevocationService};
 use crate::config::{SmtpSection, SubmissionSection, TlsSection};
 use crate::smtp::{ConnectionOptions, SmtpContext, SmtpListenerKind, serve_with};
 use crate::store::{MailStore, MemoryStore};
-use crate::testkit::revocation::now;
+use crate::testkit::revocation::{RevocableBackends, now};
 use crate::testkit::tls::{CERT, KEY};
-use crate::testkit::{ISSUER, TestDirectory, TestValidator};
+use crate::testkit::{ISSUER, TestValidator};
 
 const LOGGED_OUT: &str =
     "421 4.7.0 Session revoked: the session was logged out at the identity provider.";
@@ -49,26 +44,13 @@ impl Server {
         std::fs::write(&cert, CERT).expect("cert");
         std::fs::write(&key, KEY).expect("key");
         let acceptor = crate::tls::acceptor(&TlsSection { cert, key }).expect("acceptor");
-        let service = RevocationService::new(
-            Arc::new(MemoryRevocationStore::new(Duration::from_secs(3600))),
-            SessionRegistry::new(false),
-            false,
-        );
-        tokio::spawn(service.clone().listen());
-        let tokens = TestValidator::new();
-        let validator: Arc<dyn TokenValidator> = Arc::new(RevocationCheckingValidator::new(
-            tokens.clone(),
-            service.clone(),
-        ));
-        let backends = AuthBackends {
-            directory: TestDirectory::new(),
-            validator: Some(validator),
-            admins: Arc::from([]),
-            revocation: Some(service.clone()),
-        };
-        let registry = SaslRegistry::with_builtins(&backends)
-            .enable(&["PLAIN".into(), "LOGIN".into(), "OAUTHBEARER".into()])
-            .expect("mechanisms known");
+        let kit = RevocableBackends::new(false);
+        let registry = kit.registry(&["PLAIN", "LOGIN", "OAUTHBEARER"]);
+        let RevocableBackends {
+            service,
+            tokens,
+            backends,
+        } = kit;
         let store: Arc<dyn MailStore> = Arc::new(MemoryStore::new());
         let ctx = Arc::new(SmtpContext {
             hostname: "localhost".into(),
