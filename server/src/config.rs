@@ -299,8 +299,8 @@ fn default_max_scripts() -> usize {
     20
 }
 
-/// Largest `sieve.max_script_size` accepted: a script is read into memory whole.
-pub const MAX_SIEVE_SCRIPT_SIZE: usize = 16 * 1024 * 1024;
+/// Largest `sieve.max_script_size` accepted: the largest script the interpreter compiles.
+pub const MAX_SIEVE_SCRIPT_SIZE: usize = crate::sieve::MAX_SCRIPT_SIZE;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -750,6 +750,20 @@ impl Config {
             }
         }
         self.validate_revocation()?;
+        for (key, failures) in [
+            ("imap.max_auth_failures", self.imap.max_auth_failures),
+            (
+                "submission.max_auth_failures",
+                self.submission.max_auth_failures,
+            ),
+        ] {
+            if failures == 0 {
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    message: "must be at least 1".into(),
+                });
+            }
+        }
         self.validate_pop3()?;
         self.validate_sieve()?;
         if let Some(bad) = self.server.admins.iter().find(|a| a.trim().is_empty()) {

@@ -221,6 +221,17 @@ fn registry(
     let names = names
         .clone()
         .unwrap_or_else(|| default_mechanisms(protocol));
+    if names
+        .iter()
+        .any(|n| n.to_ascii_uppercase().starts_with("SCRAM-"))
+        && !services.backends.directory.has_scram_secrets()
+    {
+        // Not an error (the directory may gain secrets later), but nobody can use it now.
+        tracing::warn!(
+            key,
+            "SCRAM is enabled but the directory holds no SCRAM secrets: it is never offered"
+        );
+    }
     let mut registry = SaslRegistry::with_builtins(&services.backends);
     for mechanism in &services.extra_mechanisms {
         registry.register(mechanism.clone());
@@ -450,7 +461,8 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
         );
         if services.tls.is_none() {
             tracing::warn!(
-                "sieve.listen without [tls]: no STARTTLS, so only allow_plaintext_auth logins work"
+                "sieve.listen without [tls]: no STARTTLS, so password and bearer logins need \
+                 sieve.allow_plaintext_auth (SCRAM-SHA-256 works without TLS)"
             );
         }
         let ctx = Arc::new(SieveContext {

@@ -180,6 +180,31 @@ fn recheck_interval_and_admins_are_checked() {
 }
 
 #[test]
+fn zero_auth_failures_are_refused_on_every_listener() {
+    for section in ["imap", "submission", "pop3", "sieve"] {
+        let (ok, text) = run_check(&format!("{DIRECTORY}[{section}]\nmax_auth_failures = 0\n"));
+        assert!(!ok, "{section}: must fail: {text}");
+        assert!(
+            text.contains(&format!("{section}.max_auth_failures")),
+            "{section}: {text}"
+        );
+    }
+}
+
+#[test]
+fn sieve_script_size_ends_where_the_interpreter_does() {
+    let max = mail_oidc_server::sieve::MAX_SCRIPT_SIZE;
+    let (ok, text) = run_check(&format!("{DIRECTORY}[sieve]\nmax_script_size = {max}\n"));
+    assert!(ok, "{max} must pass: {text}");
+    let (ok, text) = run_check(&format!(
+        "{DIRECTORY}[sieve]\nmax_script_size = {}\n",
+        max + 1
+    ));
+    assert!(!ok, "{} must fail: {text}", max + 1);
+    assert!(text.contains("sieve.max_script_size"), "{text}");
+}
+
+#[test]
 fn pop3_keys_are_checked_and_named() {
     for (section, key) in [
         ("[pop3]\nlisten_tls = \"127.0.0.1:0\"\n", "pop3.listen_tls"),

@@ -1,6 +1,6 @@
 //! Server-agnostic end-to-end flows: endpoints and credentials in, verdicts out. The tests in
-//! `harness/tests/` wrap them against the stack's own server; `mail-oidc check` can run the
-//! same functions against any server (James, Dovecot, Stalwart) reachable over the network.
+//! `harness/tests/` wrap them against the stack's own server; nothing in them depends on that
+//! server, so they can run against any server (James, Dovecot, Stalwart) on the network.
 //!
 //! A flow never panics: every check it makes becomes a [`Check`] in its [`Report`], so one run
 //! says everything that is wrong at once. Steps that later checks depend on (a login, opening

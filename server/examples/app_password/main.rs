@@ -3,7 +3,7 @@
 //! checked against SHA-256 hashes in a file of their own, for users the directory knows.
 //!
 //! ```sh
-//! APP_PASSWORDS=app-passwords.toml cargo run --example app_password -- --config server.toml
+//! APP_PASSWORDS=app-passwords.toml cargo run -p mail-oidc-server --example app_password -- --config server.toml
 //! ```
 //! with `mechanisms = ["PLAIN", "X-APP-PASSWORD"]` in a listener's `auth` section, and
 //! ```toml
