@@ -18,3 +18,30 @@ pub enum Io {
     /// Flush the output and close the connection.
     Close,
 }
+
+/// Input bytes not yet parsed; consumed from the front without shifting on every line.
+#[derive(Debug, Default)]
+pub struct InputBuffer {
+    data: Vec<u8>,
+    start: usize,
+}
+
+impl InputBuffer {
+    pub fn extend(&mut self, bytes: &[u8]) {
+        if self.start > 0 {
+            self.data.drain(..self.start);
+            self.start = 0;
+        }
+        self.data.extend_from_slice(bytes);
+    }
+    pub fn bytes(&self) -> &[u8] {
+        &self.data[self.start..]
+    }
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.data.len());
+    }
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.start = 0;
+    }
+}

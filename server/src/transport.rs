@@ -14,12 +14,12 @@ use crate::auth::sasl::ChannelBinding;
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// Why a TLS upgrade failed.
+/// Why a connection ended abnormally.
 #[derive(Debug, thiserror::Error)]
-pub enum UpgradeError {
+pub enum TransportError {
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
-    #[error("timed out in the TLS handshake")]
+    #[error("timed out writing or in the TLS handshake")]
     Timeout,
     #[error("no TLS configured")]
     NoTls,
@@ -43,15 +43,15 @@ impl Transport {
         self,
         acceptor: Option<&TlsAcceptor>,
         within: Duration,
-    ) -> Result<Transport, UpgradeError> {
+    ) -> Result<Transport, TransportError> {
         let tcp = match self {
             Transport::Plain(tcp) => tcp,
             Transport::Tls(_) | Transport::Detached => return Ok(self),
         };
-        let acceptor = acceptor.ok_or(UpgradeError::NoTls)?;
+        let acceptor = acceptor.ok_or(TransportError::NoTls)?;
         let tls = tokio::time::timeout(within, acceptor.accept(tcp))
             .await
-            .map_err(|_| UpgradeError::Timeout)??;
+            .map_err(|_| TransportError::Timeout)??;
         Ok(Transport::Tls(Box::new(tls)))
     }
 
@@ -61,9 +61,25 @@ impl Transport {
         &mut self,
         acceptor: Option<&TlsAcceptor>,
         within: Duration,
-    ) -> Result<(), UpgradeError> {
+    ) -> Result<(), TransportError> {
         let plain = std::mem::replace(self, Transport::Detached);
         *self = plain.upgrade(acceptor, within).await?;
+        Ok(())
+    }
+
+    /// Writes and flushes `pending` (if anything is pending) within `within`, then empties it.
+    pub async fn flush_pending(
+        &mut self,
+        pending: &mut Vec<u8>,
+        within: Duration,
+    ) -> Result<(), TransportError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        tokio::time::timeout(within, self.write_all_flush(pending))
+            .await
+            .map_err(|_| TransportError::Timeout)??;
+        pending.clear();
         Ok(())
     }
 

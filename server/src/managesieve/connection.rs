@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::auth::revocation::{EndReason, LiveSession, SessionHandle};
-use crate::transport::{Transport, UpgradeError};
+use crate::transport::{Transport, TransportError};
 
 use super::SieveContext;
 use super::session::{Event, Interrupt, Io, Session, SessionConfig};
@@ -71,15 +71,8 @@ struct Connection {
     options: ConnectionOptions,
 }
 
-#[derive(Debug, thiserror::Error)]
-enum ConnectionError {
-    #[error("i/o: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("timed out writing or in the TLS handshake")]
-    Timeout,
-    #[error(transparent)]
-    Tls(#[from] UpgradeError),
-}
+/// How a connection ends abnormally.
+type ConnectionError = TransportError;
 
 /// The live-session registration of one login.
 struct Live {
@@ -98,21 +91,6 @@ impl Connection {
             }
             Err(e) => tracing::info!(error = %e, "connection ended"),
         }
-    }
-
-    async fn flush(
-        &self,
-        transport: &mut Transport,
-        pending: &mut Vec<u8>,
-    ) -> Result<(), ConnectionError> {
-        if pending.is_empty() {
-            return Ok(());
-        }
-        tokio::time::timeout(self.options.io_timeout, transport.write_all_flush(pending))
-            .await
-            .map_err(|_| ConnectionError::Timeout)??;
-        pending.clear();
-        Ok(())
     }
 
     /// Keeps the live-session registration in step with the session: one per login, none
@@ -153,12 +131,16 @@ impl Connection {
             match session.next_interrupt() {
                 Interrupt::Io(Io::Output(bytes)) => pending.extend_from_slice(&bytes),
                 Interrupt::Io(Io::Close) => {
-                    self.flush(transport, &mut pending).await?;
+                    transport
+                        .flush_pending(&mut pending, self.options.io_timeout)
+                        .await?;
                     return Ok(());
                 }
                 Interrupt::Io(Io::NeedMoreInput) => {
                     // Responses to pipelined commands go out together.
-                    self.flush(transport, &mut pending).await?;
+                    transport
+                        .flush_pending(&mut pending, self.options.io_timeout)
+                        .await?;
                     let read = tokio::select! {
                         read = tokio::time::timeout(session.timeout(), transport.read(&mut buf)) => read,
                         reason = ended(&mut live) => {
@@ -177,7 +159,9 @@ impl Connection {
                     }
                 }
                 Interrupt::Event(Event::StartTls) => {
-                    self.flush(transport, &mut pending).await?;
+                    transport
+                        .flush_pending(&mut pending, self.options.io_timeout)
+                        .await?;
                     transport
                         .start_tls(self.ctx.tls.as_ref(), self.options.io_timeout)
                         .await?;

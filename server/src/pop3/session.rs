@@ -139,32 +139,7 @@ enum Awaiting {
     Update,
 }
 
-/// Input bytes not yet parsed; consumed from the front without shifting on every line.
-#[derive(Default)]
-struct InputBuffer {
-    data: Vec<u8>,
-    start: usize,
-}
-
-impl InputBuffer {
-    fn extend(&mut self, bytes: &[u8]) {
-        if self.start > 0 {
-            self.data.drain(..self.start);
-            self.start = 0;
-        }
-        self.data.extend_from_slice(bytes);
-    }
-    fn bytes(&self) -> &[u8] {
-        &self.data[self.start..]
-    }
-    fn consume(&mut self, n: usize) {
-        self.start = (self.start + n).min(self.data.len());
-    }
-    fn clear(&mut self) {
-        self.data.clear();
-        self.start = 0;
-    }
-}
+use crate::sans_io::InputBuffer;
 
 struct LineTooLong;
 

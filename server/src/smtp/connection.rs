@@ -9,7 +9,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
 use crate::auth::revocation::{LiveSession, SessionHandle, ended};
-use crate::transport::{Transport, UpgradeError};
+use crate::transport::{Transport, TransportError};
 
 use super::delivery;
 use super::session::{Event, Interrupt, Io, Session, SessionConfig};
@@ -96,15 +96,8 @@ struct Connection {
     options: ConnectionOptions,
 }
 
-#[derive(Debug, thiserror::Error)]
-enum ConnectionError {
-    #[error("i/o: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("timed out writing or in the TLS handshake")]
-    Timeout,
-    #[error(transparent)]
-    Tls(#[from] UpgradeError),
-}
+/// How a connection ends abnormally.
+type ConnectionError = TransportError;
 
 impl Connection {
     async fn run(
@@ -138,21 +131,6 @@ impl Connection {
         }
     }
 
-    async fn flush(
-        &self,
-        transport: &mut Transport,
-        pending: &mut Vec<u8>,
-    ) -> Result<(), ConnectionError> {
-        if pending.is_empty() {
-            return Ok(());
-        }
-        tokio::time::timeout(self.options.io_timeout, transport.write_all_flush(pending))
-            .await
-            .map_err(|_| ConnectionError::Timeout)??;
-        pending.clear();
-        Ok(())
-    }
-
     /// Registers the session in the live-session registry once it has authenticated.
     fn register(&self, session: &Session) -> Option<SessionHandle> {
         let identity = session.identity()?;
@@ -180,12 +158,16 @@ impl Connection {
             match session.next_interrupt() {
                 Interrupt::Io(Io::Output(bytes)) => pending.extend_from_slice(&bytes),
                 Interrupt::Io(Io::Close) => {
-                    self.flush(transport, &mut pending).await?;
+                    transport
+                        .flush_pending(&mut pending, self.options.io_timeout)
+                        .await?;
                     return Ok(());
                 }
                 Interrupt::Io(Io::NeedMoreInput) => {
                     // Replies to pipelined commands go out together (RFC 2920).
-                    self.flush(transport, &mut pending).await?;
+                    transport
+                        .flush_pending(&mut pending, self.options.io_timeout)
+                        .await?;
                     let read = tokio::select! {
                         read = tokio::time::timeout(self.options.idle_timeout, transport.read(&mut buf)) => read,
                         // At once, also in the middle of DATA: that message is not accepted.
@@ -205,7 +187,9 @@ impl Connection {
                     }
                 }
                 Interrupt::Event(Event::StartTls) => {
-                    self.flush(transport, &mut pending).await?;
+                    transport
+                        .flush_pending(&mut pending, self.options.io_timeout)
+                        .await?;
                     transport
                         .start_tls(self.ctx.tls.as_ref(), self.options.io_timeout)
                         .await?;
