@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use super::conn::Conn;
 use super::{
-    ClientError, ClientResult, Io, b64, deadline, parse_error_challenge, read_exact_bytes,
-    read_raw_line, trim_eol, unb64,
+    ClientError, ClientResult, Io, b64, deadline, read_exact_bytes, read_raw_line, trim_eol, unb64,
 };
 pub use super::{OAuthOutcome, oauthbearer_payload, plain_payload, xoauth2_payload};
 
@@ -50,13 +49,7 @@ impl ImapReply {
 }
 
 /// One step of an AUTHENTICATE exchange.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SaslReply {
-    /// A `+ <base64>` continuation, decoded (empty for `+ ` / `+`).
-    Challenge(Vec<u8>),
-    /// The tagged reply ending the exchange.
-    Done(ImapReply),
-}
+pub type SaslReply = super::SaslStep<ImapReply>;
 
 /// One server response: a line, with any literals it announced read whole and inlined.
 #[derive(Debug, Clone, Default)]
@@ -389,7 +382,7 @@ impl ImapClient {
     ) -> ClientResult<OAuthOutcome<ImapReply>> {
         let (host, port) = self.oauth_target();
         let payload = oauthbearer_payload(Some(user), &host, port, token);
-        self.oauth_exchange("OAUTHBEARER", &payload, ir).await
+        super::oauth_exchange(self, "OAUTHBEARER", &payload, ir).await
     }
 
     /// XOAUTH2; an error challenge is answered with `AQ==` like OAUTHBEARER.
@@ -399,60 +392,12 @@ impl ImapClient {
         token: &str,
         ir: bool,
     ) -> ClientResult<OAuthOutcome<ImapReply>> {
-        self.oauth_exchange("XOAUTH2", &xoauth2_payload(user, token), ir)
-            .await
-    }
-
-    async fn oauth_exchange(
-        &mut self,
-        mech: &str,
-        payload: &[u8],
-        ir: bool,
-    ) -> ClientResult<OAuthOutcome<ImapReply>> {
-        let mut step = self.send_first(mech, payload, ir).await?;
-        let mut challenge = None;
-        loop {
-            match step {
-                SaslReply::Done(reply) => return Ok(OAuthOutcome { challenge, reply }),
-                SaslReply::Challenge(bytes) => {
-                    if challenge.is_some() {
-                        let _ = self.auth_abort().await;
-                        return Err(ClientError::Protocol(format!(
-                            "{mech}: second challenge {:?}",
-                            String::from_utf8_lossy(&bytes)
-                        )));
-                    }
-                    challenge = Some(parse_error_challenge(&bytes).unwrap_or_else(|| {
-                        serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
-                    }));
-                    step = self.auth_continue(b"\x01").await?;
-                }
-            }
-        }
-    }
-
-    /// Sends the client's first message, as SASL-IR or after the server's empty challenge.
-    async fn send_first(
-        &mut self,
-        mech: &str,
-        payload: &[u8],
-        ir: bool,
-    ) -> ClientResult<SaslReply> {
-        if ir {
-            return self.auth_start(mech, Some(payload)).await;
-        }
-        match self.auth_start(mech, None).await? {
-            SaslReply::Challenge(_) => self.auth_continue(payload).await,
-            done => Ok(done),
-        }
+        super::oauth_exchange(self, "XOAUTH2", &xoauth2_payload(user, token), ir).await
     }
 
     /// PLAIN with an empty authzid.
     pub async fn plain(&mut self, user: &str, password: &str, ir: bool) -> ClientResult<ImapReply> {
-        match self
-            .send_first("PLAIN", &plain_payload(user, password), ir)
-            .await?
-        {
+        match super::send_first(self, "PLAIN", &plain_payload(user, password), ir).await? {
             SaslReply::Done(reply) => Ok(reply),
             SaslReply::Challenge(c) => {
                 let _ = self.auth_abort().await;
@@ -553,6 +498,20 @@ fn body_literal(resp: Response) -> Option<Vec<u8>> {
             .ends_with(b"BODY[] ")
             .then_some(bytes)
     })
+}
+
+#[async_trait::async_trait]
+impl super::ContinuationSasl for ImapClient {
+    type Reply = ImapReply;
+    async fn start(&mut self, mech: &str, ir: Option<&[u8]>) -> ClientResult<SaslReply> {
+        ImapClient::auth_start(self, mech, ir).await
+    }
+    async fn respond(&mut self, data: &[u8]) -> ClientResult<SaslReply> {
+        ImapClient::auth_continue(self, data).await
+    }
+    async fn abort(&mut self) -> ClientResult<SaslReply> {
+        ImapClient::auth_abort(self).await
+    }
 }
 
 #[cfg(test)]

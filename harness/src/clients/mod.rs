@@ -45,6 +45,70 @@ pub enum ClientError {
 
 pub type ClientResult<T> = Result<T, ClientError>;
 
+/// One step of a SASL exchange whose challenges are continuation lines (IMAP, POP3,
+/// ManageSieve): a challenge, decoded, or the reply `R` that ends the exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SaslStep<R> {
+    Challenge(Vec<u8>),
+    Done(R),
+}
+
+/// The raw SASL commands of such a protocol, for the exchanges every client runs the same way.
+#[async_trait::async_trait]
+pub(crate) trait ContinuationSasl: Send {
+    type Reply: Send;
+    async fn start(&mut self, mech: &str, ir: Option<&[u8]>)
+    -> ClientResult<SaslStep<Self::Reply>>;
+    async fn respond(&mut self, data: &[u8]) -> ClientResult<SaslStep<Self::Reply>>;
+    async fn abort(&mut self) -> ClientResult<SaslStep<Self::Reply>>;
+}
+
+/// Sends the client's first message, as initial response or after the server's empty challenge.
+pub(crate) async fn send_first<C: ContinuationSasl>(
+    client: &mut C,
+    mech: &str,
+    payload: &[u8],
+    ir: bool,
+) -> ClientResult<SaslStep<C::Reply>> {
+    if ir {
+        return client.start(mech, Some(payload)).await;
+    }
+    match client.start(mech, None).await? {
+        SaslStep::Challenge(_) => client.respond(payload).await,
+        done => Ok(done),
+    }
+}
+
+/// An OAUTHBEARER/XOAUTH2 exchange: an RFC 7628 error challenge is answered with the dummy
+/// `AQ==` and returned decoded; a second challenge is a protocol error (the exchange is aborted).
+pub(crate) async fn oauth_exchange<C: ContinuationSasl>(
+    client: &mut C,
+    mech: &str,
+    payload: &[u8],
+    ir: bool,
+) -> ClientResult<OAuthOutcome<C::Reply>> {
+    let mut step = send_first(client, mech, payload, ir).await?;
+    let mut challenge = None;
+    loop {
+        match step {
+            SaslStep::Done(reply) => return Ok(OAuthOutcome { challenge, reply }),
+            SaslStep::Challenge(bytes) => {
+                if challenge.is_some() {
+                    let _ = client.abort().await;
+                    return Err(ClientError::Protocol(format!(
+                        "{mech}: second challenge {:?}",
+                        String::from_utf8_lossy(&bytes)
+                    )));
+                }
+                challenge = Some(parse_error_challenge(&bytes).unwrap_or_else(|| {
+                    serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+                }));
+                step = client.respond(b"\x01").await?;
+            }
+        }
+    }
+}
+
 /// What an OAUTHBEARER/XOAUTH2 convenience exchange saw: the RFC 7628 error challenge (decoded
 /// JSON, if the server sent one; the client then answered with the dummy `AQ==`) and the final
 /// reply.

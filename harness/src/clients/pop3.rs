@@ -6,10 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::conn::Conn;
-use super::{
-    ClientError, ClientResult, Io, b64, deadline, parse_error_challenge, read_raw_line, trim_eol,
-    unb64,
-};
+use super::{ClientError, ClientResult, Io, b64, deadline, read_raw_line, trim_eol, unb64};
 pub use super::{OAuthOutcome, oauthbearer_payload, plain_payload, xoauth2_payload};
 
 /// One status line: `+OK ...` or `-ERR ...`.
@@ -49,13 +46,7 @@ impl std::fmt::Display for Pop3Reply {
 }
 
 /// One step of an AUTH exchange.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SaslReply {
-    /// A `+ <base64>` continuation, decoded (empty for `+ ` / `+`).
-    Challenge(Vec<u8>),
-    /// The status line ending the exchange.
-    Done(Pop3Reply),
-}
+pub type SaslReply = super::SaslStep<Pop3Reply>;
 
 /// A continuation line (`+` alone or `+ ...`), as opposed to `+OK`.
 fn continuation(line: &str) -> Option<&str> {
@@ -377,50 +368,6 @@ impl Pop3Client {
         Ok(SaslReply::Done(reply))
     }
 
-    /// Sends the client's first message, as initial response or after the empty challenge.
-    async fn send_first(
-        &mut self,
-        mech: &str,
-        payload: &[u8],
-        ir: bool,
-    ) -> ClientResult<SaslReply> {
-        if ir {
-            return self.auth_start(mech, Some(payload)).await;
-        }
-        match self.auth_start(mech, None).await? {
-            SaslReply::Challenge(_) => self.auth_continue(payload).await,
-            done => Ok(done),
-        }
-    }
-
-    async fn oauth_exchange(
-        &mut self,
-        mech: &str,
-        payload: &[u8],
-        ir: bool,
-    ) -> ClientResult<OAuthOutcome<Pop3Reply>> {
-        let mut step = self.send_first(mech, payload, ir).await?;
-        let mut challenge = None;
-        loop {
-            match step {
-                SaslReply::Done(reply) => return Ok(OAuthOutcome { challenge, reply }),
-                SaslReply::Challenge(bytes) => {
-                    if challenge.is_some() {
-                        let _ = self.auth_abort().await;
-                        return Err(ClientError::Protocol(format!(
-                            "{mech}: second challenge {:?}",
-                            String::from_utf8_lossy(&bytes)
-                        )));
-                    }
-                    challenge = Some(parse_error_challenge(&bytes).unwrap_or_else(|| {
-                        serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
-                    }));
-                    step = self.auth_continue(b"\x01").await?;
-                }
-            }
-        }
-    }
-
     /// OAUTHBEARER with authzid = `user`. An RFC 7628 error challenge is answered with the dummy
     /// `AQ==` and returned decoded.
     pub async fn oauthbearer(
@@ -431,7 +378,7 @@ impl Pop3Client {
     ) -> ClientResult<OAuthOutcome<Pop3Reply>> {
         let port = self.conn.peer.map(|a| a.port()).unwrap_or(110);
         let payload = oauthbearer_payload(Some(user), "localhost", port, token);
-        self.oauth_exchange("OAUTHBEARER", &payload, ir).await
+        super::oauth_exchange(self, "OAUTHBEARER", &payload, ir).await
     }
 
     /// XOAUTH2; an error challenge is answered with `AQ==` like OAUTHBEARER.
@@ -441,16 +388,12 @@ impl Pop3Client {
         token: &str,
         ir: bool,
     ) -> ClientResult<OAuthOutcome<Pop3Reply>> {
-        self.oauth_exchange("XOAUTH2", &xoauth2_payload(user, token), ir)
-            .await
+        super::oauth_exchange(self, "XOAUTH2", &xoauth2_payload(user, token), ir).await
     }
 
     /// PLAIN with an empty authzid.
     pub async fn plain(&mut self, user: &str, password: &str, ir: bool) -> ClientResult<Pop3Reply> {
-        match self
-            .send_first("PLAIN", &plain_payload(user, password), ir)
-            .await?
-        {
+        match super::send_first(self, "PLAIN", &plain_payload(user, password), ir).await? {
             SaslReply::Done(reply) => Ok(reply),
             SaslReply::Challenge(c) => {
                 let _ = self.auth_abort().await;
@@ -460,6 +403,20 @@ impl Pop3Client {
                 )))
             }
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl super::ContinuationSasl for Pop3Client {
+    type Reply = Pop3Reply;
+    async fn start(&mut self, mech: &str, ir: Option<&[u8]>) -> ClientResult<SaslReply> {
+        Pop3Client::auth_start(self, mech, ir).await
+    }
+    async fn respond(&mut self, data: &[u8]) -> ClientResult<SaslReply> {
+        Pop3Client::auth_continue(self, data).await
+    }
+    async fn abort(&mut self) -> ClientResult<SaslReply> {
+        Pop3Client::auth_abort(self).await
     }
 }
 

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use super::conn::Conn;
 use super::{
-    ClientError, ClientResult, Io, b64, deadline, parse_error_challenge, read_exact_bytes,
-    read_raw_line, trim_eol, unb64,
+    ClientError, ClientResult, Io, b64, deadline, read_exact_bytes, read_raw_line, trim_eol, unb64,
 };
 pub use super::{OAuthOutcome, oauthbearer_payload, plain_payload, xoauth2_payload};
 
@@ -86,13 +85,7 @@ impl SieveReply {
 }
 
 /// One step of an AUTHENTICATE exchange.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SaslReply {
-    /// A challenge string, base64-decoded.
-    Challenge(Vec<u8>),
-    /// The final response.
-    Done(SieveReply),
-}
+pub type SaslReply = super::SaslStep<SieveReply>;
 
 /// A server line: its words, and the line as text for messages.
 struct Line {
@@ -496,49 +489,6 @@ impl SieveClient {
         self.auth_continue_raw("*").await
     }
 
-    async fn send_first(
-        &mut self,
-        mech: &str,
-        payload: &[u8],
-        ir: bool,
-    ) -> ClientResult<SaslReply> {
-        if ir {
-            return self.auth_start(mech, Some(payload)).await;
-        }
-        match self.auth_start(mech, None).await? {
-            SaslReply::Challenge(_) => self.auth_continue(payload).await,
-            done => Ok(done),
-        }
-    }
-
-    async fn oauth_exchange(
-        &mut self,
-        mech: &str,
-        payload: &[u8],
-        ir: bool,
-    ) -> ClientResult<OAuthOutcome<SieveReply>> {
-        let mut step = self.send_first(mech, payload, ir).await?;
-        let mut challenge = None;
-        loop {
-            match step {
-                SaslReply::Done(reply) => return Ok(OAuthOutcome { challenge, reply }),
-                SaslReply::Challenge(bytes) => {
-                    if challenge.is_some() {
-                        let _ = self.auth_abort().await;
-                        return Err(ClientError::Protocol(format!(
-                            "{mech}: second challenge {:?}",
-                            String::from_utf8_lossy(&bytes)
-                        )));
-                    }
-                    challenge = Some(parse_error_challenge(&bytes).unwrap_or_else(|| {
-                        serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
-                    }));
-                    step = self.auth_continue(b"\x01").await?;
-                }
-            }
-        }
-    }
-
     /// OAUTHBEARER with authzid = `user`; an RFC 7628 error challenge is answered with `AQ==`.
     pub async fn oauthbearer(
         &mut self,
@@ -548,7 +498,7 @@ impl SieveClient {
     ) -> ClientResult<OAuthOutcome<SieveReply>> {
         let port = self.conn.peer.map(|a| a.port()).unwrap_or(4190);
         let payload = oauthbearer_payload(Some(user), "localhost", port, token);
-        self.oauth_exchange("OAUTHBEARER", &payload, ir).await
+        super::oauth_exchange(self, "OAUTHBEARER", &payload, ir).await
     }
 
     /// XOAUTH2; an error challenge is answered with `AQ==`.
@@ -558,8 +508,7 @@ impl SieveClient {
         token: &str,
         ir: bool,
     ) -> ClientResult<OAuthOutcome<SieveReply>> {
-        self.oauth_exchange("XOAUTH2", &xoauth2_payload(user, token), ir)
-            .await
+        super::oauth_exchange(self, "XOAUTH2", &xoauth2_payload(user, token), ir).await
     }
 
     /// PLAIN with an empty authzid.
@@ -569,10 +518,7 @@ impl SieveClient {
         password: &str,
         ir: bool,
     ) -> ClientResult<SieveReply> {
-        match self
-            .send_first("PLAIN", &plain_payload(user, password), ir)
-            .await?
-        {
+        match super::send_first(self, "PLAIN", &plain_payload(user, password), ir).await? {
             SaslReply::Done(reply) => Ok(reply),
             SaslReply::Challenge(c) => {
                 let _ = self.auth_abort().await;
@@ -680,6 +626,20 @@ fn capabilities_of(reply: &SieveReply) -> Vec<(String, Option<String>)> {
             Some((name, words.get(1).and_then(Word::as_str)))
         })
         .collect()
+}
+
+#[async_trait::async_trait]
+impl super::ContinuationSasl for SieveClient {
+    type Reply = SieveReply;
+    async fn start(&mut self, mech: &str, ir: Option<&[u8]>) -> ClientResult<SaslReply> {
+        SieveClient::auth_start(self, mech, ir).await
+    }
+    async fn respond(&mut self, data: &[u8]) -> ClientResult<SaslReply> {
+        SieveClient::auth_continue(self, data).await
+    }
+    async fn abort(&mut self) -> ClientResult<SaslReply> {
+        SieveClient::auth_abort(self).await
+    }
 }
 
 #[cfg(test)]
