@@ -94,11 +94,6 @@ async fn gateway_verifies_tokens_and_asserts_the_identity() {
         stack.start_duration()
     );
     assert!(
-        gateway.start_duration() < Duration::from_secs(5),
-        "gateway start took {:?}",
-        gateway.start_duration()
-    );
-    assert!(
         ep.gateway.starts_with("https://127.0.0.1:"),
         "{}",
         ep.gateway

@@ -59,10 +59,7 @@ async fn client_credentials_token_is_not_a_mail_login() {
         out.reply.tagged,
         "NO [AUTHENTICATIONFAILED] Authentication failed."
     );
-    assert!(
-        stack.server_log().contains("missing_claim"),
-        "reason logged"
-    );
+    common::assert_connection_logged(&stack, imap.local_addr(), "missing_claim");
 }
 
 /// Single sign-on: after logging in for one client, a second client of the realm gets its

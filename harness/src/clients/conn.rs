@@ -16,6 +16,9 @@ pub(crate) struct Conn {
     pub(crate) peer: Option<SocketAddr>,
     /// The TLS session's `tls-exporter` channel binding, once under TLS 1.3.
     pub(crate) exporter: Option<Vec<u8>>,
+    /// This end's address (what the server logs as the connection's peer); `None` over an
+    /// in-memory stream.
+    pub(crate) local: Option<SocketAddr>,
 }
 
 impl Conn {
@@ -25,18 +28,23 @@ impl Conn {
             timeout: DEFAULT_TIMEOUT,
             peer,
             exporter: None,
+            local: None,
         }
     }
 
     /// Plain TCP.
     pub(crate) async fn tcp(addr: SocketAddr) -> ClientResult<Self> {
         let tcp = tls::tcp(addr, DEFAULT_TIMEOUT).await?;
-        Ok(Self::new(Box::new(tcp), Some(addr)))
+        let local = tcp.local_addr().ok();
+        let mut conn = Self::new(Box::new(tcp), Some(addr));
+        conn.local = local;
+        Ok(conn)
     }
 
     /// Implicit TLS trusting only `ca_pem`.
     pub(crate) async fn tls(addr: SocketAddr, ca_pem: &str) -> ClientResult<Self> {
         let tcp = tls::tcp(addr, DEFAULT_TIMEOUT).await?;
+        let local = tcp.local_addr().ok();
         let tls = deadline(
             DEFAULT_TIMEOUT,
             "TLS handshake",
@@ -46,6 +54,7 @@ impl Conn {
         let exporter = tls::exporter(tls.get_ref().1);
         let mut conn = Self::new(Box::new(tls), Some(addr));
         conn.exporter = exporter;
+        conn.local = local;
         Ok(conn)
     }
 

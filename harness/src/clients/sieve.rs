@@ -323,6 +323,11 @@ impl SieveClient {
         self.conn.timeout = timeout;
     }
 
+    /// This end's address: the server logs the connection under it (`peer=...`).
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.conn.local
+    }
+
     /// The TLS session's RFC 9266 `tls-exporter` (TLS 1.3), for SCRAM-SHA-256-PLUS.
     pub fn tls_exporter(&self) -> Option<&[u8]> {
         self.conn.exporter.as_deref()

@@ -926,6 +926,22 @@ impl Stack {
             .unwrap_or_default()
     }
 
+    /// The lines the stack's own server logged for the connection from `client` (its spans
+    /// carry `peer=<client>`), so a test ties evidence to that one connection.
+    pub fn server_log_of(&self, client: std::net::SocketAddr) -> Vec<String> {
+        let tag = format!("peer={client}");
+        self.server_log()
+            .lines()
+            .filter(|line| {
+                line.match_indices(&tag).any(|(i, _)| {
+                    // Not a longer port that starts with the same digits.
+                    !line[i + tag.len()..].starts_with(|c: char| c.is_ascii_digit())
+                })
+            })
+            .map(str::to_string)
+            .collect()
+    }
+
     /// PIDs of every process the stack started directly (gateway, server, Starman, redis,
     /// slapd).
     pub async fn pids(&self) -> Vec<u32> {

@@ -93,3 +93,15 @@ pub fn assert_oauth_error_challenge(stack: &Stack, challenge: &serde_json::Value
         "exactly status, scope, openid-configuration: {challenge}"
     );
 }
+
+/// The server logged `needle` for the connection from `client` (its own lines, not anywhere in
+/// the log), so the evidence belongs to that refusal.
+#[track_caller]
+pub fn assert_connection_logged(stack: &Stack, client: Option<std::net::SocketAddr>, needle: &str) {
+    let client = client.expect("a TCP client knows its local address");
+    let lines = stack.server_log_of(client);
+    assert!(
+        lines.iter().any(|l| l.contains(needle)),
+        "no server log line of the connection from {client} names {needle:?}: {lines:#?}"
+    );
+}

@@ -134,3 +134,12 @@ impl SaslExchange for ScriptedExchange {
             )))
     }
 }
+
+/// For the never-panics tests: no step of an exchange fed odd input logs anyone in.
+#[track_caller]
+pub fn assert_no_login(step: &crate::auth::sasl::SaslStep, input: &[u8]) {
+    assert!(
+        !matches!(step, crate::auth::sasl::SaslStep::Success { .. }),
+        "odd input {input:?} logged in: {step:?}"
+    );
+}

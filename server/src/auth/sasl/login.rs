@@ -104,7 +104,7 @@ impl SaslExchange for LoginExchange {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::sasl::{TestDirectory, backends, ctx, odd_inputs, run};
+    use crate::testkit::sasl::{TestDirectory, assert_no_login, backends, ctx, odd_inputs, run};
 
     fn mech() -> Login {
         Login::new(backends(TestDirectory::new(), None, &[]))
@@ -188,10 +188,10 @@ mod tests {
         for a in odd_inputs() {
             for b in odd_inputs() {
                 let mut ex = m.start(Some(&a), &ctx(true));
-                ex.step(None).await;
-                ex.step(Some(&b)).await;
-                ex.step(Some(&b)).await;
-                ex.step(None).await;
+                assert_no_login(&ex.step(None).await, &a);
+                assert_no_login(&ex.step(Some(&b)).await, &b);
+                assert_no_login(&ex.step(Some(&b)).await, &b);
+                assert_no_login(&ex.step(None).await, &b);
             }
         }
     }

@@ -72,7 +72,8 @@ mod tests {
     use crate::auth::oidc::TokenError;
     use crate::auth::sasl::{SaslFailure, SaslStep};
     use crate::testkit::sasl::{
-        DISCOVERY, SCOPE, TestDirectory, TestValidator, backends, ctx, odd_inputs, run, token_for,
+        DISCOVERY, SCOPE, TestDirectory, TestValidator, assert_no_login, backends, ctx, odd_inputs,
+        run, token_for,
     };
     use std::sync::Arc;
 
@@ -187,9 +188,9 @@ mod tests {
         for a in odd_inputs() {
             for b in odd_inputs() {
                 let mut ex = m.start(Some(&a), &ctx(true));
-                ex.step(None).await;
-                ex.step(Some(&b)).await;
-                ex.step(Some(&b)).await;
+                assert_no_login(&ex.step(None).await, &a);
+                assert_no_login(&ex.step(Some(&b)).await, &b);
+                assert_no_login(&ex.step(Some(&b)).await, &b);
             }
         }
     }
