@@ -13,9 +13,7 @@
 //! `Max-Age=0` or a past `Expires` deletes the one it names. There is no public-suffix list; a
 //! `Domain` without a dot is only accepted when it is the request's host (`localhost`).
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -545,33 +543,7 @@ fn now_unix() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// Writes `contents` to a temp file (mode 0600) beside `path`, then renames it over `path`:
-/// readers see the old file or the whole new one, and never a moment of wider permissions.
-pub fn write_private_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp.{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let _ = std::fs::remove_file(&tmp);
-    let written = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
-}
+pub use crate::private::write_atomically as write_private_atomically;
 
 /// Where a `Secure` cookie may be sent: HTTPS, and loopback hosts, which browsers (and curl)
 /// treat as secure contexts (Keycloak marks its cookies `Secure` even on http://localhost).

@@ -9,6 +9,7 @@ pub mod envfile;
 pub mod html;
 pub mod idp;
 pub mod keys;
+pub mod private;
 pub mod realm;
 pub mod stack;
 pub mod suites;

@@ -21,6 +21,7 @@ use mail_oidc_harness::clients::jmap::{Auth, JmapClient};
 use mail_oidc_harness::cookies::write_private_atomically;
 use mail_oidc_harness::envfile;
 use mail_oidc_harness::idp::{BrowserSession, IdpClient, IdpSettings};
+use mail_oidc_harness::private;
 use mail_oidc_harness::realm::Realm;
 use mail_oidc_harness::stack::{Backend, Idp, Stack};
 use serde_json::{Value, json};
@@ -77,7 +78,7 @@ enum Command {
         #[arg(long)]
         password: String,
         /// Environment file written by `up`; default: environment variables, then the state
-        /// path ($XDG_RUNTIME_DIR or the temp dir, /mail-oidc/up.env).
+        /// path ($XDG_RUNTIME_DIR/mail-oidc/up.env, else <temp dir>/mail-oidc-<uid>/up.env).
         #[arg(long)]
         env_file: Option<PathBuf>,
     },
@@ -200,14 +201,18 @@ async fn main() -> ExitCode {
     }
 }
 
-/// `$XDG_RUNTIME_DIR/mail-oidc/up.env`, else `<temp dir>/mail-oidc/up.env`.
+/// `$XDG_RUNTIME_DIR/mail-oidc/up.env`, else `<temp dir>/mail-oidc-<uid>/up.env`: a directory of
+/// this user's own (the file holds the demo password and a token), never one shared path.
 fn state_env_path() -> PathBuf {
-    std::env::var_os("XDG_RUNTIME_DIR")
+    match std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
         .filter(|p| p.is_dir())
-        .unwrap_or_else(std::env::temp_dir)
-        .join("mail-oidc")
-        .join("up.env")
+    {
+        Some(runtime) => runtime.join("mail-oidc"),
+        // SAFETY: plain syscall without arguments.
+        None => std::env::temp_dir().join(format!("mail-oidc-{}", unsafe { libc::geteuid() })),
+    }
+    .join("up.env")
 }
 
 async fn up(env_file: Option<PathBuf>, idp: Idp) -> anyhow::Result<()> {
@@ -351,7 +356,7 @@ async fn up(env_file: Option<PathBuf>, idp: Idp) -> anyhow::Result<()> {
         &access_token,
     ));
     for path in &env_paths {
-        write_atomically(path, &env).with_context(|| format!("writing {}", path.display()))?;
+        write_env_file(path, path == &env_paths[0], &env)?;
     }
     println!(
         "\nEnvironment written to {}. Press Ctrl-C to stop.",
@@ -459,16 +464,18 @@ async fn print_jmap_examples(gateway: &str, ca_pem: &str, ca_path: &Path, access
     );
 }
 
-/// Temp file in the same directory, then rename: readers see nothing or the whole file.
-fn write_atomically(path: &Path, content: &str) -> std::io::Result<()> {
+/// Writes an env file owner-only (0600) and atomically. The state file's directory must be
+/// this user's alone (created 0700); a directory named with `--env-file` is created if missing.
+fn write_env_file(path: &Path, is_state: bool, content: &str) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+        if is_state {
+            private::private_dir(dir)?;
+        } else {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
     }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp.{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, content)?;
-    std::fs::rename(&tmp, path)
+    private::write_atomically(path, content.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 async fn wait_for_shutdown() -> anyhow::Result<()> {
@@ -511,6 +518,10 @@ impl UpEnv {
         let explicit = env_file.map(read).transpose()?;
         let state_path = state_env_path();
         let state = if explicit.is_none() && state_path.is_file() {
+            // Only from a directory of this user's own: another account could plant endpoints.
+            if let Some(dir) = state_path.parent() {
+                private::check_private(dir)?;
+            }
             Some(read(&state_path)?)
         } else {
             None
@@ -907,8 +918,8 @@ mod tests {
     fn atomic_write_replaces_whole_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sub/up.env");
-        write_atomically(&path, "A=1\n").expect("write");
-        write_atomically(&path, "A=2\n").expect("rewrite");
+        write_env_file(&path, true, "A=1\n").expect("write");
+        write_env_file(&path, true, "A=2\n").expect("rewrite");
         assert_eq!(std::fs::read_to_string(&path).expect("read"), "A=2\n");
         let leftovers = std::fs::read_dir(path.parent().expect("dir"))
             .expect("list")

@@ -29,6 +29,41 @@ impl Drop for Up {
     }
 }
 
+/// Every file below `dir` is owner-only (0600 or tighter) and no directory is listable or
+/// writable by others. Exceptions, none holding a secret: the gateway's Lua hook, which httpd's
+/// unprivileged workers load (0644; its directories traversable, 0711, not listable), and pid
+/// files, which the daemons write themselves.
+fn assert_owner_only(dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut checked = 0;
+    let mut open = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&d).expect("stat dir");
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o066 != 0 {
+            open.push(format!("{} {mode:o}", d.display()));
+        }
+        for entry in std::fs::read_dir(&d).expect("list") {
+            let path = entry.expect("entry").path();
+            let meta = std::fs::symlink_metadata(&path).expect("stat");
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file() {
+                let mode = meta.permissions().mode() & 0o777;
+                let public = path.extension().is_some_and(|e| e == "lua" || e == "pid");
+                let allowed = if public { 0o044 } else { 0 };
+                if mode & 0o077 & !allowed != 0 {
+                    open.push(format!("{} {mode:o}", path.display()));
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(open.is_empty(), "open to other users: {open:#?}");
+    assert!(checked > 10, "only {checked} files below {}", dir.display());
+}
+
 fn parse_env(text: &str) -> HashMap<String, String> {
     mail_oidc_harness::envfile::parse(text)
 }
@@ -62,6 +97,27 @@ async fn up_writes_env_file_and_token_logs_in() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let env = parse_env(&text);
+    // Nothing the demo wrote is readable by another local account.
+    let env_mode = std::fs::metadata(&env_file)
+        .expect("env file")
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&env_mode) & 0o777,
+        0o600,
+        "the env file holds the demo password and a token"
+    );
+    let state = dir.path().join("mail-oidc");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&state).expect("state dir").permissions()
+        ) & 0o777,
+        0o700
+    );
+    let stack_dir = std::path::Path::new(&env["MAIL_OIDC_CA_CERT"])
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("the CA lives in <stack>/pki/");
+    assert_owner_only(stack_dir);
     for key in [
         "MAIL_OIDC_IMAP",
         "MAIL_OIDC_IMAPS",

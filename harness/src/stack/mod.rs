@@ -192,6 +192,8 @@ impl StackBuilder {
     }
 
     pub async fn start(self) -> anyhow::Result<Stack> {
+        // Keys, the gateway's secret and passwords are written below; the services inherit it.
+        crate::private::restrict_umask();
         match self.backend {
             Backend::Native => Stack::start_native(self).await,
             Backend::Containers => Stack::start_containers(self).await,
