@@ -314,6 +314,9 @@ builder {{
                 tokio::task::spawn_blocking(move || {
                     Command::new(&tool)
                         .args(&args)
+                        // The tool switches to www-data unless told otherwise; the stack's
+                        // files are owner-only, so it must stay who we are.
+                        .args(stay_as_self())
                         .current_dir(&dir)
                         .env("LLNG_DEFAULTCONFFILE", &ini)
                         .output()
@@ -416,4 +419,30 @@ builder {{
         }
         Ok(self.kid.clone())
     }
+}
+
+/// `--user` and `--group` options naming this process's own user and group, for the
+/// LemonLDAP::NG command-line tools (which otherwise switch to www-data).
+fn stay_as_self() -> Vec<String> {
+    // SAFETY: getpwuid/getgrgid return pointers into static storage or null; the names are
+    // copied out at once, and nothing else in the harness calls them concurrently.
+    let (user, group) = unsafe {
+        let pw = libc::getpwuid(libc::geteuid());
+        let gr = libc::getgrgid(libc::getegid());
+        let name = |p: *const libc::c_char| {
+            (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
+        };
+        (
+            (!pw.is_null()).then(|| name((*pw).pw_name)).flatten(),
+            (!gr.is_null()).then(|| name((*gr).gr_name)).flatten(),
+        )
+    };
+    let mut args = Vec::new();
+    if let Some(user) = user {
+        args.extend(["--user".to_string(), user]);
+    }
+    if let Some(group) = group {
+        args.extend(["--group".to_string(), group]);
+    }
+    args
 }
