@@ -667,6 +667,35 @@ async fn append_create_list_status_copy_move() {
             .contains(&"Bad".to_string()),
         "no parent left behind"
     );
+    // Refused names change nothing: too long or too deep at the end, `.`/`..` levels.
+    let too_long = format!("Deep/Er/{}", "x".repeat(600));
+    let too_deep = vec!["L"; crate::store::MAX_DEPTH + 1].join("/");
+    for (n, name) in [
+        too_long.as_str(),
+        too_deep.as_str(),
+        "..",
+        "../../etc",
+        "Up/../Up",
+        "Here/.",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_eq!(
+            c.cmd(&format!("r{n}"), &format!("CREATE \"{name}\"")).await,
+            format!("r{n} NO [CANNOT] Invalid mailbox name.\r\n"),
+            "{name}"
+        );
+    }
+    let left = s.ctx.store.list_mailboxes("alice@example.com");
+    for parent in ["Deep", "L", "Up", "Here", ".."] {
+        assert!(
+            !left.contains(&parent.to_string()),
+            "{parent} left behind: {left:?}"
+        );
+    }
+    let deepest = vec!["M"; crate::store::MAX_DEPTH].join("/");
+    assert!(crate::store::validate_mailbox_name(&deepest).is_ok());
     assert_eq!(
         c.cmd("e", "CREATE inbox").await,
         "e NO [ALREADYEXISTS] Mailbox already exists.\r\n"

@@ -20,6 +20,8 @@ const EVENT_CAPACITY: usize = 1024;
 pub const DELIMITER: char = '/';
 /// Longest mailbox name accepted, in bytes.
 const MAX_NAME_LEN: usize = 512;
+/// Deepest hierarchy accepted, in levels.
+pub const MAX_DEPTH: usize = 32;
 
 struct Mailbox {
     uid_validity: u32,
@@ -127,12 +129,19 @@ fn storable(flags: BTreeSet<String>) -> BTreeSet<String> {
         .collect()
 }
 
-fn validate_name(name: &str) -> Result<(), StoreError> {
+/// Whether `name` may name a mailbox: callers that create superior mailboxes first check the
+/// whole name here, so a refusal changes nothing. `.` and `..` levels are refused now, before any
+/// store maps names to paths.
+pub fn validate_name(name: &str) -> Result<(), StoreError> {
     let bad = name.is_empty()
         || name.len() > MAX_NAME_LEN
         || name.starts_with(DELIMITER)
         || name.ends_with(DELIMITER)
         || name.contains("//")
+        || name.split(DELIMITER).count() > MAX_DEPTH
+        || name
+            .split(DELIMITER)
+            .any(|level| level == "." || level == "..")
         || name.chars().any(|c| c.is_control() || c == '*' || c == '%');
     if bad {
         return Err(StoreError::InvalidName(name.to_string()));

@@ -4,7 +4,7 @@
 mod memory;
 pub mod scripts;
 
-pub use memory::{DELIMITER, MemoryStore};
+pub use memory::{DELIMITER, MAX_DEPTH, MemoryStore, validate_name as validate_mailbox_name};
 pub use scripts::{ScriptError, ScriptLimits, SieveScripts};
 
 use std::collections::BTreeSet;

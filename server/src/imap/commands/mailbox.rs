@@ -150,8 +150,9 @@ impl Session {
         };
         // A trailing delimiter only says the name will have children (RFC 3501 6.3.3).
         let name = name.trim_end_matches(DELIMITER).to_string();
-        if name.is_empty() || name.split(DELIMITER).any(str::is_empty) {
-            return self.store_error(tag, &StoreError::InvalidName(name));
+        // The whole name first: a refusal must not leave superior mailboxes behind.
+        if let Err(e) = crate::store::validate_mailbox_name(&name) {
+            return self.store_error(tag, &e);
         }
         let user = self.user_name();
         let store = self.ctx.store.clone();
