@@ -153,3 +153,30 @@ async fn oauthbearer_empty_authzid_is_accepted() {
         other => panic!("expected success, got {other:?}"),
     }
 }
+
+/// Control bytes a client sends (ESC, backspace, NUL) reach the server's log escaped, never raw:
+/// a log viewer's terminal must not obey them.
+#[tokio::test]
+async fn control_bytes_reach_the_log_escaped() {
+    let stack = stack().await;
+    let mut imap = tls_client(&stack).await;
+    imap.send_line("t1 \u{1b}[2J\u{8}EVIL\u{7f}")
+        .await
+        .expect("send");
+    let reply = imap.read_line().await.expect("reply");
+    assert!(reply.starts_with("t1 BAD"), "{reply}");
+    let lines = stack.server_log_of(imap.local_addr().expect("local address"));
+    let logged = lines
+        .iter()
+        .find(|l| l.contains("EVIL"))
+        .unwrap_or_else(|| panic!("the refused command is logged: {lines:#?}"));
+    assert!(
+        logged.contains("\\x1b[2J\\x08EVIL\\x7f"),
+        "escaped: {logged:?}"
+    );
+    let raw = stack.server_log();
+    assert!(
+        !raw.contains('\u{1b}') && !raw.contains('\u{8}') && !raw.contains('\u{7f}'),
+        "no raw control byte anywhere in the log"
+    );
+}

@@ -72,6 +72,7 @@ pub async fn main(customize: impl FnOnce(Services) -> Services) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
+        .with_writer(|| crate::log_escape::EscapingWriter(std::io::stdout()))
         .init();
     let services = match server::build_services(&config) {
         Ok(services) => customize(services),
