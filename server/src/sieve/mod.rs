@@ -46,6 +46,12 @@ pub use matcher::MAX_MATCH_WORK;
 pub use parser::MAX_NESTING_DEPTH;
 pub use validate::SUPPORTED_EXTENSIONS;
 
+/// The addr-specs in every `name` header of `message`, as the `address` test reads them
+/// (display names and group names are not addresses). Submission checks `From:` with it.
+pub fn header_addresses(message: &[u8], name: &str) -> Vec<String> {
+    message::MessageView::new(message).header_addresses(name)
+}
+
 /// Longest script accepted, in bytes. ManageSieve quotas are usually far lower.
 pub const MAX_SCRIPT_SIZE: usize = 1024 * 1024;
 

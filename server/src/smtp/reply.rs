@@ -122,6 +122,10 @@ impl Reply {
     pub fn sender_not_owned() -> Self {
         Self::new(553, "5.7.1 Sender address not owned by user")
     }
+    /// After DATA: the message's `From:` names someone else (the envelope was checked at MAIL).
+    pub fn from_header_not_owned() -> Self {
+        Self::new(550, "5.7.1 From header address not owned by user")
+    }
     pub fn size_exceeded() -> Self {
         Self::new(552, "5.3.4 Message size exceeds fixed maximum message size")
     }

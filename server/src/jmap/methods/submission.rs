@@ -359,6 +359,17 @@ fn prepare(
             "the envelope sender must be your own address",
         ));
     }
+    let foreign: Vec<String> = crate::sieve::header_addresses(email.meta.data.as_slice(), "From")
+        .into_iter()
+        .filter(|a| !a.eq_ignore_ascii_case(call.user()))
+        .collect();
+    if !foreign.is_empty() {
+        tracing::info!(user = %call.user(), from = ?foreign, "EmailSubmission refused: From header not owned");
+        return Err(SetError::new(
+            "forbiddenFrom",
+            "the From header must name only your own address",
+        ));
+    }
     if rcpt_to.is_empty() {
         return Err(SetError::new(
             "noRecipients",

@@ -6,6 +6,11 @@ use super::*;
 
 /// Creates a draft from alice; its email id.
 async fn draft(h: &Harness, to: &[&str], bcc: &[&str]) -> String {
+    draft_from(h, ALICE, to, bcc).await
+}
+
+/// A draft of ALICE's whose From header names `from`.
+async fn draft_from(h: &Harness, from: &str, to: &[&str], bcc: &[&str]) -> String {
     let acc = h.account(ALICE);
     let drafts = h.mailbox_id(ALICE, "drafts").await;
     let addr = |l: &[&str]| Value::Array(l.iter().map(|a| json!({"email": a})).collect());
@@ -16,7 +21,7 @@ async fn draft(h: &Harness, to: &[&str], bcc: &[&str]) -> String {
             json!({"accountId": acc, "create": {"d": {
                 "mailboxIds": {drafts.as_str(): true},
                 "keywords": {"$draft": true},
-                "from": [{"name": "Alice", "email": ALICE}],
+                "from": [{"name": "Alice", "email": from}],
                 "to": addr(to),
                 "bcc": addr(bcc),
                 "subject": "Hello",
@@ -119,6 +124,7 @@ async fn submission_refusals() {
     let acc = h.account(ALICE);
     let identity = crate::jmap::ids::identity_id(ALICE);
     let email = draft(&h, &["stranger@elsewhere.org", BOB], &[]).await;
+    let forged = draft_from(&h, BOB, &[BOB], &[]).await;
     let v = h
         .ok(
             ALICE,
@@ -132,6 +138,8 @@ async fn submission_refusals() {
                 "empty": {"identityId": identity, "emailId": email,
                           "envelope": {"mailFrom": {"email": ALICE}, "rcptTo": []}},
                 "junk": {"identityId": identity},
+                "forged": {"identityId": identity, "emailId": forged,
+                           "envelope": {"mailFrom": {"email": ALICE}, "rcptTo": [{"email": BOB}]}},
             }}),
         )
         .await;
@@ -146,6 +154,11 @@ async fn submission_refusals() {
     assert_eq!(nc["nomail"]["properties"], json!(["emailId"]));
     assert_eq!(nc["empty"]["type"], json!("noRecipients"));
     assert_eq!(nc["junk"]["type"], json!("invalidProperties"));
+    assert_eq!(
+        nc["forged"]["type"],
+        json!("forbiddenFrom"),
+        "a From header naming another user, even with the user's own envelope"
+    );
     assert_eq!(v["created"], Value::Null);
     assert!(
         h.store

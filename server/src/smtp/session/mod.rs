@@ -576,6 +576,21 @@ impl Session {
             tracing::error!("DATA finished without a transaction");
             return self.reply(Reply::bad_sequence());
         };
+        // The envelope sender was checked at MAIL; the header a reader sees must not lie either.
+        if let Some(identity) = &self.identity {
+            let foreign: Vec<String> = crate::sieve::header_addresses(&message, "From")
+                .into_iter()
+                .filter(|a| !a.eq_ignore_ascii_case(&identity.authorization_id))
+                .collect();
+            if !foreign.is_empty() {
+                tracing::info!(
+                    user = %identity.authorization_id,
+                    from = ?foreign,
+                    "From header names another address"
+                );
+                return self.refuse(Reply::from_header_not_owned(), "From header not owned");
+            }
+        }
         let envelope = Envelope {
             from: txn.from,
             recipients: txn.recipients,

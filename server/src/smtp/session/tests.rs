@@ -211,6 +211,53 @@ fn ehlo_on_inbound_has_no_auth() {
 }
 
 #[test]
+fn submission_refuses_a_from_header_naming_someone_else() {
+    let mut d = Driver::new(SmtpListenerKind::Submission);
+    d.login("alice@example.com");
+    let start = "MAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n";
+    for from in [
+        "Bob <bob@example.com>",
+        "alice@example.com, bob@example.com",
+        "Team: bob@example.com;",
+    ] {
+        assert!(
+            d.send(start)
+                .ends_with("354 End data with <CR><LF>.<CR><LF>\r\n")
+        );
+        assert_eq!(
+            d.send(&format!("From: {from}\r\nSubject: x\r\n\r\nbody\r\n.\r\n")),
+            "550 5.7.1 From header address not owned by user\r\n",
+            "{from}"
+        );
+        assert!(d.delivered.is_empty(), "{from}: nothing is delivered");
+    }
+    // The user's own address, in any case and with a display name, and no From at all, pass.
+    for header in ["From: \"Alice\" <ALICE@Example.com>\r\n", ""] {
+        assert!(
+            d.send(start)
+                .ends_with("354 End data with <CR><LF>.<CR><LF>\r\n")
+        );
+        assert_eq!(
+            d.send(&format!("{header}Subject: x\r\n\r\nbody\r\n.\r\n")),
+            "250 2.0.0 Ok: queued as QID1\r\n",
+            "{header:?}"
+        );
+    }
+    assert_eq!(d.delivered.len(), 2);
+}
+
+#[test]
+fn inbound_mail_may_come_from_anyone() {
+    let mut d = Driver::new(SmtpListenerKind::Inbound);
+    d.send("EHLO relay.remote.test\r\n");
+    d.send("MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n");
+    assert_eq!(
+        d.send("From: Alice <alice@example.com>\r\n\r\nhi\r\n.\r\n"),
+        "250 2.0.0 Ok: queued as QID1\r\n"
+    );
+}
+
+#[test]
 fn helo_works_and_is_plain_smtp() {
     let mut d = Driver::new(SmtpListenerKind::Inbound);
     assert_eq!(d.send("HELO client\r\n"), format!("250 {HOST}\r\n"));
