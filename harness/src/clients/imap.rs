@@ -522,30 +522,11 @@ impl super::ContinuationSasl for ImapClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream};
-
-    /// A scripted server on the other end of an in-memory pipe.
-    struct Server {
-        io: BufReader<DuplexStream>,
-    }
-
-    impl Server {
-        async fn expect(&mut self, line: &str) {
-            let mut got = String::new();
-            self.io.read_line(&mut got).await.unwrap_or_default();
-            assert_eq!(got, format!("{line}\r\n"));
-        }
-        async fn send(&mut self, bytes: &[u8]) {
-            let _ = self.io.get_mut().write_all(bytes).await;
-        }
-    }
+    use crate::clients::script::{Server, pipe};
+    use tokio::io::AsyncReadExt;
 
     async fn pair(greeting: &[u8]) -> (ImapClient, Server) {
-        let (a, b) = tokio::io::duplex(1 << 20);
-        let mut server = Server {
-            io: BufReader::new(b),
-        };
-        server.send(greeting).await;
+        let (a, server) = pipe(greeting).await;
         let client = ImapClient::from_stream(a).await;
         assert!(client.is_ok(), "{client:?}");
         let Ok(client) = client else { unreachable!() };

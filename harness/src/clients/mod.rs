@@ -8,6 +8,8 @@ pub mod jmap;
 pub mod pop3;
 pub mod sasl;
 pub mod scram;
+#[cfg(test)]
+mod script;
 pub mod sieve;
 pub mod sieve_connect;
 pub mod smtp;

@@ -428,29 +428,10 @@ impl super::ContinuationSasl for Pop3Client {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
-
-    struct Server {
-        io: BufReader<DuplexStream>,
-    }
-
-    impl Server {
-        async fn expect(&mut self, line: &str) {
-            let mut got = String::new();
-            self.io.read_line(&mut got).await.unwrap_or_default();
-            assert_eq!(got, format!("{line}\r\n"));
-        }
-        async fn send(&mut self, bytes: &[u8]) {
-            let _ = self.io.get_mut().write_all(bytes).await;
-        }
-    }
+    use crate::clients::script::{Server, pipe};
 
     async fn pair() -> (Pop3Client, Server) {
-        let (a, b) = tokio::io::duplex(1 << 20);
-        let mut server = Server {
-            io: BufReader::new(b),
-        };
-        server.send(b"+OK pop.example ready.\r\n").await;
+        let (a, server) = pipe(b"+OK pop.example ready.\r\n").await;
         let client = Pop3Client::from_stream(a).await.expect("greeting");
         (client, server)
     }

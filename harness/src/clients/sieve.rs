@@ -650,41 +650,12 @@ impl super::ContinuationSasl for SieveClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
-
-    struct Server {
-        io: BufReader<DuplexStream>,
-    }
-
-    impl Server {
-        async fn expect(&mut self, bytes: &[u8]) {
-            let mut got = vec![0u8; bytes.len()];
-            tokio::io::AsyncReadExt::read_exact(&mut self.io, &mut got)
-                .await
-                .expect("client bytes");
-            assert_eq!(
-                String::from_utf8_lossy(&got),
-                String::from_utf8_lossy(bytes)
-            );
-        }
-        async fn expect_line(&mut self, line: &str) {
-            let mut got = String::new();
-            self.io.read_line(&mut got).await.unwrap_or_default();
-            assert_eq!(got, format!("{line}\r\n"));
-        }
-        async fn send(&mut self, bytes: &[u8]) {
-            let _ = self.io.get_mut().write_all(bytes).await;
-        }
-    }
+    use crate::clients::script::{Server, pipe};
 
     const GREETING: &[u8] = b"\"IMPLEMENTATION\" \"mail-oidc\"\r\n\"SASL\" \"PLAIN OAUTHBEARER\"\r\n\"SIEVE\" \"fileinto\"\r\n\"STARTTLS\"\r\n\"VERSION\" \"1.0\"\r\nOK \"ready.\"\r\n";
 
     async fn pair() -> (SieveClient, Server) {
-        let (a, b) = tokio::io::duplex(1 << 20);
-        let mut server = Server {
-            io: BufReader::new(b),
-        };
-        server.send(GREETING).await;
+        let (a, server) = pipe(GREETING).await;
         let client = SieveClient::from_stream(a).await.expect("greeting");
         (client, server)
     }
@@ -740,9 +711,9 @@ mod tests {
             assert_eq!(reply.response.code_data.as_deref(), Some(&b"dj1v"[..]));
             client
         });
-        server.expect_line("AUTHENTICATE \"OAUTHBEARER\"").await;
+        server.expect("AUTHENTICATE \"OAUTHBEARER\"").await;
         server.send(b"\"\"\r\n").await;
-        server.expect_line("\"aGVsbG8=\"").await;
+        server.expect("\"aGVsbG8=\"").await;
         server.send(b"OK (SASL \"dj1v\") \"Logged in.\"\r\n").await;
         let mut client = step.await.unwrap();
         // A long initial response goes as a literal.
@@ -753,7 +724,7 @@ mod tests {
             assert!(matches!(r, SaslReply::Done(ref d) if d.is_no()), "{r:?}");
         });
         server
-            .expect(
+            .expect_bytes(
                 format!(
                     "AUTHENTICATE \"XOAUTH2\" {{{}+}}\r\n{encoded}\r\n",
                     encoded.len()
@@ -785,13 +756,15 @@ mod tests {
             assert_eq!(reply.text(), "line 1: bad");
             assert_eq!(reply.line(), "NO \"line 1: bad\"");
         });
-        server.expect_line("LISTSCRIPTS").await;
+        server.expect("LISTSCRIPTS").await;
         server
             .send(b"\"a \\\"b\\\"\" ACTIVE\r\n{5}\r\nlit\r\n\r\nOK \"done\"\r\n")
             .await;
-        server.expect_line("GETSCRIPT \"a \\\"b\\\"\"").await;
+        server.expect("GETSCRIPT \"a \\\"b\\\"\"").await;
         server.send(b"{7}\r\nkeep;\r\n\r\nOK \"done\"\r\n").await;
-        server.expect(b"PUTSCRIPT \"x\" {4+}\r\nbad;\r\n").await;
+        server
+            .expect_bytes(b"PUTSCRIPT \"x\" {4+}\r\nbad;\r\n")
+            .await;
         server.send(b"NO \"line 1: bad\"\r\n").await;
         step.await.unwrap();
     }

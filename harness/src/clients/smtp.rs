@@ -432,29 +432,11 @@ pub async fn submit_with_lettre(
 mod tests {
     use super::*;
     use crate::clients::BoxedIo;
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream};
-
-    struct Server {
-        io: BufReader<DuplexStream>,
-    }
-
-    impl Server {
-        async fn expect(&mut self, line: &str) {
-            let mut got = String::new();
-            self.io.read_line(&mut got).await.unwrap_or_default();
-            assert_eq!(got, format!("{line}\r\n"));
-        }
-        async fn send(&mut self, bytes: &[u8]) {
-            let _ = self.io.get_mut().write_all(bytes).await;
-        }
-    }
+    use crate::clients::script::{Server, pipe};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
     async fn pair() -> (SmtpClient, Server) {
-        let (a, b) = tokio::io::duplex(1 << 20);
-        let mut server = Server {
-            io: BufReader::new(b),
-        };
-        server.send(b"220-mx.example ESMTP\r\n220 ready\r\n").await;
+        let (a, server) = pipe(b"220-mx.example ESMTP\r\n220 ready\r\n").await;
         let client = SmtpClient::from_stream(a).await.expect("greeting");
         (client, server)
     }
