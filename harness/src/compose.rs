@@ -154,6 +154,7 @@ pub fn server_config_for(net: &Net) -> anyhow::Result<Config> {
         "http": {
             "listen": any(8080),
             "public_url": "http://localhost:8081",
+            "gateway_public_url": "http://localhost:9080/oidc",
             "auth": {
                 "strategies": ["bearer", "basic", "x-user"],
                 "x_user_secret": net.gateway_secret,

@@ -494,6 +494,7 @@ async fn extra_gateway(
         &stack.dir().join("logs").join(format!("{name}.log")),
         &http,
         &ep.ca_pem,
+        None,
     )
     .await
     .expect("extra gateway")

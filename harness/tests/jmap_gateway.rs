@@ -44,6 +44,29 @@ fn response<'a>(resp: &'a Value, index: usize, name: &str) -> &'a Value {
     &call[1]
 }
 
+/// A client that names another host through the gateway (Apache keeps the client's `Host` and
+/// derives `X-Forwarded-Host` from it) still gets the configured gateway URL in its session:
+/// a client never chooses where the session's URLs point.
+#[tokio::test]
+async fn gateway_session_urls_ignore_the_clients_host_header() {
+    let stack = stack().await;
+    let (_user, tokens) = user_and_token(&stack, Grant::Password).await;
+    let forged = [
+        ("Host".to_string(), "evil.example:8443".to_string()),
+        ("X-Forwarded-Host".to_string(), "evil.example".to_string()),
+    ];
+    let jmap = gateway_client(&stack, Auth::Bearer(tokens.access_token.clone()), &forged);
+    let session = jmap.session().await.expect("session through the gateway");
+    let expected = format!("{}/oidc/", stack.endpoints().gateway);
+    for url in [&session.api_url, &session.upload_url, &session.download_url] {
+        assert!(
+            url.starts_with(&expected),
+            "{url} should start with {expected}"
+        );
+        assert!(!url.contains("evil.example"), "{url}");
+    }
+}
+
 /// Through the gateway with a LemonLDAP::NG token: session (URLs keep the /oidc prefix),
 /// Mailbox/get, Email/query + Email/get of a message sent over SMTP.
 #[rstest]

@@ -310,6 +310,9 @@ pub struct HttpSection {
     /// Base URL clients use to reach this server, for URLs in the JMAP session and the
     /// protected-resource metadata; absent = `http://<bound listen address>`.
     pub public_url: Option<String>,
+    /// Base URL clients use through the gateway (e.g. `https://mail.example.org/oidc`), for URLs
+    /// in answers to requests authenticated by `x-user`; required with that strategy.
+    pub gateway_public_url: Option<String>,
     /// Largest blob upload / request body, in bytes.
     #[serde(default = "default_max_message")]
     pub max_upload_size: usize,
@@ -322,6 +325,7 @@ impl Default for HttpSection {
         Self {
             listen: None,
             public_url: None,
+            gateway_public_url: None,
             max_upload_size: default_max_message(),
             auth: HttpAuthSection::default(),
         }
@@ -732,6 +736,16 @@ impl Config {
                 key: "http.auth.strategies".into(),
                 message: "`x-user` needs http.auth.x_user_secret and/or \
                           http.auth.x_user_trusted_sources"
+                    .into(),
+            });
+        }
+        if auth.strategies.contains(&HttpStrategy::XUser) && self.http.gateway_public_url.is_none()
+        {
+            // Else the only source would be request headers, which the client chooses.
+            return Err(ConfigError::Invalid {
+                key: "http.gateway_public_url".into(),
+                message: "required with the `x-user` strategy: the gateway's public base URL \
+                          (scheme, host, port, path prefix) for URLs in its responses"
                     .into(),
             });
         }

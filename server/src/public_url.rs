@@ -1,9 +1,8 @@
-//! The public base URL absolute URLs are built from, and the gateway's `X-Forwarded-*` rules.
+//! The public base URLs absolute URLs are built from: the server's own and the gateway's, both
+//! from configuration.
 
 use std::fmt;
 use std::net::SocketAddr;
-
-use http::HeaderMap;
 
 /// `scheme://authority[/path]`, without a trailing slash.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,36 +47,6 @@ impl BaseUrl {
             path: String::new(),
         }
     }
-
-    /// This base with each part the gateway sent (and that is well-formed) replacing ours:
-    /// `X-Forwarded-Proto` (http/https), `X-Forwarded-Host`, `X-Forwarded-Prefix`. Only for
-    /// requests that came through the trusted gateway.
-    pub fn forwarded(&self, headers: &HeaderMap) -> BaseUrl {
-        let mut base = self.clone();
-        if let Some(proto) = first_value(headers, "x-forwarded-proto") {
-            let proto = proto.to_ascii_lowercase();
-            if proto == "http" || proto == "https" {
-                base.scheme = proto;
-            } else {
-                tracing::debug!(%proto, "X-Forwarded-Proto ignored");
-            }
-        }
-        if let Some(host) = first_value(headers, "x-forwarded-host") {
-            if valid_host(&host) {
-                base.authority = host;
-            } else {
-                tracing::debug!(%host, "X-Forwarded-Host ignored");
-            }
-        }
-        if let Some(prefix) = first_value(headers, "x-forwarded-prefix") {
-            if valid_prefix(&prefix) {
-                base.path = prefix.trim_end_matches('/').to_string();
-            } else {
-                tracing::debug!(%prefix, "X-Forwarded-Prefix ignored");
-            }
-        }
-        base
-    }
 }
 
 impl fmt::Display for BaseUrl {
@@ -86,66 +55,21 @@ impl fmt::Display for BaseUrl {
     }
 }
 
-/// The first element of the first field: the one the client-facing proxy wrote.
-fn first_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    let raw = headers.get(name)?.to_str().ok()?;
-    let first = raw.split(',').next()?.trim();
-    (!first.is_empty()).then(|| first.to_string())
-}
-
-/// A host name or `[v6]`, with an optional port: nothing that could change the URL's shape.
-fn valid_host(host: &str) -> bool {
-    host.len() <= 255
-        && host.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':' | b'[' | b']')
-        })
-}
-
-/// An absolute path of URL path characters; `//` would make URLs protocol-relative.
-fn valid_prefix(prefix: &str) -> bool {
-    prefix.starts_with('/')
-        && !prefix.starts_with("//")
-        && prefix.len() <= 1024
-        && prefix.bytes().all(|b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'-' | b'.'
-                        | b'_'
-                        | b'~'
-                        | b'%'
-                        | b'/'
-                        | b':'
-                        | b'@'
-                        | b'!'
-                        | b'$'
-                        | b'&'
-                        | b'\''
-                        | b'('
-                        | b')'
-                        | b'*'
-                        | b'+'
-                        | b','
-                        | b';'
-                        | b'='
-                )
-        })
-}
-
 /// The base URL for absolute URLs in a response (JMAP session `apiUrl`, ...), as a request
-/// extension. From the gateway's `X-Forwarded-*` only when the request was authenticated by
-/// `x-user` (so it provably came through the gateway), else `http.public_url`, else
-/// `http://<bound addr>`. No trailing slash.
+/// extension: `http.gateway_public_url` for a request authenticated by `x-user` (it came
+/// through the gateway), else `http.public_url`, else `http://<bound addr>`. Never from a
+/// request header: behind a proxy that preserves `Host` (or adds `X-Forwarded-Host`), that is
+/// the client's choice, and a client must not choose where the session sends others' requests.
+/// No trailing slash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicBase(pub String);
 
 impl PublicBase {
     /// `via_gateway`: the request was authenticated by the trusted gateway (`x-user`).
-    pub fn for_request(default: &BaseUrl, headers: &HeaderMap, via_gateway: bool) -> Self {
-        if via_gateway {
-            PublicBase(default.forwarded(headers).to_string())
-        } else {
-            PublicBase(default.to_string())
+    pub fn for_request(default: &BaseUrl, gateway: Option<&BaseUrl>, via_gateway: bool) -> Self {
+        match (via_gateway, gateway) {
+            (true, Some(gateway)) => PublicBase(gateway.to_string()),
+            _ => PublicBase(default.to_string()),
         }
     }
 }

@@ -11,13 +11,15 @@
 //!   then looked up in the deny-list in Redis (the server's keys: revoked `sid`, subject or user
 //!   "revoked before" times); Redis unreachable is `503`, never a pass. The server then gets
 //!   `X-User: <email claim>`, the token's session in `X-User-Iss/-Sub/-Sid/-Iat/-Exp` (trusted
-//!   like `X-User`, so WebSockets opened here end on revocation), the shared secret header and
-//!   `X-Forwarded-Prefix: /oidc`, and no `Authorization` header.
+//!   like `X-User`, so WebSockets opened here end on revocation), the shared secret header, and
+//!   no `Authorization` header. The URLs in its answers come from the server's
+//!   `http.gateway_public_url` (`https://127.0.0.1:<this port>/oidc`), not from any header.
 //! - `/jmap`, `/jmap/ws`, `/.well-known/jmap`, `/upload/..`, `/download/..`: passed through
 //!   unchanged (Basic and Bearer are the server's business), identity headers removed.
 //!
-//! Whatever the route, headers a client sends to choose an identity (`X-User`, the secret) or to
-//! shape the server's URLs (`X-Forwarded-*`, `Forwarded`) are dropped before anything else runs.
+//! Whatever the route, headers a client sends to choose an identity (`X-User`, the secret) or
+//! that claim to describe the proxy chain (`X-Forwarded-*`, `Forwarded`) are dropped before
+//! anything else runs.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -444,7 +446,8 @@ CustomLog /dev/stdout gateway
 AllowEncodedSlashes NoDecode
 
 ProxyRequests Off
-# The server builds absolute URLs from these: Host stays the gateway's, plus X-Forwarded-*.
+# The server builds absolute URLs from its `http.gateway_public_url`, never from these headers
+# (Host and X-Forwarded-Host carry what the client sent).
 ProxyPreserveHost On
 ProxyAddHeaders On
 
@@ -511,13 +514,14 @@ ProxyPassReverse "${{GATEWAY_PREFIX}}/" "http://{backend}/" interpolate
 }
 
 /// Writes the configuration, starts httpd and returns once it answers an unauthenticated
-/// `/oidc/jmap` with its own 401 challenge.
+/// `/oidc/jmap` with its own 401 challenge. `first_port`: the port to try first.
 pub async fn start(
     settings: &GatewaySettings,
     dir: &Path,
     log: &Path,
     http: &reqwest::Client,
     ca_pem: &str,
+    first_port: Option<u16>,
 ) -> anyhow::Result<Gateway> {
     validate(settings)?;
     // The probe speaks HTTPS to the gateway, trusting the stack's CA.
@@ -547,8 +551,13 @@ pub async fn start(
     }
     let conf = dir.join("httpd.conf");
     let mut last_error = None;
-    for _ in 0..START_ATTEMPTS {
-        let port = free_port()?;
+    for attempt in 0..START_ATTEMPTS {
+        // The server's `http.gateway_public_url` names the port chosen in advance; another one
+        // only if that was taken meanwhile (the caller then restarts the server).
+        let port = match (attempt, first_port) {
+            (0, Some(port)) => port,
+            _ => free_port()?,
+        };
         std::fs::write(
             &conf,
             render_conf(settings, dir, port, &module_dir, running_as_root()),

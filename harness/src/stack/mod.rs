@@ -290,6 +290,11 @@ fn probe_client() -> anyhow::Result<reqwest::Client> {
         .context("building the HTTP client")
 }
 
+/// `http.gateway_public_url` of a stack whose gateway listens on `port`.
+fn gateway_url_for_port(port: u16) -> String {
+    format!("https://127.0.0.1:{port}{}", gateway::OIDC_PREFIX)
+}
+
 fn discovery_url_of(issuer: &str) -> String {
     format!("{issuer}/.well-known/openid-configuration")
 }
@@ -455,6 +460,9 @@ impl Stack {
         };
         let x_user_secret = random_token(32);
         let redis_url = format!("redis://{}", redis.addr);
+        // Chosen now for the server's `http.gateway_public_url`, like the IdP's port.
+        let gateway_port = free_port()?;
+        let gateway_public_url = gateway_url_for_port(gateway_port);
         let mut base_config = server::base_config(&server::ServerEnv {
             realm: &realm,
             discovery_url: &discovery_url_of(&expected_issuer),
@@ -463,6 +471,7 @@ impl Stack {
             key: &pki.key,
             x_user_secret: &x_user_secret,
             redis_url: &redis_url,
+            gateway_public_url: &gateway_public_url,
         })?;
         // The builder's edits shape the stack's server and every extra server.
         for edit in builder.edits {
@@ -548,7 +557,7 @@ impl Stack {
             }
         }
 
-        let addrs = server.as_ref().map(|s| s.addrs.clone()).unwrap_or_default();
+        let mut addrs = server.as_ref().map(|s| s.addrs.clone()).unwrap_or_default();
         // The gateway fronts the stack's own server, with the (possibly edited) HTTP settings.
         let gateway = match addrs.http {
             Some(backend) => {
@@ -577,8 +586,24 @@ impl Stack {
                     &logs.join("gateway.log"),
                     &http,
                     &pki.ca_pem,
+                    Some(gateway_port),
                 )
                 .await?;
+                if gw.addr().port() != gateway_port {
+                    // The gateway had to move: restart the server (same HTTP port, which the
+                    // gateway and the IdP already know) with the gateway's real URL.
+                    if let (Some(old), Some(bin)) = (server.take(), &server_binary) {
+                        old.stop();
+                        base_config.http.gateway_public_url =
+                            Some(gateway_url_for_port(gw.addr().port()));
+                        let mut config = base_config.clone();
+                        config.http.listen = Some(backend);
+                        let restarted =
+                            server::start(bin, "server", config, &server_dir, &server_log).await?;
+                        addrs = restarted.addrs.clone();
+                        server = Some(restarted);
+                    }
+                }
                 tracing::debug!(after = ?started.elapsed(), took = ?gw.start_duration(), "gateway ready");
                 Some(gw)
             }

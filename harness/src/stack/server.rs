@@ -120,6 +120,8 @@ pub struct ServerEnv<'a> {
     pub x_user_secret: &'a str,
     /// `redis://127.0.0.1:<port>`: the revocation store every instance and the gateway share.
     pub redis_url: &'a str,
+    /// `https://127.0.0.1:<gateway port>/oidc`: the base of URLs in answers to gateway requests.
+    pub gateway_public_url: &'a str,
 }
 
 /// Every listener (ManageSieve too) on 127.0.0.1:0, TLS from the stack's CA, OIDC against the IdP (every client id
@@ -149,6 +151,7 @@ pub fn base_config(env: &ServerEnv<'_>) -> anyhow::Result<Config> {
         "sieve": { "listen": any },
         "http": {
             "listen": any,
+            "gateway_public_url": env.gateway_public_url,
             "auth": {
                 "strategies": ["bearer", "basic", "x-user"],
                 "x_user_secret": env.x_user_secret,
@@ -280,6 +283,7 @@ mod tests {
             key: Path::new("/tmp/key.pem"),
             x_user_secret: "gw-secret",
             redis_url: "redis://127.0.0.1:3",
+            gateway_public_url: "https://127.0.0.1:4/oidc",
         })
         .expect("base config");
         let text = toml::to_string(&config).expect("toml");
@@ -304,6 +308,10 @@ mod tests {
         );
         assert_eq!(parsed.http.auth.x_user_secret.as_deref(), Some("gw-secret"));
         assert_eq!(parsed.http.auth.x_user_trusted_sources, ["127.0.0.1/32"]);
+        assert_eq!(
+            parsed.http.gateway_public_url.as_deref(),
+            Some("https://127.0.0.1:4/oidc")
+        );
         let oidc = parsed.oidc.expect("oidc");
         assert_eq!(oidc.audience, ["mail-oidc", "webmail"]);
         assert_eq!(oidc.username_claim, "email");

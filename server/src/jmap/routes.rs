@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http::header::{CACHE_CONTROL, HOST};
+use http::header::CACHE_CONTROL;
 use http::request::Parts;
 use http::{HeaderValue, StatusCode};
 
@@ -54,21 +54,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Authed {
             tracing::warn!(path = %parts.uri.path(), "JMAP request without an authenticated identity");
             return Err(problem(StatusCode::UNAUTHORIZED, "authentication required"));
         };
-        let base = match parts.extensions.get::<PublicBase>() {
-            Some(b) => b.0.trim_end_matches('/').to_string(),
-            None => {
-                let host = parts
-                    .headers
-                    .get(HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .filter(|h| {
-                        h.bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
-                    })
-                    .unwrap_or("localhost");
-                format!("http://{host}")
-            }
+        // Absolute URLs come from configuration (the web layer sets PublicBase), never from the
+        // request's Host header.
+        let Some(base) = parts.extensions.get::<PublicBase>() else {
+            tracing::error!(path = %parts.uri.path(), "JMAP request without a public base URL");
+            return Err(problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "no public base URL configured",
+            ));
         };
+        let base = base.0.trim_end_matches('/').to_string();
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()

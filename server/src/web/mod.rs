@@ -66,6 +66,7 @@ impl HttpContext {
             })?,
             None => BaseUrl::from_bound(bound),
         };
+        let gateway_base = gateway_base(&config.http)?;
         let jmap = crate::jmap::JmapContext::new(
             services.store.clone(),
             services.backends.directory.clone(),
@@ -75,6 +76,7 @@ impl HttpContext {
         .with_sessions(services.revocation.registry().clone())
         .with_filter(services.filter.clone());
         let mut ctx = Self::from_parts(authenticator, default_base, config.http.max_upload_size);
+        ctx.auth.gateway_base = gateway_base.map(Arc::new);
         ctx.jmap = Some(Arc::new(jmap));
         ctx.logout = services.raw_validator.clone().map(|validator| {
             Arc::new(LogoutReceiver::new(
@@ -103,6 +105,7 @@ impl HttpContext {
             auth: AuthState {
                 authenticator: Arc::new(authenticator),
                 default_base: Arc::new(default_base),
+                gateway_base: None,
             },
             max_upload_size,
             jmap: None,
@@ -121,6 +124,20 @@ impl HttpContext {
     pub fn default_base(&self) -> &BaseUrl {
         &self.auth.default_base
     }
+}
+
+/// `http.gateway_public_url` (required with the `x-user` strategy, see `Config::validate`):
+/// absolute URLs in answers to gateway requests come from it, never from the request's `Host`
+/// or `X-Forwarded-*`, which a proxy fills from what the client sent.
+fn gateway_base(http: &crate::config::HttpSection) -> Result<Option<BaseUrl>, ConfigError> {
+    http.gateway_public_url
+        .as_deref()
+        .map(BaseUrl::parse)
+        .transpose()
+        .map_err(|message| ConfigError::Invalid {
+            key: "http.gateway_public_url".into(),
+            message,
+        })
 }
 
 /// The whole application.

@@ -17,10 +17,10 @@ use tower::ServiceExt;
 use super::*;
 use crate::auth::request_auth::{HttpAuthSettings, HttpAuthenticator};
 use crate::config::HttpStrategy::{self, *};
+use crate::testkit::BASE;
 use crate::testkit::request_auth::{
     self as testkit, ALICE_BASIC, ISSUER, SECRET, gateway_section, section,
 };
-use crate::testkit::{BASE, headers};
 
 fn identity(strategy: HttpStrategy) -> HttpIdentity {
     HttpIdentity {
@@ -34,10 +34,13 @@ fn base() -> BaseUrl {
     BaseUrl::parse(BASE).expect("valid base")
 }
 
+/// What a proxy that preserves the client's `Host` (and adds `X-Forwarded-*` from it) sends
+/// when the client names a host of its choosing: none of it may reach a URL we hand out.
 const FORWARDED: &[(&str, &str)] = &[
-    ("x-forwarded-proto", "https"),
-    ("x-forwarded-host", "gw.example.org:8443"),
-    ("x-forwarded-prefix", "/mail/"),
+    ("host", "evil.example"),
+    ("x-forwarded-proto", "http"),
+    ("x-forwarded-host", "evil.example:8443"),
+    ("x-forwarded-prefix", "/phish/"),
 ];
 
 // ---- BaseUrl and PublicBase ----
@@ -69,18 +72,27 @@ fn base_url_parsing() {
     assert_eq!(BaseUrl::from_bound(bound).to_string(), "http://[::1]:8080");
 }
 
+const GATEWAY_BASE: &str = "https://gw.example.org:8443/mail";
+
+fn gateway_base() -> BaseUrl {
+    BaseUrl::parse(GATEWAY_BASE).expect("valid gateway base")
+}
+
 #[test]
-fn forwarded_headers_count_only_for_x_user() {
-    let h = headers(FORWARDED);
+fn the_gateway_base_counts_only_for_x_user() {
     assert_eq!(
-        PublicBase::for_request(&base(), &h, identity(XUser).via_gateway()),
-        PublicBase("https://gw.example.org:8443/mail".into())
+        PublicBase::for_request(
+            &base(),
+            Some(&gateway_base()),
+            identity(XUser).via_gateway()
+        ),
+        PublicBase(GATEWAY_BASE.into())
     );
     for other in [Some(identity(Basic)), Some(identity(Bearer)), None] {
         assert_eq!(
             PublicBase::for_request(
                 &base(),
-                &h,
+                Some(&gateway_base()),
                 other.as_ref().is_some_and(HttpIdentity::via_gateway)
             ),
             PublicBase(BASE.into()),
@@ -90,51 +102,28 @@ fn forwarded_headers_count_only_for_x_user() {
 }
 
 #[test]
-fn forwarded_parts_replace_only_what_is_sent_and_well_formed() {
-    let via = |pairs: &[(&str, &str)]| {
-        PublicBase::for_request(
-            &BaseUrl::parse("http://internal:8080/base").expect("valid"),
-            &headers(pairs),
-            identity(XUser).via_gateway(),
-        )
-        .0
+fn x_user_needs_a_configured_gateway_base() {
+    let config = |http: &str| {
+        let text = format!(
+            "[directory]\nkind = \"static\"\npath = \"users.toml\"\n[http]\n{http}\n\
+             [http.auth]\nstrategies = [\"bearer\", \"x-user\"]\nx_user_secret = \"s\"\n"
+        );
+        crate::config::Config::parse(&text, std::path::Path::new("test.toml"))
     };
-    assert_eq!(via(&[]), "http://internal:8080/base");
-    assert_eq!(via(&[("x-forwarded-host", "gw")]), "http://gw/base");
+    match config("") {
+        Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "http.gateway_public_url"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let ok = config(&format!("gateway_public_url = \"{GATEWAY_BASE}/\"")).expect("valid");
     assert_eq!(
-        via(&[("x-forwarded-proto", "HTTPS")]),
-        "https://internal:8080/base"
+        super::gateway_base(&ok.http).expect("valid"),
+        Some(gateway_base())
     );
-    assert_eq!(via(&[("x-forwarded-prefix", "/")]), "http://internal:8080");
-    // First element of a proxy chain.
-    assert_eq!(
-        via(&[
-            ("x-forwarded-host", "a.example, b.example"),
-            ("x-forwarded-proto", "https, http")
-        ]),
-        "https://a.example/base"
-    );
-    // Hostile or malformed values are ignored, part by part.
-    assert_eq!(
-        via(&[
-            ("x-forwarded-proto", "javascript"),
-            ("x-forwarded-host", "evil.example/path"),
-            ("x-forwarded-prefix", "//evil.example"),
-        ]),
-        "http://internal:8080/base"
-    );
-    assert_eq!(
-        via(&[("x-forwarded-host", "a\"b")]),
-        "http://internal:8080/base"
-    );
-    assert_eq!(
-        via(&[("x-forwarded-prefix", "no-slash")]),
-        "http://internal:8080/base"
-    );
-    assert_eq!(
-        via(&[("x-forwarded-prefix", "/a b")]),
-        "http://internal:8080/base"
-    );
+    let bad = crate::config::HttpSection {
+        gateway_public_url: Some("javascript:alert(1)".into()),
+        ..Default::default()
+    };
+    assert!(super::gateway_base(&bad).is_err());
 }
 
 #[test]
@@ -154,11 +143,9 @@ fn issuer_derivation_from_discovery_url() {
 
 fn app_with(section: &crate::config::HttpAuthSection, limit: usize) -> Router {
     let (authenticator, _) = testkit::authenticator(section);
-    router(Arc::new(HttpContext::from_parts(
-        authenticator,
-        base(),
-        limit,
-    )))
+    let mut ctx = HttpContext::from_parts(authenticator, base(), limit);
+    ctx.auth.gateway_base = Some(Arc::new(gateway_base()));
+    router(Arc::new(ctx))
 }
 
 fn app() -> Router {
@@ -332,13 +319,13 @@ async fn basic_and_bearer_reach_the_handler_with_the_default_base() {
         let (response, body) = send(app(), get("/whoami", &pairs)).await;
         assert_eq!(response.status(), StatusCode::OK, "{auth}");
         assert_eq!(body["user"], "alice@example.com");
-        // Forwarded headers from a non-gateway client are ignored.
+        // Neither the Host nor forwarded headers shape the base.
         assert_eq!(body["publicBase"], BASE);
     }
 }
 
 #[tokio::test]
-async fn x_user_through_the_gateway_uses_the_forwarded_base() {
+async fn x_user_through_the_gateway_uses_the_configured_gateway_base() {
     let app = app_with(&gateway_section(&[XUser, Bearer], true, true), 1024);
     let mut pairs = vec![("x-user", "bob"), ("x-user-secret", SECRET)];
     pairs.extend_from_slice(FORWARDED);
@@ -350,7 +337,7 @@ async fn x_user_through_the_gateway_uses_the_forwarded_base() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         body,
-        json!({"user": "bob@example.com", "strategy": "x-user", "publicBase": "https://gw.example.org:8443/mail"})
+        json!({"user": "bob@example.com", "strategy": "x-user", "publicBase": GATEWAY_BASE})
     );
     // Same headers from outside the trusted network: refused, and no x-user challenge.
     let (response, body) = send(app, from_peer(get("/whoami", &pairs), "192.0.2.9:4000")).await;

@@ -18,6 +18,8 @@ pub struct AuthState {
     pub authenticator: Arc<HttpAuthenticator>,
     /// `http.public_url`, else `http://<bound addr>`.
     pub default_base: Arc<BaseUrl>,
+    /// `http.gateway_public_url`: the base for requests that came through the gateway.
+    pub gateway_base: Option<Arc<BaseUrl>>,
 }
 
 /// `axum::middleware::from_fn_with_state(state, require_auth)`.
@@ -34,8 +36,11 @@ pub async fn require_auth(
         .map(|c| c.0);
     match state.authenticator.authenticate(req.headers(), peer).await {
         Ok(identity) => {
-            let base =
-                PublicBase::for_request(&state.default_base, req.headers(), identity.via_gateway());
+            let base = PublicBase::for_request(
+                &state.default_base,
+                state.gateway_base.as_deref(),
+                identity.via_gateway(),
+            );
             // The gateway secret is a credential: handlers have no use for it.
             req.headers_mut()
                 .remove(&state.authenticator.settings().x_user_secret_header);

@@ -58,6 +58,7 @@ fn config_error(result: Result<HttpAuthSettings, ConfigError>) -> (String, Strin
 #[test]
 fn config_refuses_x_user_without_secret_or_sources() {
     let text = "[directory]\nkind = \"static\"\npath = \"users.toml\"\n\
+                [http]\ngateway_public_url = \"https://gw.example/oidc\"\n\
                 [http.auth]\nstrategies = [\"x-user\", \"bearer\"]\n";
     match Config::parse(text, Path::new("test.toml")) {
         Err(ConfigError::Invalid { key, message }) => {
