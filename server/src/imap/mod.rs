@@ -1,5 +1,5 @@
 //! IMAP4rev1 front end (RFC 3501 with SASL-IR, LITERAL+, ID, IDLE, UIDPLUS, UNSELECT, CHILDREN,
-//! MOVE). Layout: `framing` splits bytes into commands, imap-codec parses them, `session` is the
+//! MOVE, ENABLE, NAMESPACE). Layout: `framing` splits bytes into commands, imap-codec parses them, `session` is the
 //! state machine with `commands/*` as handlers, `connection` does the I/O.
 
 mod commands;

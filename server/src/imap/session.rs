@@ -9,6 +9,7 @@ use std::time::Duration;
 use imap_codec::CommandCodec;
 use imap_codec::decode::{CommandDecodeError, Decoder};
 use imap_codec::imap_types::command::{Command, CommandBody};
+use imap_codec::imap_types::extensions::enable::CapabilityEnable;
 
 use super::ImapContext;
 use super::framing::{self, Frame, Limits};
@@ -17,6 +18,7 @@ use super::selected::Selected;
 use crate::auth::sasl::{
     AuthWork, ChannelBinding, Protocol, SaslDriver, SessionContext, SuccessData, TokenSession,
 };
+use crate::store::DELIMITER;
 
 /// Longest command line before authentication (AUTHENTICATE lines excepted, they may reach
 /// `max_auth_line`): LOGIN with long credentials fits, a flood does not.
@@ -184,6 +186,8 @@ impl Session {
             "UNSELECT",
             "CHILDREN",
             "MOVE",
+            "ENABLE",
+            "NAMESPACE",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -443,6 +447,13 @@ impl Session {
                 message,
             } => self.append(&tag, &mailbox, &flags, date.as_ref(), &message),
             CommandBody::Idle => return self.idle(&tag),
+            CommandBody::Enable { capabilities } => self.enable(&tag, capabilities.as_ref()),
+            CommandBody::Namespace => {
+                // One personal namespace, no other users' or shared ones (RFC 2342).
+                let namespace = format!("NAMESPACE ((\"\" \"{DELIMITER}\")) NIL NIL");
+                response::untagged(&mut self.out, &namespace);
+                self.ok(&tag, "NAMESPACE completed.");
+            }
             _ if !selected => self.bad(&tag, "No mailbox selected."),
             CommandBody::Check => {
                 self.sync(super::selected::SyncKind::Full);
@@ -490,6 +501,18 @@ impl Session {
             }
         }
         Next::Continue
+    }
+
+    /// RFC 5161: this server has no extension a client must enable, so the `ENABLED` list is
+    /// always empty (unknown names are ignored, as the RFC asks). Only before SELECT.
+    fn enable(&mut self, tag: &str, requested: &[CapabilityEnable<'_>]) {
+        if self.selected.is_some() {
+            self.bad(tag, "ENABLE is not allowed while a mailbox is selected.");
+            return;
+        }
+        tracing::debug!(peer = ?self.peer, requested = requested.len(), "IMAP ENABLE: nothing to enable");
+        response::untagged(&mut self.out, "ENABLED");
+        self.ok(tag, "ENABLE completed.");
     }
 
     fn starttls(&mut self, tag: &str) -> Next {
@@ -610,6 +633,8 @@ const KNOWN_COMMANDS: &[&str] = &[
     "IDLE",
     "ID",
     "UNSELECT",
+    "ENABLE",
+    "NAMESPACE",
 ];
 
 /// imap-codec hands over the decoded initial response; the driver takes wire text (`=` empty).

@@ -256,7 +256,7 @@ async fn greeting_capabilities_without_tls() {
     let (mut c, greeting) = Client::connect(&s.ctx).await;
     assert_eq!(
         greeting,
-        "* OK [CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID IDLE UIDPLUS UNSELECT CHILDREN MOVE LOGINDISABLED AUTH=XTEST] mail.test mail-oidc ready.\r\n"
+        "* OK [CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID IDLE UIDPLUS UNSELECT CHILDREN MOVE ENABLE NAMESPACE LOGINDISABLED AUTH=XTEST] mail.test mail-oidc ready.\r\n"
     );
     let reply = c.cmd("a", "CAPABILITY").await;
     assert!(reply.contains("LOGINDISABLED AUTH=XTEST\r\n"), "{reply}");
@@ -284,14 +284,16 @@ async fn plain_with_initial_response_and_continuation() {
     let s = setup(plaintext_config());
     let (mut c, greeting) = Client::connect(&s.ctx).await;
     assert!(
-        greeting.contains("ID IDLE UIDPLUS UNSELECT CHILDREN MOVE AUTH=PLAIN AUTH=XTEST]"),
+        greeting.contains(
+            "ID IDLE UIDPLUS UNSELECT CHILDREN MOVE ENABLE NAMESPACE AUTH=PLAIN AUTH=XTEST]"
+        ),
         "{greeting}"
     );
     let ir = b64(b"\0alice\0alicepw");
     let reply = c.cmd("a", &format!("AUTHENTICATE PLAIN {ir}")).await;
     assert_eq!(
         reply,
-        "a OK [CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID IDLE UIDPLUS UNSELECT CHILDREN MOVE] Logged in\r\n"
+        "a OK [CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID IDLE UIDPLUS UNSELECT CHILDREN MOVE ENABLE NAMESPACE] Logged in\r\n"
     );
     assert_eq!(
         c.cmd("b", "AUTHENTICATE PLAIN").await,
@@ -418,7 +420,7 @@ async fn login_when_directory_is_down() {
     s.dir.set_down(false);
     c.login().await;
     assert!(c.cmd("b", "CAPABILITY").await.contains(
-        "* CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID IDLE UIDPLUS UNSELECT CHILDREN MOVE\r\n"
+        "* CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID IDLE UIDPLUS UNSELECT CHILDREN MOVE ENABLE NAMESPACE\r\n"
     ));
 }
 
@@ -905,7 +907,7 @@ async fn starttls_discards_pipelined_commands_and_enables_plain() {
     let ctx = with_tls(&setup(ImapSection::default()), &tls);
     let (mut c, greeting) = Client::connect(&ctx).await;
     assert!(
-        greeting.contains("MOVE STARTTLS LOGINDISABLED AUTH=XTEST]"),
+        greeting.contains("NAMESPACE STARTTLS LOGINDISABLED AUTH=XTEST]"),
         "{greeting}"
     );
     assert_eq!(
@@ -918,7 +920,7 @@ async fn starttls_discards_pipelined_commands_and_enables_plain() {
     let mut c = c.start_tls(&tls).await;
     assert_eq!(
         c.cmd("c", "CAPABILITY").await,
-        "* CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID IDLE UIDPLUS UNSELECT CHILDREN MOVE AUTH=PLAIN AUTH=XTEST\r\nc OK Capability completed.\r\n"
+        "* CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID IDLE UIDPLUS UNSELECT CHILDREN MOVE ENABLE NAMESPACE AUTH=PLAIN AUTH=XTEST\r\nc OK Capability completed.\r\n"
     );
     assert_eq!(
         c.cmd("d", "STARTTLS").await,
@@ -941,7 +943,7 @@ async fn implicit_tls_listener() {
     let stream = tls.connector.connect(name, tcp).await.expect("handshake");
     let (mut c, greeting) = Client::over(Box::new(stream)).await;
     assert!(
-        greeting.contains("MOVE AUTH=PLAIN AUTH=XTEST]"),
+        greeting.contains("NAMESPACE AUTH=PLAIN AUTH=XTEST]"),
         "{greeting}"
     );
     let ir = b64(b"\0alice\0alicepw");
@@ -1017,4 +1019,35 @@ async fn hostile_input_never_breaks_the_session() {
         assert!(reply.contains(&format!("r{i} ")), "{reply}");
     }
     assert_eq!(c.cmd("z", "NOOP").await, "z OK NOOP completed.\r\n");
+}
+
+#[tokio::test]
+async fn enable_and_namespace() {
+    let s = setup(plaintext_config());
+    let (mut c, _) = Client::connect(&s.ctx).await;
+    // Both need a login, like every mailbox command.
+    assert_eq!(c.cmd("a", "NAMESPACE").await, "a BAD Log in first.\r\n");
+    assert_eq!(
+        c.cmd("b", "ENABLE CONDSTORE").await,
+        "b BAD Log in first.\r\n"
+    );
+    c.login().await;
+    assert_eq!(
+        c.cmd("c", "NAMESPACE").await,
+        "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\nc OK NAMESPACE completed.\r\n"
+    );
+    // Nothing here needs enabling: the ENABLED list is empty, unknown names are ignored.
+    assert_eq!(
+        c.cmd("d", "ENABLE CONDSTORE X-UNKNOWN").await,
+        "* ENABLED\r\nd OK ENABLE completed.\r\n"
+    );
+    assert_eq!(
+        c.cmd("e", "ENABLE").await,
+        "e BAD Error in IMAP command ENABLE: invalid arguments.\r\n"
+    );
+    c.cmd("f", "SELECT INBOX").await;
+    assert_eq!(
+        c.cmd("g", "ENABLE CONDSTORE").await,
+        "g BAD ENABLE is not allowed while a mailbox is selected.\r\n"
+    );
 }
