@@ -234,6 +234,10 @@ pub struct SmtpSection {
     /// Domains this server accepts mail for; empty = any domain, the directory decides.
     #[serde(default)]
     pub local_domains: Vec<String>,
+    /// Refused recipients (unknown user, relay denied) one SMTP session may collect before
+    /// `421 4.7.0` and close: stops directory enumeration.
+    #[serde(default = "default_max_recipient_refusals")]
+    pub max_recipient_refusals: u32,
 }
 
 impl Default for SmtpSection {
@@ -242,8 +246,13 @@ impl Default for SmtpSection {
             listen: None,
             max_message_size: default_max_message(),
             local_domains: Vec::new(),
+            max_recipient_refusals: default_max_recipient_refusals(),
         }
     }
+}
+
+fn default_max_recipient_refusals() -> u32 {
+    10
 }
 
 /// ManageSieve (RFC 5804) and the per-user script store.
@@ -752,6 +761,10 @@ impl Config {
         self.validate_revocation()?;
         for (key, failures) in [
             ("imap.max_auth_failures", self.imap.max_auth_failures),
+            (
+                "smtp.max_recipient_refusals",
+                self.smtp.max_recipient_refusals,
+            ),
             (
                 "submission.max_auth_failures",
                 self.submission.max_auth_failures,

@@ -46,6 +46,8 @@ pub struct SessionConfig {
     /// A TLS acceptor exists, so STARTTLS can be offered.
     pub starttls_available: bool,
     pub registry: SaslRegistry,
+    /// Refused recipients before `421 4.7.0` and close (`smtp.max_recipient_refusals`).
+    pub max_recipient_refusals: u32,
 }
 
 impl SessionConfig {
@@ -132,6 +134,8 @@ pub struct Session {
     /// The TLS session's `tls-exporter` channel binding (SCRAM-SHA-256-PLUS).
     channel_binding: Option<ChannelBinding>,
     errors: u32,
+    /// Recipients refused so far (unknown, not local): directory enumeration is cut short.
+    recipient_refusals: u32,
     mode: Mode,
     awaiting: Option<Awaiting>,
     event: Option<Event>,
@@ -156,6 +160,7 @@ impl Session {
             sasl: SaslDriver::new(Protocol::Smtp, peer, max_failures, SuccessData::AsChallenge),
             channel_binding: None,
             errors: 0,
+            recipient_refusals: 0,
             mode: Mode::Command,
             awaiting: None,
             event: None,
@@ -251,7 +256,7 @@ impl Session {
             }
             Ok(None) => {
                 tracing::info!(recipient = %address, "recipient not in directory");
-                self.refuse(Reply::unknown_user(&address), "unknown recipient");
+                self.recipient_refused(Reply::unknown_user(&address), "unknown recipient");
             }
             Err(e) => {
                 tracing::warn!(recipient = %address, error = %e, "directory lookup failed");
@@ -335,6 +340,23 @@ impl Session {
         self.errors += 1;
         if self.errors >= MAX_ERRORS {
             self.refuse(Reply::too_many_errors(), "too many protocol errors");
+            self.closing = true;
+        }
+    }
+
+    /// A refused recipient: refused, and counted; too many look like directory enumeration,
+    /// so the session ends with `421` (Postfix's `smtpd_hard_error_limit` in spirit).
+    fn recipient_refused(&mut self, reply: Reply, reason: &str) {
+        self.refuse(reply, reason);
+        self.recipient_refusals = self.recipient_refusals.saturating_add(1);
+        if self.recipient_refusals >= self.config.max_recipient_refusals {
+            tracing::warn!(
+                peer = ?self.peer,
+                refusals = self.recipient_refusals,
+                "too many refused recipients, closing (directory enumeration?)"
+            );
+            self.reply(Reply::too_many_recipient_refusals());
+            self.transaction = None;
             self.closing = true;
         }
     }
@@ -540,7 +562,7 @@ impl Session {
                 .any(|d| d.eq_ignore_ascii_case(domain));
             if !local {
                 tracing::info!(recipient = %to, "recipient domain is not local");
-                return self.refuse(Reply::relay_denied(), "relay denied");
+                return self.recipient_refused(Reply::relay_denied(), "relay denied");
             }
         }
         self.emit(

@@ -36,6 +36,7 @@ fn config_with(
         local_domains: vec!["example.com".into()],
         starttls_available: starttls,
         registry: registry(&backends, scripted),
+        max_recipient_refusals: 10,
     })
 }
 
@@ -601,6 +602,38 @@ fn recipient_limit() {
         d.send("RCPT TO:<alice@example.com>\r\n"),
         "452 4.5.3 Too many recipients\r\n"
     );
+}
+
+#[test]
+fn recipient_refusals_end_the_session_with_421() {
+    let mut d = Driver::new(SmtpListenerKind::Inbound);
+    d.send("EHLO remote.test\r\nMAIL FROM:<>\r\n");
+    // Temporary failures and accepted recipients are not enumeration: never counted.
+    for _ in 0..20 {
+        assert_eq!(
+            d.send("RCPT TO:<down@example.com>\r\n"),
+            "451 4.3.0 Temporary directory failure\r\n"
+        );
+    }
+    assert_eq!(
+        d.send("RCPT TO:<carol@other.test>\r\n"),
+        "550 5.7.1 Relay access denied\r\n"
+    );
+    // A new transaction does not reset the count: it is per session.
+    d.send("RSET\r\nMAIL FROM:<>\r\n");
+    for i in 1..9 {
+        let reply = d.send(&format!("RCPT TO:<nobody{i}@example.com>\r\n"));
+        assert!(reply.starts_with("550 5.1.1 "), "{reply}");
+        assert!(!d.closed);
+    }
+    // The tenth refusal: its 550, then 421, and nothing pipelined after it is read.
+    let reply = d.send("RCPT TO:<nobody10@example.com>\r\nRCPT TO:<alice@example.com>\r\n");
+    assert_eq!(
+        reply,
+        "550 5.1.1 <nobody10@example.com>: Recipient address rejected: User unknown\r\n\
+         421 4.7.0 Too many recipient refusals, closing connection\r\n"
+    );
+    assert!(d.closed);
 }
 
 #[test]
