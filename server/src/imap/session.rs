@@ -49,12 +49,25 @@ pub enum Event {
     /// Check a LOGIN with [`crate::auth::sasl::driver::verify_password`]; answer with
     /// [`Session::password_checked`].
     CheckPassword { user: Vec<u8>, password: Vec<u8> },
+    /// CPU-heavy work of a command (LIST, SEARCH): run it on [`ImapContext::offload`], never on
+    /// an async worker; answer with [`Session::heavy_done`].
+    Heavy(HeavyJob),
+}
+
+/// A heavy command's work: reads the store and returns its untagged responses.
+pub type HeavyJob = Box<dyn FnOnce() -> Vec<u8> + Send>;
+
+/// How a command whose work was a [`HeavyJob`] finishes.
+pub(in crate::imap) enum HeavyFinish {
+    List { tag: String, verb: &'static str },
+    Search { tag: String, uid: bool },
 }
 
 impl std::fmt::Debug for Event {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Event::Auth(work) => f.debug_tuple("Auth").field(work).finish(),
+            Event::Heavy(_) => f.write_str("Heavy"),
             // Never print credentials.
             Event::CheckPassword { user, .. } => f
                 .debug_struct("CheckPassword")
@@ -98,6 +111,8 @@ pub struct Session {
     /// Offsets in `out` where one response ends and another begins (long FETCH output), so a
     /// session can be ended between responses while the output is still being written.
     cuts: Vec<usize>,
+    /// The command whose [`Event::Heavy`] is under way.
+    pub(in crate::imap) heavy: Option<HeavyFinish>,
 }
 
 impl Session {
@@ -117,6 +132,7 @@ impl Session {
             sasl: SaslDriver::new(Protocol::Imap, peer, max_failures, SuccessData::AsChallenge),
             out: Vec::new(),
             cuts: Vec::new(),
+            heavy: None,
         }
     }
 
@@ -273,6 +289,39 @@ impl Session {
         self.sync(super::selected::SyncKind::Full);
     }
 
+    /// Answer to [`Event::Heavy`]: writes the job's responses and completes its command.
+    pub fn heavy_done(&mut self, result: Result<Vec<u8>, crate::offload::OffloadError>) -> Next {
+        let Some(finish) = self.heavy.take() else {
+            tracing::error!(peer = ?self.peer, "heavy-work answer without a pending command");
+            return Next::Close;
+        };
+        let tag = match &finish {
+            HeavyFinish::List { tag, .. } | HeavyFinish::Search { tag, .. } => tag.clone(),
+        };
+        let untagged = match result {
+            Ok(untagged) => untagged,
+            Err(e) => {
+                tracing::error!(peer = ?self.peer, user = ?self.user, error = %e, "IMAP heavy command failed");
+                self.no_code(&tag, "SERVERBUG", "Internal error, try again later.");
+                return Next::Continue;
+            }
+        };
+        self.out.extend_from_slice(&untagged);
+        match finish {
+            HeavyFinish::List { verb, .. } => self.ok(&tag, &format!("{verb} completed.")),
+            HeavyFinish::Search { uid, .. } => {
+                // EXPUNGE responses are forbidden after SEARCH (sequence numbers would shift).
+                self.sync(if uid {
+                    super::selected::SyncKind::Full
+                } else {
+                    super::selected::SyncKind::NoExpunge
+                });
+                self.ok(&tag, "Search completed.");
+            }
+        }
+        Next::Continue
+    }
+
     /// Handles one frame (never `NeedMore`).
     pub fn handle(&mut self, frame: Frame) -> Next {
         match frame {
@@ -427,11 +476,11 @@ impl Session {
             CommandBody::List {
                 reference,
                 mailbox_wildcard,
-            } => self.list(&tag, &reference, &mailbox_wildcard, "LIST"),
+            } => return self.list(&tag, &reference, &mailbox_wildcard, "LIST"),
             CommandBody::Lsub {
                 reference,
                 mailbox_wildcard,
-            } => self.list(&tag, &reference, &mailbox_wildcard, "LSUB"),
+            } => return self.list(&tag, &reference, &mailbox_wildcard, "LSUB"),
             CommandBody::Status {
                 mailbox,
                 item_names,
@@ -459,7 +508,7 @@ impl Session {
                 charset,
                 criteria,
                 uid,
-            } => self.search(&tag, charset.as_ref(), criteria.as_ref(), uid),
+            } => return self.search(&tag, charset.as_ref(), criteria.as_ref(), uid),
             CommandBody::Fetch {
                 sequence_set,
                 macro_or_item_names,

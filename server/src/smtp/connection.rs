@@ -58,6 +58,7 @@ pub async fn serve_with(
         starttls_available: ctx.tls.is_some() && kind != SmtpListenerKind::SubmissionImplicitTls,
         registry: ctx.registry.clone(),
         max_recipient_refusals: ctx.inbound.max_recipient_refusals,
+        inflight: ctx.inflight.clone(),
     });
     if kind == SmtpListenerKind::SubmissionImplicitTls && ctx.tls.is_none() {
         tracing::error!("implicit-TLS submission listener without a TLS certificate; not serving");

@@ -46,6 +46,8 @@ pub struct SmtpContext {
     /// Recipients' Sieve scripts.
     pub filter: Arc<crate::sieve::SieveFilter>,
     pub tls: Option<TlsAcceptor>,
+    /// The server-wide budget of DATA bytes being received.
+    pub inflight: crate::inflight::InFlight,
 }
 
 /// Serves one listener forever with the default timeouts (5 minutes idle).

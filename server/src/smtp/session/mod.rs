@@ -48,6 +48,8 @@ pub struct SessionConfig {
     pub registry: SaslRegistry,
     /// Refused recipients before `421 4.7.0` and close (`smtp.max_recipient_refusals`).
     pub max_recipient_refusals: u32,
+    /// The server-wide budget of DATA bytes being received.
+    pub inflight: crate::inflight::InFlight,
 }
 
 impl SessionConfig {

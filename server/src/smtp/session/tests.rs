@@ -37,6 +37,7 @@ fn config_with(
         starttls_available: starttls,
         registry: registry(&backends, scripted),
         max_recipient_refusals: 10,
+        inflight: crate::inflight::InFlight::new(1 << 30),
     })
 }
 

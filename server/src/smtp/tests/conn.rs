@@ -89,6 +89,7 @@ impl TestServer {
             store: store.clone(),
             filter: Arc::new(crate::sieve::SieveFilter::keep_all()),
             tls: Some(acceptor),
+            inflight: crate::inflight::InFlight::new(1 << 30),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
