@@ -113,6 +113,8 @@ pub struct Session {
     cuts: Vec<usize>,
     /// The command whose [`Event::Heavy`] is under way.
     pub(in crate::imap) heavy: Option<HeavyFinish>,
+    /// In-flight bytes the literals of the command being received hold (server-wide budget).
+    literals: Option<crate::inflight::Reservation>,
 }
 
 impl Session {
@@ -133,6 +135,7 @@ impl Session {
             out: Vec::new(),
             cuts: Vec::new(),
             heavy: None,
+            literals: None,
         }
     }
 
@@ -327,6 +330,7 @@ impl Session {
         match frame {
             Frame::NeedMore => Next::Continue,
             Frame::LineTooLong => {
+                self.literals = None;
                 tracing::info!(peer = ?self.peer, "IMAP line too long, closing");
                 response::status(&mut self.out, "*", Status::Bad, None, "Line too long.");
                 Next::Close
@@ -338,6 +342,8 @@ impl Session {
                 too_big,
             } => {
                 if too_big {
+                    // The framer drops the command's literals received so far.
+                    self.literals = None;
                     tracing::info!(peer = ?self.peer, length, "IMAP literal too large, refused");
                     let tag = tag.unwrap_or_else(|| "*".into());
                     response::status(
@@ -346,6 +352,25 @@ impl Session {
                         Status::No,
                         Some("TOOBIG"),
                         "Literal too large.",
+                    );
+                    Next::RejectLiteral
+                } else if !self.reserve_literal(length) {
+                    self.literals = None;
+                    tracing::warn!(
+                        peer = ?self.peer,
+                        user = ?self.user,
+                        length,
+                        in_use = self.ctx.inflight.in_use(),
+                        limit = self.ctx.inflight.limit(),
+                        "in-flight byte budget spent, IMAP literal refused"
+                    );
+                    let tag = tag.unwrap_or_else(|| "*".into());
+                    response::status(
+                        &mut self.out,
+                        &tag,
+                        Status::No,
+                        Some("UNAVAILABLE"),
+                        "Server busy, try again later.",
                     );
                     Next::RejectLiteral
                 } else {
@@ -360,7 +385,30 @@ impl Session {
                 Mode::Idle { tag } => self.idle_line(&tag, &line),
                 Mode::Command => Next::Continue,
             },
-            Frame::Command(bytes) => self.command_bytes(&bytes),
+            Frame::Command(bytes) => {
+                let next = self.command_bytes(&bytes);
+                // The command's bytes (literals included) are dropped once it returns.
+                self.literals = None;
+                next
+            }
+        }
+    }
+
+    /// Reserves a literal's bytes before the framer buffers them; false when the server-wide
+    /// budget has not that much left.
+    fn reserve_literal(&mut self, length: u64) -> bool {
+        let Ok(length) = usize::try_from(length) else {
+            return false;
+        };
+        match &mut self.literals {
+            Some(reservation) => reservation.try_grow(length),
+            None => match self.ctx.inflight.try_reserve(length) {
+                Some(reservation) => {
+                    self.literals = Some(reservation);
+                    true
+                }
+                None => false,
+            },
         }
     }
 

@@ -123,3 +123,54 @@ async fn other_clients_are_served_while_a_heavy_command_runs() {
     );
     server.abort();
 }
+
+#[tokio::test]
+async fn literals_over_the_in_flight_budget_are_refused_before_they_are_read() {
+    let s = setup(plaintext_config());
+    s.ctx.store.ensure_user("alice@example.com");
+    let pool = InFlight::new(1000);
+    let ctx = with(&s, Offload::default(), pool.clone());
+    let (addr, server) = listen(ctx).await;
+    let message = format!("Subject: x\r\n\r\n{}\r\n", "y".repeat(584));
+    assert_eq!(message.len(), 600);
+
+    let mut a = connect(addr).await;
+    a.login().await;
+    a.send(b"a1 APPEND INBOX {600}\r\n").await;
+    assert_eq!(a.line().await, "+ OK\r\n");
+    assert_eq!(pool.in_use(), 600, "reserved before the literal is read");
+
+    let mut b = connect(addr).await;
+    b.login().await;
+    assert_eq!(
+        b.cmd("b1", "APPEND INBOX {600}").await,
+        "b1 NO [UNAVAILABLE] Server busy, try again later.\r\n"
+    );
+    // A non-synchronizing literal is on its way already: refused, and skipped with its command.
+    b.send(format!("b2 APPEND INBOX {{600+}}\r\n{message} (\\Seen)\r\n").as_bytes())
+        .await;
+    assert_eq!(
+        b.until("b2").await,
+        "b2 NO [UNAVAILABLE] Server busy, try again later.\r\n"
+    );
+    assert_eq!(b.cmd("b3", "NOOP").await, "b3 OK NOOP completed.\r\n");
+    assert_eq!(pool.in_use(), 600, "refusals hold nothing");
+
+    a.send(format!("{message}\r\n").as_bytes()).await;
+    let reply = a.until("a1").await;
+    assert!(reply.starts_with("a1 OK [APPENDUID "), "{reply}");
+    assert_eq!(pool.in_use(), 0, "the command is done: nothing in flight");
+    let reply = b
+        .cmd("b4", &format!("APPEND INBOX {{600+}}\r\n{message}"))
+        .await;
+    assert!(reply.starts_with("b4 OK [APPENDUID "), "{reply}");
+    let stored = s
+        .ctx
+        .store
+        .messages("alice@example.com", "INBOX")
+        .expect("inbox");
+    assert_eq!(stored.len(), 2, "nothing half-stored");
+    assert!(stored.iter().all(|m| m.data.len() == 600));
+    assert_eq!(pool.in_use(), 0);
+    server.abort();
+}

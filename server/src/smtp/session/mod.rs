@@ -30,6 +30,9 @@ pub const MAX_AUTH_LINE: usize = 16 * 1024;
 pub const MAX_RECIPIENTS: usize = 100;
 /// Protocol errors tolerated before the connection is closed (stops scanners and HTTP clients).
 pub const MAX_ERRORS: u32 = 20;
+/// DATA bytes are reserved from the in-flight budget in steps of this size (one atomic update
+/// per step, not per read).
+pub const DATA_RESERVE_STEP: usize = 64 * 1024;
 
 /// What every session of one listener shares.
 #[derive(Clone)]
@@ -138,6 +141,8 @@ pub struct Session {
     errors: u32,
     /// Recipients refused so far (unknown, not local): directory enumeration is cut short.
     recipient_refusals: u32,
+    /// In-flight bytes the message being received (then delivered) holds.
+    data_reservation: Option<crate::inflight::Reservation>,
     mode: Mode,
     awaiting: Option<Awaiting>,
     event: Option<Event>,
@@ -163,6 +168,7 @@ impl Session {
             channel_binding: None,
             errors: 0,
             recipient_refusals: 0,
+            data_reservation: None,
             mode: Mode::Command,
             awaiting: None,
             event: None,
@@ -272,6 +278,8 @@ impl Session {
         if !self.answer(Awaiting::Delivery) {
             return;
         }
+        // Stored (or failed): the message no longer counts as in flight.
+        self.data_reservation = None;
         match result {
             Ok(id) => {
                 tracing::info!(id, "message delivered");
@@ -292,6 +300,7 @@ impl Session {
         self.event = None;
         self.awaiting = None;
         self.transaction = None;
+        self.data_reservation = None;
         self.mode = Mode::Command;
         self.reply(Reply::session_ended(&reason.text()));
         self.closing = true;
@@ -374,6 +383,33 @@ impl Session {
             let input = self.input.bytes();
             if input.is_empty() {
                 return false;
+            }
+            // Reserve what this input can add before it is buffered (bare LFs become CRLF, so
+            // at most twice its size; never more than the size limit, past which nothing is
+            // kept): the message never holds more than its reservation.
+            if !reader.is_dropped() {
+                let max = self.config.max_message_size;
+                let want = reader
+                    .held()
+                    .saturating_add(input.len().saturating_mul(2))
+                    .div_ceil(DATA_RESERVE_STEP)
+                    .saturating_mul(DATA_RESERVE_STEP)
+                    .min(max);
+                let reserved = self
+                    .data_reservation
+                    .as_mut()
+                    .is_some_and(|r| r.try_grow_to(want));
+                if !reserved {
+                    tracing::warn!(
+                        peer = ?self.peer,
+                        held = reader.held(),
+                        in_use = self.config.inflight.in_use(),
+                        limit = self.config.inflight.limit(),
+                        "in-flight byte budget spent, dropping the message being received"
+                    );
+                    reader.drop_body();
+                    self.data_reservation = None;
+                }
             }
             let (used, outcome) = reader.feed(input);
             self.input.consume(used);
@@ -580,6 +616,17 @@ impl Session {
                 self.protocol_error(Reply::no_valid_recipients(), "DATA without recipients")
             }
             Some(_) => {
+                let first = DATA_RESERVE_STEP.min(self.config.max_message_size);
+                let Some(reservation) = self.config.inflight.try_reserve(first) else {
+                    tracing::warn!(
+                        peer = ?self.peer,
+                        in_use = self.config.inflight.in_use(),
+                        limit = self.config.inflight.limit(),
+                        "in-flight byte budget spent, DATA refused"
+                    );
+                    return self.reply(Reply::insufficient_storage());
+                };
+                self.data_reservation = Some(reservation);
                 self.mode = Mode::Data(DataReader::new(self.config.max_message_size));
                 self.reply(Reply::start_data());
             }
@@ -588,10 +635,16 @@ impl Session {
 
     fn data_finished(&mut self, outcome: DataOutcome) {
         let txn = self.transaction.take();
+        // Held on only while the message goes to delivery; every refusal below frees it.
+        let reservation = self.data_reservation.take();
         let message = match outcome {
             DataOutcome::TooBig { size } => {
                 tracing::info!(size, max = self.config.max_message_size, "message too big");
                 return self.refuse(Reply::message_too_big(), "message too big");
+            }
+            DataOutcome::Dropped { size } => {
+                tracing::info!(size, "message dropped: in-flight byte budget spent");
+                return self.refuse(Reply::insufficient_storage(), "in-flight budget spent");
             }
             DataOutcome::Complete(message) => message,
         };
@@ -630,6 +683,7 @@ impl Session {
             recipients = envelope.recipients.len(),
             "message received"
         );
+        self.data_reservation = reservation;
         self.emit(Event::Deliver(envelope), Some(Awaiting::Delivery));
     }
 

@@ -637,6 +637,75 @@ fn recipient_refusals_end_the_session_with_421() {
     assert!(d.closed);
 }
 
+/// An inbound session whose DATA bytes count against `pool`.
+fn budgeted(pool: &crate::inflight::InFlight, max_message_size: usize) -> Driver {
+    let mut cfg = (*config(SmtpListenerKind::Inbound, false, false)).clone();
+    cfg.inflight = pool.clone();
+    cfg.max_message_size = max_message_size;
+    let mut d = Driver::with(Arc::new(cfg), false);
+    assert_eq!(
+        d.send("EHLO remote.test\r\nMAIL FROM:<>\r\nRCPT TO:<alice@example.com>\r\n")
+            .lines()
+            .last(),
+        Some("250 2.1.5 Ok")
+    );
+    d
+}
+
+#[test]
+fn data_is_refused_with_452_when_the_in_flight_budget_is_spent() {
+    let pool = crate::inflight::InFlight::new(1500);
+    let mut a = budgeted(&pool, 1000);
+    let mut b = budgeted(&pool, 1000);
+    assert_eq!(
+        a.send("DATA\r\n"),
+        "354 End data with <CR><LF>.<CR><LF>\r\n"
+    );
+    assert_eq!(pool.in_use(), 1000, "DATA reserves before any byte arrives");
+    assert_eq!(
+        b.send("DATA\r\n"),
+        "452 4.3.1 Insufficient system storage\r\n"
+    );
+    assert_eq!(pool.in_use(), 1000, "a refusal holds nothing");
+    // Not in DATA: the next line is a command.
+    assert_eq!(b.send("NOOP\r\n"), "250 2.0.0 Ok\r\n");
+    assert!(a.send("hello\r\n.\r\n").starts_with("250 "));
+    assert_eq!(a.delivered.len(), 1);
+    assert_eq!(pool.in_use(), 0, "stored: no longer in flight");
+    assert_eq!(
+        b.send("DATA\r\n"),
+        "354 End data with <CR><LF>.<CR><LF>\r\n"
+    );
+    assert!(b.send("hi\r\n.\r\n").starts_with("250 "));
+    assert_eq!(pool.in_use(), 0);
+}
+
+#[test]
+fn a_message_outgrowing_the_budget_is_read_to_its_end_and_refused_with_452() {
+    let step = DATA_RESERVE_STEP;
+    let pool = crate::inflight::InFlight::new(2 * step + step / 2);
+    let mut a = budgeted(&pool, 10 * step);
+    let mut b = budgeted(&pool, 10 * step);
+    a.send("DATA\r\n");
+    b.send("DATA\r\n");
+    assert_eq!(pool.in_use(), 2 * step);
+    // More than a's first step: it cannot grow, so what it held is freed and the rest skipped.
+    let line = format!("{}\r\n", "x".repeat(998));
+    assert_eq!(a.send(&line.repeat(40)), "");
+    assert_eq!(pool.in_use(), step, "a gave its bytes back");
+    assert_eq!(a.send(&line.repeat(10)), "");
+    assert_eq!(pool.in_use(), step, "the rest of a is not kept");
+    assert_eq!(
+        a.send(".\r\nNOOP\r\n"),
+        "452 4.3.1 Insufficient system storage\r\n250 2.0.0 Ok\r\n"
+    );
+    assert!(a.delivered.is_empty(), "nothing half-stored");
+    // b, within its step, is unaffected.
+    assert!(b.send(&format!("{line}.\r\n")).starts_with("250 "));
+    assert_eq!(b.delivered[0].message.len(), 1000);
+    assert_eq!(pool.in_use(), 0);
+}
+
 #[test]
 fn data_keeps_exact_bytes_and_trace_info() {
     let mut d = Driver::new(SmtpListenerKind::Submission);
