@@ -12,6 +12,7 @@ pub mod imap;
 pub mod inflight;
 pub mod jmap;
 pub mod log_escape;
+pub mod log_limit;
 pub mod managesieve;
 pub mod offload;
 pub mod pop3;

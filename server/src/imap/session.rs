@@ -115,6 +115,8 @@ pub struct Session {
     pub(in crate::imap) heavy: Option<HeavyFinish>,
     /// In-flight bytes the literals of the command being received hold (server-wide budget).
     literals: Option<crate::inflight::Reservation>,
+    /// Rate limit of this connection's bad-command log lines.
+    pub(in crate::imap) bad_log: crate::log_limit::LogLimit,
 }
 
 impl Session {
@@ -136,6 +138,7 @@ impl Session {
             cuts: Vec::new(),
             heavy: None,
             literals: None,
+            bad_log: crate::log_limit::LogLimit::new("IMAP"),
         }
     }
 
@@ -344,7 +347,9 @@ impl Session {
                 if too_big {
                     // The framer drops the command's literals received so far.
                     self.literals = None;
-                    tracing::info!(peer = ?self.peer, length, "IMAP literal too large, refused");
+                    if self.bad_log.allow() {
+                        tracing::info!(peer = ?self.peer, length, "IMAP literal too large, refused");
+                    }
                     let tag = tag.unwrap_or_else(|| "*".into());
                     response::status(
                         &mut self.out,
@@ -356,14 +361,16 @@ impl Session {
                     Next::RejectLiteral
                 } else if !self.reserve_literal(length) {
                     self.literals = None;
-                    tracing::warn!(
-                        peer = ?self.peer,
-                        user = ?self.user,
-                        length,
-                        in_use = self.ctx.inflight.in_use(),
-                        limit = self.ctx.inflight.limit(),
-                        "in-flight byte budget spent, IMAP literal refused"
-                    );
+                    if self.bad_log.allow() {
+                        tracing::warn!(
+                            peer = ?self.peer,
+                            user = ?self.user,
+                            length,
+                            in_use = self.ctx.inflight.in_use(),
+                            limit = self.ctx.inflight.limit(),
+                            "in-flight byte budget spent, IMAP literal refused"
+                        );
+                    }
                     let tag = tag.unwrap_or_else(|| "*".into());
                     response::status(
                         &mut self.out,
@@ -456,7 +463,9 @@ impl Session {
         } else {
             "Unknown command.".to_string()
         };
-        tracing::info!(peer = ?self.peer, command = %name, "IMAP command refused: syntax error");
+        if self.bad_log.allow() {
+            tracing::info!(peer = ?self.peer, command = %name, "IMAP command refused: syntax error");
+        }
         response::status(&mut self.out, &tag, Status::Bad, None, &text);
     }
 
@@ -509,7 +518,9 @@ impl Session {
                 return self.login(&tag, &user, &pass);
             }
             _ if !authed => {
-                tracing::info!(peer = ?self.peer, "IMAP command before login refused");
+                if self.bad_log.allow() {
+                    tracing::info!(peer = ?self.peer, "IMAP command before login refused");
+                }
                 self.bad(&tag, "Log in first.");
             }
             CommandBody::Select { mailbox, .. } => self.select(&tag, &mailbox, false),
@@ -582,7 +593,9 @@ impl Session {
                 uid,
             } => self.copy(&tag, &sequence_set, &mailbox, uid, true),
             _ => {
-                tracing::info!(peer = ?self.peer, "IMAP command not supported");
+                if self.bad_log.allow() {
+                    tracing::info!(peer = ?self.peer, "IMAP command not supported");
+                }
                 self.bad(&tag, "Unknown command.");
             }
         }
@@ -599,7 +612,9 @@ impl Session {
             } else {
                 "STARTTLS is not available."
             };
-            tracing::info!(peer = ?self.peer, "STARTTLS refused: {text}");
+            if self.bad_log.allow() {
+                tracing::info!(peer = ?self.peer, "STARTTLS refused: {text}");
+            }
             self.bad(tag, text);
             return Next::Continue;
         }
@@ -629,7 +644,9 @@ impl Session {
                 self.ok(tag, "Idle completed.");
             }
             Err(_) => {
-                tracing::info!(peer = ?self.peer, "IDLE ended by something else than DONE");
+                if self.bad_log.allow() {
+                    tracing::info!(peer = ?self.peer, "IDLE ended by something else than DONE");
+                }
                 self.bad(tag, "Expected DONE.");
             }
         }

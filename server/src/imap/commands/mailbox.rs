@@ -86,14 +86,18 @@ impl Session {
     fn name_or_bad(&mut self, tag: &str, mailbox: &Mailbox<'_>) -> Option<String> {
         let name = mailbox_name(mailbox);
         if name.is_none() {
-            tracing::info!(peer = ?self.peer, "IMAP mailbox name is not UTF-8");
+            if self.bad_log.allow() {
+                tracing::info!(peer = ?self.peer, "IMAP mailbox name is not UTF-8");
+            }
             self.bad(tag, "Invalid mailbox name.");
         }
         name
     }
 
     fn store_error(&mut self, tag: &str, error: &StoreError) {
-        tracing::info!(peer = ?self.peer, user = ?self.user, error = %error, "IMAP mailbox operation refused");
+        if self.bad_log.allow() {
+            tracing::info!(peer = ?self.peer, user = ?self.user, error = %error, "IMAP mailbox operation refused");
+        }
         match error {
             StoreError::NoSuchMailbox(_) => {
                 self.no_code(tag, "NONEXISTENT", "Mailbox doesn't exist.")
@@ -237,7 +241,9 @@ impl Session {
         let (pattern, inbox_pattern) = match compiled {
             Ok(p) => p,
             Err(e) => {
-                tracing::info!(peer = ?self.peer, user = ?self.user, error = %e, "IMAP {verb} pattern refused");
+                if self.bad_log.allow() {
+                    tracing::info!(peer = ?self.peer, user = ?self.user, error = %e, "IMAP {verb} pattern refused");
+                }
                 self.no_code(tag, "LIMIT", "Mailbox pattern too complex.");
                 return Next::Continue;
             }
@@ -276,7 +282,9 @@ impl Session {
                 StatusDataItemName::UidValidity => format!("UIDVALIDITY {}", status.uid_validity),
                 StatusDataItemName::Unseen => format!("UNSEEN {}", status.unseen),
                 _ => {
-                    tracing::info!(peer = ?self.peer, item = ?item, "IMAP STATUS item not supported");
+                    if self.bad_log.allow() {
+                        tracing::info!(peer = ?self.peer, item = ?item, "IMAP STATUS item not supported");
+                    }
                     return self.bad(tag, "Unsupported STATUS item.");
                 }
             };
@@ -307,7 +315,9 @@ impl Session {
             LiteralOrLiteral8::Literal8(l) => &l.data,
         };
         if data.is_empty() {
-            tracing::info!(peer = ?self.peer, "IMAP APPEND of an empty message refused");
+            if self.bad_log.allow() {
+                tracing::info!(peer = ?self.peer, "IMAP APPEND of an empty message refused");
+            }
             return self.no(tag, "Can't save a zero byte message.");
         }
         let user = self.user_name();
@@ -315,7 +325,9 @@ impl Session {
         let status = match store.status(&user, &name) {
             Ok(s) => s,
             Err(StoreError::NoSuchMailbox(_)) => {
-                tracing::info!(peer = ?self.peer, mailbox = %name, "IMAP APPEND to a missing mailbox");
+                if self.bad_log.allow() {
+                    tracing::info!(peer = ?self.peer, mailbox = %name, "IMAP APPEND to a missing mailbox");
+                }
                 return self.no_code(tag, "TRYCREATE", "Mailbox doesn't exist.");
             }
             Err(e) => return self.store_error(tag, &e),

@@ -264,7 +264,9 @@ impl Session {
         if let Some(cs) = charset {
             let name: &str = cs.as_ref();
             if !name.eq_ignore_ascii_case("US-ASCII") && !name.eq_ignore_ascii_case("UTF-8") {
-                tracing::info!(peer = ?self.peer, charset = name, "IMAP SEARCH charset refused");
+                if self.bad_log.allow() {
+                    tracing::info!(peer = ?self.peer, charset = name, "IMAP SEARCH charset refused");
+                }
                 self.no_code(tag, "BADCHARSET (US-ASCII UTF-8)", "Unsupported charset.");
                 return Next::Continue;
             }

@@ -174,3 +174,28 @@ async fn literals_over_the_in_flight_budget_are_refused_before_they_are_read() {
     assert_eq!(pool.in_use(), 0);
     server.abort();
 }
+
+#[test]
+fn bad_command_log_lines_are_rate_limited() {
+    use crate::imap::framing::Frame;
+    use crate::imap::session::Session;
+    let s = setup(plaintext_config());
+    let (_, log) = crate::testkit::logs::capture(|| {
+        let mut session = Session::new(s.ctx.clone(), None, false);
+        for i in 0..9 {
+            session.handle(Frame::Command(format!("t{i} FROB\r\n").into_bytes()));
+            let out = String::from_utf8(session.take_output()).expect("utf-8");
+            assert_eq!(out, format!("t{i} BAD Unknown command.\r\n"));
+        }
+        drop(session);
+    });
+    let first = crate::log_limit::FIRST_LINES as usize;
+    assert_eq!(log.matches("syntax error").count(), first, "{log}");
+    assert_eq!(
+        log.matches("their log lines are suppressed").count(),
+        1,
+        "{log}"
+    );
+    let rest = format!("{} more bad-command log lines suppressed", 9 - first);
+    assert_eq!(log.matches(&rest).count(), 1, "{log}");
+}

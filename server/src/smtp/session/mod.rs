@@ -143,6 +143,8 @@ pub struct Session {
     recipient_refusals: u32,
     /// In-flight bytes the message being received (then delivered) holds.
     data_reservation: Option<crate::inflight::Reservation>,
+    /// Rate limit of this connection's bad-command log lines.
+    bad_log: crate::log_limit::LogLimit,
     mode: Mode,
     awaiting: Option<Awaiting>,
     event: Option<Event>,
@@ -169,6 +171,7 @@ impl Session {
             errors: 0,
             recipient_refusals: 0,
             data_reservation: None,
+            bad_log: crate::log_limit::LogLimit::new("SMTP"),
             mode: Mode::Command,
             awaiting: None,
             event: None,
@@ -263,7 +266,9 @@ impl Session {
                 self.reply(Reply::recipient_ok());
             }
             Ok(None) => {
-                tracing::info!(recipient = %address, "recipient not in directory");
+                if self.bad_log.allow() {
+                    tracing::info!(recipient = %address, "recipient not in directory");
+                }
                 self.recipient_refused(Reply::unknown_user(&address), "unknown recipient");
             }
             Err(e) => {
@@ -339,9 +344,11 @@ impl Session {
         reply.encode_into(&mut self.output);
     }
 
-    /// Sends an error reply and logs why.
+    /// Sends an error reply and logs why (rate-limited per connection).
     fn refuse(&mut self, reply: Reply, reason: &str) {
-        tracing::info!(code = reply.code, reason, "refused");
+        if self.bad_log.allow() {
+            tracing::info!(code = reply.code, reason, "refused");
+        }
         self.reply(reply);
     }
 
@@ -350,7 +357,9 @@ impl Session {
         self.refuse(reply, reason);
         self.errors += 1;
         if self.errors >= MAX_ERRORS {
-            self.refuse(Reply::too_many_errors(), "too many protocol errors");
+            // Always logged: it says why the connection ends.
+            tracing::info!(peer = ?self.peer, "too many protocol errors, closing");
+            self.reply(Reply::too_many_errors());
             self.closing = true;
         }
     }
@@ -599,7 +608,9 @@ impl Session {
                 .iter()
                 .any(|d| d.eq_ignore_ascii_case(domain));
             if !local {
-                tracing::info!(recipient = %to, "recipient domain is not local");
+                if self.bad_log.allow() {
+                    tracing::info!(recipient = %to, "recipient domain is not local");
+                }
                 return self.recipient_refused(Reply::relay_denied(), "relay denied");
             }
         }
@@ -618,12 +629,14 @@ impl Session {
             Some(_) => {
                 let first = DATA_RESERVE_STEP.min(self.config.max_message_size);
                 let Some(reservation) = self.config.inflight.try_reserve(first) else {
-                    tracing::warn!(
-                        peer = ?self.peer,
-                        in_use = self.config.inflight.in_use(),
-                        limit = self.config.inflight.limit(),
-                        "in-flight byte budget spent, DATA refused"
-                    );
+                    if self.bad_log.allow() {
+                        tracing::warn!(
+                            peer = ?self.peer,
+                            in_use = self.config.inflight.in_use(),
+                            limit = self.config.inflight.limit(),
+                            "in-flight byte budget spent, DATA refused"
+                        );
+                    }
                     return self.reply(Reply::insufficient_storage());
                 };
                 self.data_reservation = Some(reservation);

@@ -906,3 +906,26 @@ fn random_input_never_panics() {
         }
     }
 }
+
+#[test]
+fn bad_command_log_lines_are_rate_limited() {
+    // Below the error limit, so the connection stays open; only the log is spared.
+    let (_, log) = crate::testkit::logs::capture(|| {
+        let mut d = Driver::new(SmtpListenerKind::Inbound);
+        for _ in 0..9 {
+            assert_eq!(d.send("FROB\r\n"), "500 5.5.2 Command unrecognized\r\n");
+        }
+        assert!(!d.closed);
+        drop(d);
+    });
+    let first = crate::log_limit::FIRST_LINES as usize;
+    assert_eq!(log.matches("reason=").count(), first, "{log}");
+    assert_eq!(
+        log.matches("their log lines are suppressed").count(),
+        1,
+        "{log}"
+    );
+    // The rest is summed up when the connection ends.
+    let rest = format!("{} more bad-command log lines suppressed", 9 - first);
+    assert_eq!(log.matches(&rest).count(), 1, "{log}");
+}
