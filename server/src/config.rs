@@ -247,6 +247,10 @@ pub struct SmtpSection {
     /// `421 4.7.0` and close: stops directory enumeration.
     #[serde(default = "default_max_recipient_refusals")]
     pub max_recipient_refusals: u32,
+    /// Refused recipients one client address (IPv6: its /64) may collect over all its sessions
+    /// within 10 minutes; past it each further refusal ends its session the same way.
+    #[serde(default = "default_max_recipient_refusals_per_address")]
+    pub max_recipient_refusals_per_address: u32,
 }
 
 impl Default for SmtpSection {
@@ -256,12 +260,17 @@ impl Default for SmtpSection {
             max_message_size: default_max_message(),
             local_domains: Vec::new(),
             max_recipient_refusals: default_max_recipient_refusals(),
+            max_recipient_refusals_per_address: default_max_recipient_refusals_per_address(),
         }
     }
 }
 
 fn default_max_recipient_refusals() -> u32 {
     10
+}
+
+fn default_max_recipient_refusals_per_address() -> u32 {
+    50
 }
 
 /// ManageSieve (RFC 5804) and the per-user script store.
@@ -773,6 +782,10 @@ impl Config {
             (
                 "smtp.max_recipient_refusals",
                 self.smtp.max_recipient_refusals,
+            ),
+            (
+                "smtp.max_recipient_refusals_per_address",
+                self.smtp.max_recipient_refusals_per_address,
             ),
             (
                 "submission.max_auth_failures",

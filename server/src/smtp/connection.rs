@@ -59,6 +59,9 @@ pub async fn serve_with(
         registry: ctx.registry.clone(),
         max_recipient_refusals: ctx.inbound.max_recipient_refusals,
         inflight: ctx.inflight.clone(),
+        address_refusals: Arc::new(super::refusals::RecipientRefusals::new(
+            ctx.inbound.max_recipient_refusals_per_address,
+        )),
     });
     if kind == SmtpListenerKind::SubmissionImplicitTls && ctx.tls.is_none() {
         tracing::error!("implicit-TLS submission listener without a TLS certificate; not serving");

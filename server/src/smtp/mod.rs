@@ -7,6 +7,7 @@ pub mod command;
 pub mod connection;
 pub mod data;
 pub mod delivery;
+pub mod refusals;
 pub mod reply;
 pub mod session;
 

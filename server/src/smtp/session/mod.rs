@@ -53,6 +53,8 @@ pub struct SessionConfig {
     pub max_recipient_refusals: u32,
     /// The server-wide budget of DATA bytes being received.
     pub inflight: crate::inflight::InFlight,
+    /// Refused recipients per client address, over every session of the listener.
+    pub address_refusals: Arc<super::refusals::RecipientRefusals>,
 }
 
 impl SessionConfig {
@@ -369,10 +371,14 @@ impl Session {
     fn recipient_refused(&mut self, reply: Reply, reason: &str) {
         self.refuse(reply, reason);
         self.recipient_refusals = self.recipient_refusals.saturating_add(1);
-        if self.recipient_refusals >= self.config.max_recipient_refusals {
+        let address_over = self
+            .peer
+            .is_some_and(|p| self.config.address_refusals.record(p.ip()));
+        if self.recipient_refusals >= self.config.max_recipient_refusals || address_over {
             tracing::warn!(
                 peer = ?self.peer,
                 refusals = self.recipient_refusals,
+                address_over,
                 "too many refused recipients, closing (directory enumeration?)"
             );
             self.reply(Reply::too_many_recipient_refusals());

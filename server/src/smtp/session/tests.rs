@@ -38,6 +38,7 @@ fn config_with(
         registry: registry(&backends, scripted),
         max_recipient_refusals: 10,
         inflight: crate::inflight::InFlight::new(1 << 30),
+        address_refusals: Arc::new(crate::smtp::refusals::RecipientRefusals::new(1000)),
     })
 }
 
@@ -704,6 +705,36 @@ fn a_message_outgrowing_the_budget_is_read_to_its_end_and_refused_with_452() {
     assert!(b.send(&format!("{line}.\r\n")).starts_with("250 "));
     assert_eq!(b.delivered[0].message.len(), 1000);
     assert_eq!(pool.in_use(), 0);
+}
+
+#[test]
+fn refusals_from_one_address_across_sessions_end_each_further_session() {
+    let mut cfg = (*config(SmtpListenerKind::Inbound, false, false)).clone();
+    cfg.address_refusals = Arc::new(crate::smtp::refusals::RecipientRefusals::new(13));
+    let cfg = Arc::new(cfg);
+    // Each session stays under its own limit of 10, as an enumerator reconnecting would.
+    for _ in 0..2 {
+        let mut d = Driver::with(cfg.clone(), false);
+        d.send("EHLO remote.test\r\nMAIL FROM:<>\r\n");
+        for i in 0..6 {
+            let reply = d.send(&format!("RCPT TO:<guess{i}@example.com>\r\n"));
+            assert!(reply.starts_with("550 5.1.1 "), "{reply}");
+        }
+        assert!(!d.closed);
+    }
+    // 12 so far, the limit is 13: a new session's first refusal ends it.
+    let mut d = Driver::with(cfg.clone(), false);
+    d.send("EHLO remote.test\r\nMAIL FROM:<>\r\n");
+    assert_eq!(
+        d.send("RCPT TO:<alice@example.com>\r\n"),
+        "250 2.1.5 Ok\r\n"
+    );
+    let reply = d.send("RCPT TO:<guess@example.com>\r\n");
+    assert!(
+        reply.ends_with("\r\n421 4.7.0 Too many recipient refusals, closing connection\r\n"),
+        "{reply}"
+    );
+    assert!(d.closed);
 }
 
 #[test]
