@@ -66,6 +66,10 @@ pub struct ServerSection {
     /// Directory users allowed to call `POST /admin/revoke` (canonical names, e.g. mail).
     #[serde(default)]
     pub admins: Vec<String>,
+    /// Message bytes all sessions together may hold in memory while they arrive (SMTP DATA,
+    /// IMAP literals); past it SMTP answers `452 4.3.1` and IMAP `NO [UNAVAILABLE]`.
+    #[serde(default = "default_max_in_flight_bytes")]
+    pub max_in_flight_bytes: usize,
 }
 
 impl Default for ServerSection {
@@ -74,8 +78,13 @@ impl Default for ServerSection {
             hostname: default_hostname(),
             log: default_log(),
             admins: Vec::new(),
+            max_in_flight_bytes: default_max_in_flight_bytes(),
         }
     }
+}
+
+fn default_max_in_flight_bytes() -> usize {
+    256 * 1024 * 1024
 }
 
 fn default_hostname() -> String {
@@ -234,6 +243,14 @@ pub struct SmtpSection {
     /// Domains this server accepts mail for; empty = any domain, the directory decides.
     #[serde(default)]
     pub local_domains: Vec<String>,
+    /// Refused recipients (unknown user, relay denied) one SMTP session may collect before
+    /// `421 4.7.0` and close: stops directory enumeration.
+    #[serde(default = "default_max_recipient_refusals")]
+    pub max_recipient_refusals: u32,
+    /// Refused recipients one client address (IPv6: its /64) may collect over all its sessions
+    /// within 10 minutes; past it each further refusal ends its session the same way.
+    #[serde(default = "default_max_recipient_refusals_per_address")]
+    pub max_recipient_refusals_per_address: u32,
 }
 
 impl Default for SmtpSection {
@@ -242,8 +259,18 @@ impl Default for SmtpSection {
             listen: None,
             max_message_size: default_max_message(),
             local_domains: Vec::new(),
+            max_recipient_refusals: default_max_recipient_refusals(),
+            max_recipient_refusals_per_address: default_max_recipient_refusals_per_address(),
         }
     }
+}
+
+fn default_max_recipient_refusals() -> u32 {
+    10
+}
+
+fn default_max_recipient_refusals_per_address() -> u32 {
+    50
 }
 
 /// ManageSieve (RFC 5804) and the per-user script store.
@@ -767,6 +794,14 @@ impl Config {
         for (key, failures) in [
             ("imap.max_auth_failures", self.imap.max_auth_failures),
             (
+                "smtp.max_recipient_refusals",
+                self.smtp.max_recipient_refusals,
+            ),
+            (
+                "smtp.max_recipient_refusals_per_address",
+                self.smtp.max_recipient_refusals_per_address,
+            ),
+            (
                 "submission.max_auth_failures",
                 self.submission.max_auth_failures,
             ),
@@ -780,6 +815,7 @@ impl Config {
         }
         self.validate_pop3()?;
         self.validate_sieve()?;
+        self.validate_in_flight()?;
         if let Some(bad) = self.server.admins.iter().find(|a| a.trim().is_empty()) {
             return Err(ConfigError::Invalid {
                 key: "server.admins".into(),
@@ -802,6 +838,33 @@ impl Config {
                     message: "empty list: leave the key out for the defaults".into(),
                 });
             }
+        }
+        Ok(())
+    }
+
+    /// The in-flight budget must fit the largest message any listener accepts, or that message
+    /// could never arrive.
+    fn validate_in_flight(&self) -> Result<(), ConfigError> {
+        let largest = [
+            ("imap.max_literal", self.imap.max_literal),
+            (
+                "submission.max_message_size",
+                self.submission.max_message_size,
+            ),
+            ("smtp.max_message_size", self.smtp.max_message_size),
+        ]
+        .into_iter()
+        .max_by_key(|(_, size)| *size);
+        if let Some((key, size)) = largest
+            && self.server.max_in_flight_bytes < size
+        {
+            return Err(ConfigError::Invalid {
+                key: "server.max_in_flight_bytes".into(),
+                message: format!(
+                    "{} is less than {key} ({size}): such a message could never be received",
+                    self.server.max_in_flight_bytes
+                ),
+            });
         }
         Ok(())
     }

@@ -341,6 +341,7 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
             std::time::Duration::from_secs(seconds),
         ));
     }
+    let inflight = crate::inflight::InFlight::new(config.server.max_in_flight_bytes);
     let imap_ctx = Arc::new(ImapContext {
         hostname: config.server.hostname.clone(),
         config: config.imap.clone(),
@@ -348,6 +349,8 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
         backends: services.backends.clone(),
         store: services.store.clone(),
         tls: services.tls.clone(),
+        offload: crate::offload::Offload::default(),
+        inflight: inflight.clone(),
     });
     let smtp_ctx = Arc::new(SmtpContext {
         hostname: config.server.hostname.clone(),
@@ -358,6 +361,7 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
         store: services.store.clone(),
         filter: services.filter.clone(),
         tls: services.tls.clone(),
+        inflight: inflight.clone(),
     });
     let pop3_ctx = Arc::new(Pop3Context {
         hostname: config.server.hostname.clone(),

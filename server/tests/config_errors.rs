@@ -264,3 +264,36 @@ fn sieve_section_is_checked_key_by_key() {
         );
     }
 }
+
+#[test]
+fn in_flight_budget_must_fit_the_largest_message() {
+    let (ok, text) = run_check(&format!(
+        "{DIRECTORY}[server]\nmax_in_flight_bytes = 1000000\n[imap]\nmax_literal = 1000\n\
+         [submission]\nmax_message_size = 1000\n[smtp]\nmax_message_size = 2000000\n"
+    ));
+    assert!(!ok, "must fail: {text}");
+    assert!(
+        text.contains("server.max_in_flight_bytes") && text.contains("smtp.max_message_size"),
+        "{text}"
+    );
+    let (ok, text) = run_check(&format!(
+        "{DIRECTORY}[server]\nmax_in_flight_bytes = 2000000\n[imap]\nmax_literal = 2000000\n\
+         [submission]\nmax_message_size = 1000\n[smtp]\nmax_message_size = 1000\n"
+    ));
+    assert!(
+        ok,
+        "a budget of exactly the largest message is fine: {text}"
+    );
+}
+
+#[test]
+fn recipient_refusal_limits_are_at_least_1() {
+    for key in [
+        "max_recipient_refusals",
+        "max_recipient_refusals_per_address",
+    ] {
+        let (ok, text) = run_check(&format!("{DIRECTORY}[smtp]\n{key} = 0\n"));
+        assert!(!ok, "{key} = 0 must fail: {text}");
+        assert!(text.contains(&format!("smtp.{key}")), "{text}");
+    }
+}

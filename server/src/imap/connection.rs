@@ -124,15 +124,18 @@ async fn end_session(io: &mut Box<dyn Io>, session: &mut Session, reason: &EndRe
 enum Answer {
     Auth(AuthDone),
     Password(Result<String, SaslFailure>),
+    Heavy(Result<Vec<u8>, crate::offload::OffloadError>),
 }
 
-/// The session's slow work: SASL steps and password checks.
+/// The session's slow work: SASL steps, password checks, and heavy commands (on the offload
+/// pool, so this task only awaits).
 async fn perform(ctx: &ImapContext, event: Event) -> Answer {
     match event {
         Event::Auth(work) => Answer::Auth(driver::run(work).await),
         Event::CheckPassword { user, password } => Answer::Password(
             driver::verify_password(ctx.backends.directory.as_ref(), &user, &password).await,
         ),
+        Event::Heavy(job) => Answer::Heavy(ctx.offload.run(job).await),
     }
 }
 
@@ -185,6 +188,7 @@ pub async fn run(
                 next = match answer {
                     Answer::Auth(done) => session.auth_done(done),
                     Answer::Password(result) => session.password_checked(result),
+                    Answer::Heavy(result) => session.heavy_done(result),
                 };
             }
             if live.is_none() {

@@ -5,6 +5,7 @@
 mod commands;
 mod connection;
 mod framing;
+mod list_pattern;
 mod mime;
 mod response;
 mod selected;
@@ -43,6 +44,10 @@ pub struct ImapContext {
     pub backends: AuthBackends,
     pub store: Arc<dyn MailStore>,
     pub tls: Option<TlsAcceptor>,
+    /// Where heavy commands (LIST, SEARCH) run, off the async workers.
+    pub offload: crate::offload::Offload,
+    /// The server-wide budget of literal bytes being received.
+    pub inflight: crate::inflight::InFlight,
 }
 
 /// Accepts connections until the listener fails; one task per session. Session tasks live in

@@ -49,14 +49,6 @@ impl Selected {
         }
     }
 
-    pub fn exists(&self) -> usize {
-        self.uids.len()
-    }
-
-    pub fn seq_of(&self, uid: u32) -> Option<usize> {
-        self.uids.binary_search(&uid).ok().map(|i| i + 1)
-    }
-
     /// Records flags the client was told about (after its own STORE or FETCH).
     pub fn note_flags(&mut self, uid: u32, flags: &BTreeSet<String>) {
         self.flags.insert(uid, flags.clone());

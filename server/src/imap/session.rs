@@ -51,12 +51,25 @@ pub enum Event {
     /// Check a LOGIN with [`crate::auth::sasl::driver::verify_password`]; answer with
     /// [`Session::password_checked`].
     CheckPassword { user: Vec<u8>, password: Vec<u8> },
+    /// CPU-heavy work of a command (LIST, SEARCH): run it on [`ImapContext::offload`], never on
+    /// an async worker; answer with [`Session::heavy_done`].
+    Heavy(HeavyJob),
+}
+
+/// A heavy command's work: reads the store and returns its untagged responses.
+pub type HeavyJob = Box<dyn FnOnce() -> Vec<u8> + Send>;
+
+/// How a command whose work was a [`HeavyJob`] finishes.
+pub(in crate::imap) enum HeavyFinish {
+    List { tag: String, verb: &'static str },
+    Search { tag: String, uid: bool },
 }
 
 impl std::fmt::Debug for Event {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Event::Auth(work) => f.debug_tuple("Auth").field(work).finish(),
+            Event::Heavy(_) => f.write_str("Heavy"),
             // Never print credentials.
             Event::CheckPassword { user, .. } => f
                 .debug_struct("CheckPassword")
@@ -100,6 +113,12 @@ pub struct Session {
     /// Offsets in `out` where one response ends and another begins (long FETCH output), so a
     /// session can be ended between responses while the output is still being written.
     cuts: Vec<usize>,
+    /// The command whose [`Event::Heavy`] is under way.
+    pub(in crate::imap) heavy: Option<HeavyFinish>,
+    /// In-flight bytes the literals of the command being received hold (server-wide budget).
+    literals: Option<crate::inflight::Reservation>,
+    /// Rate limit of this connection's bad-command log lines.
+    pub(in crate::imap) bad_log: crate::log_limit::LogLimit,
 }
 
 impl Session {
@@ -119,6 +138,9 @@ impl Session {
             sasl: SaslDriver::new(Protocol::Imap, peer, max_failures, SuccessData::AsChallenge),
             out: Vec::new(),
             cuts: Vec::new(),
+            heavy: None,
+            literals: None,
+            bad_log: crate::log_limit::LogLimit::new("IMAP"),
         }
     }
 
@@ -277,11 +299,45 @@ impl Session {
         self.sync(super::selected::SyncKind::Full);
     }
 
+    /// Answer to [`Event::Heavy`]: writes the job's responses and completes its command.
+    pub fn heavy_done(&mut self, result: Result<Vec<u8>, crate::offload::OffloadError>) -> Next {
+        let Some(finish) = self.heavy.take() else {
+            tracing::error!(peer = ?self.peer, "heavy-work answer without a pending command");
+            return Next::Close;
+        };
+        let tag = match &finish {
+            HeavyFinish::List { tag, .. } | HeavyFinish::Search { tag, .. } => tag.clone(),
+        };
+        let untagged = match result {
+            Ok(untagged) => untagged,
+            Err(e) => {
+                tracing::error!(peer = ?self.peer, user = ?self.user, error = %e, "IMAP heavy command failed");
+                self.no_code(&tag, "SERVERBUG", "Internal error, try again later.");
+                return Next::Continue;
+            }
+        };
+        self.out.extend_from_slice(&untagged);
+        match finish {
+            HeavyFinish::List { verb, .. } => self.ok(&tag, &format!("{verb} completed.")),
+            HeavyFinish::Search { uid, .. } => {
+                // EXPUNGE responses are forbidden after SEARCH (sequence numbers would shift).
+                self.sync(if uid {
+                    super::selected::SyncKind::Full
+                } else {
+                    super::selected::SyncKind::NoExpunge
+                });
+                self.ok(&tag, "Search completed.");
+            }
+        }
+        Next::Continue
+    }
+
     /// Handles one frame (never `NeedMore`).
     pub fn handle(&mut self, frame: Frame) -> Next {
         match frame {
             Frame::NeedMore => Next::Continue,
             Frame::LineTooLong => {
+                self.literals = None;
                 tracing::info!(peer = ?self.peer, "IMAP line too long, closing");
                 response::status(&mut self.out, "*", Status::Bad, None, "Line too long.");
                 Next::Close
@@ -293,7 +349,11 @@ impl Session {
                 too_big,
             } => {
                 if too_big {
-                    tracing::info!(peer = ?self.peer, length, "IMAP literal too large, refused");
+                    // The framer drops the command's literals received so far.
+                    self.literals = None;
+                    if self.bad_log.allow() {
+                        tracing::info!(peer = ?self.peer, length, "IMAP literal too large, refused");
+                    }
                     let tag = tag.unwrap_or_else(|| "*".into());
                     response::status(
                         &mut self.out,
@@ -301,6 +361,27 @@ impl Session {
                         Status::No,
                         Some("TOOBIG"),
                         "Literal too large.",
+                    );
+                    Next::RejectLiteral
+                } else if !self.reserve_literal(length) {
+                    self.literals = None;
+                    if self.bad_log.allow() {
+                        tracing::warn!(
+                            peer = ?self.peer,
+                            user = ?self.user,
+                            length,
+                            in_use = self.ctx.inflight.in_use(),
+                            limit = self.ctx.inflight.limit(),
+                            "in-flight byte budget spent, IMAP literal refused"
+                        );
+                    }
+                    let tag = tag.unwrap_or_else(|| "*".into());
+                    response::status(
+                        &mut self.out,
+                        &tag,
+                        Status::No,
+                        Some("UNAVAILABLE"),
+                        "Server busy, try again later.",
                     );
                     Next::RejectLiteral
                 } else {
@@ -315,7 +396,30 @@ impl Session {
                 Mode::Idle { tag } => self.idle_line(&tag, &line),
                 Mode::Command => Next::Continue,
             },
-            Frame::Command(bytes) => self.command_bytes(&bytes),
+            Frame::Command(bytes) => {
+                let next = self.command_bytes(&bytes);
+                // The command's bytes (literals included) are dropped once it returns.
+                self.literals = None;
+                next
+            }
+        }
+    }
+
+    /// Reserves a literal's bytes before the framer buffers them; false when the server-wide
+    /// budget has not that much left.
+    fn reserve_literal(&mut self, length: u64) -> bool {
+        let Ok(length) = usize::try_from(length) else {
+            return false;
+        };
+        match &mut self.literals {
+            Some(reservation) => reservation.try_grow(length),
+            None => match self.ctx.inflight.try_reserve(length) {
+                Some(reservation) => {
+                    self.literals = Some(reservation);
+                    true
+                }
+                None => false,
+            },
         }
     }
 
@@ -363,7 +467,9 @@ impl Session {
         } else {
             "Unknown command.".to_string()
         };
-        tracing::info!(peer = ?self.peer, command = %name, "IMAP command refused: syntax error");
+        if self.bad_log.allow() {
+            tracing::info!(peer = ?self.peer, command = %name, "IMAP command refused: syntax error");
+        }
         response::status(&mut self.out, &tag, Status::Bad, None, &text);
     }
 
@@ -416,7 +522,9 @@ impl Session {
                 return self.login(&tag, &user, &pass);
             }
             _ if !authed => {
-                tracing::info!(peer = ?self.peer, "IMAP command before login refused");
+                if self.bad_log.allow() {
+                    tracing::info!(peer = ?self.peer, "IMAP command before login refused");
+                }
                 self.bad(&tag, "Log in first.");
             }
             CommandBody::Select { mailbox, .. } => self.select(&tag, &mailbox, false),
@@ -431,11 +539,11 @@ impl Session {
             CommandBody::List {
                 reference,
                 mailbox_wildcard,
-            } => self.list(&tag, &reference, &mailbox_wildcard, "LIST"),
+            } => return self.list(&tag, &reference, &mailbox_wildcard, "LIST"),
             CommandBody::Lsub {
                 reference,
                 mailbox_wildcard,
-            } => self.list(&tag, &reference, &mailbox_wildcard, "LSUB"),
+            } => return self.list(&tag, &reference, &mailbox_wildcard, "LSUB"),
             CommandBody::Status {
                 mailbox,
                 item_names,
@@ -470,7 +578,7 @@ impl Session {
                 charset,
                 criteria,
                 uid,
-            } => self.search(&tag, charset.as_ref(), criteria.as_ref(), uid),
+            } => return self.search(&tag, charset.as_ref(), criteria.as_ref(), uid),
             CommandBody::Fetch {
                 sequence_set,
                 macro_or_item_names,
@@ -496,7 +604,9 @@ impl Session {
                 uid,
             } => self.copy(&tag, &sequence_set, &mailbox, uid, true),
             _ => {
-                tracing::info!(peer = ?self.peer, "IMAP command not supported");
+                if self.bad_log.allow() {
+                    tracing::info!(peer = ?self.peer, "IMAP command not supported");
+                }
                 self.bad(&tag, "Unknown command.");
             }
         }
@@ -525,7 +635,9 @@ impl Session {
             } else {
                 "STARTTLS is not available."
             };
-            tracing::info!(peer = ?self.peer, "STARTTLS refused: {text}");
+            if self.bad_log.allow() {
+                tracing::info!(peer = ?self.peer, "STARTTLS refused: {text}");
+            }
             self.bad(tag, text);
             return Next::Continue;
         }
@@ -555,7 +667,9 @@ impl Session {
                 self.ok(tag, "Idle completed.");
             }
             Err(_) => {
-                tracing::info!(peer = ?self.peer, "IDLE ended by something else than DONE");
+                if self.bad_log.allow() {
+                    tracing::info!(peer = ?self.peer, "IDLE ended by something else than DONE");
+                }
                 self.bad(tag, "Expected DONE.");
             }
         }

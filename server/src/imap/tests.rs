@@ -1,6 +1,7 @@
 //! Connection-level tests: a real session over an in-memory pipe, scripted like RFC transcripts.
 
 mod revocation;
+mod volume;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -92,6 +93,8 @@ fn setup(config: ImapSection) -> Setup {
         backends,
         store: Arc::new(MemoryStore::new()),
         tls: None,
+        offload: crate::offload::Offload::default(),
+        inflight: crate::inflight::InFlight::new(1 << 30),
     });
     Setup { ctx, dir }
 }
@@ -898,6 +901,8 @@ fn with_tls(s: &Setup, tls: &TestTls) -> Arc<ImapContext> {
         backends: s.ctx.backends.clone(),
         store: s.ctx.store.clone(),
         tls: Some(tls.acceptor.clone()),
+        offload: s.ctx.offload.clone(),
+        inflight: s.ctx.inflight.clone(),
     })
 }
 

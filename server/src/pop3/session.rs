@@ -152,6 +152,8 @@ pub struct Session {
     state: State,
     sasl: SaslDriver,
     errors: u32,
+    /// Rate limit of this connection's bad-command log lines.
+    bad_log: crate::log_limit::LogLimit,
     mode: Mode,
     awaiting: Option<Awaiting>,
     event: Option<Event>,
@@ -174,6 +176,7 @@ impl Session {
             state: State::Authorization { user: None },
             sasl: SaslDriver::new(Protocol::Pop3, peer, max_failures, SuccessData::AsChallenge),
             errors: 0,
+            bad_log: crate::log_limit::LogLimit::new("POP3"),
             mode: Mode::Command,
             awaiting: None,
             event: None,
@@ -380,9 +383,11 @@ impl Session {
         reply.encode_into(&mut self.output);
     }
 
-    /// Sends an error reply and logs why.
+    /// Sends an error reply and logs why (rate-limited per connection).
     fn refuse(&mut self, reply: Reply, reason: &str) {
-        tracing::info!(code = ?reply.code(), reason, state = self.state.name(), "POP3 refused");
+        if self.bad_log.allow() {
+            tracing::info!(code = ?reply.code(), reason, state = self.state.name(), "POP3 refused");
+        }
         self.reply(reply);
     }
 
@@ -391,7 +396,12 @@ impl Session {
         self.refuse(reply, reason);
         self.errors += 1;
         if self.errors >= MAX_ERRORS {
-            self.refuse(Reply::too_many_errors(), "too many protocol errors");
+            // Always logged: it says why the connection ends.
+            tracing::info!(
+                state = self.state.name(),
+                "too many POP3 protocol errors, closing"
+            );
+            self.reply(Reply::too_many_errors());
             self.state = State::Closed;
             self.closing = true;
         }

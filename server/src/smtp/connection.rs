@@ -57,6 +57,11 @@ pub async fn serve_with(
         local_domains: ctx.inbound.local_domains.clone(),
         starttls_available: ctx.tls.is_some() && kind != SmtpListenerKind::SubmissionImplicitTls,
         registry: ctx.registry.clone(),
+        max_recipient_refusals: ctx.inbound.max_recipient_refusals,
+        inflight: ctx.inflight.clone(),
+        address_refusals: Arc::new(super::refusals::RecipientRefusals::new(
+            ctx.inbound.max_recipient_refusals_per_address,
+        )),
     });
     if kind == SmtpListenerKind::SubmissionImplicitTls && ctx.tls.is_none() {
         tracing::error!("implicit-TLS submission listener without a TLS certificate; not serving");

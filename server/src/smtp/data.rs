@@ -11,6 +11,9 @@ pub enum DataOutcome {
     Complete(Vec<u8>),
     /// The message grew past the limit; its bytes were dropped while reading to the end marker.
     TooBig { size: usize },
+    /// The caller dropped the message ([`DataReader::drop_body`]: no memory to hold it); it was
+    /// read to the end marker.
+    Dropped { size: usize },
 }
 
 #[derive(Debug)]
@@ -29,6 +32,8 @@ pub struct DataReader {
     line_has_content: bool,
     /// A CR was seen and not yet written: it may be part of the line's CRLF.
     pending_cr: bool,
+    /// [`DataReader::drop_body`] was called: bytes are only counted.
+    dropped: bool,
 }
 
 impl DataReader {
@@ -42,7 +47,25 @@ impl DataReader {
             dot_line: false,
             line_has_content: false,
             pending_cr: false,
+            dropped: false,
         }
+    }
+
+    /// Message bytes held in memory now.
+    pub fn held(&self) -> usize {
+        self.body.len()
+    }
+
+    /// Whether the message was dropped (and only its end is awaited).
+    pub fn is_dropped(&self) -> bool {
+        self.dropped
+    }
+
+    /// Frees the message read so far and keeps nothing more; reading goes on to the end marker,
+    /// which then gives [`DataOutcome::Dropped`].
+    pub fn drop_body(&mut self) {
+        self.dropped = true;
+        self.body = Vec::new();
     }
 
     /// Consumes input up to and including the end marker. Returns how many bytes were used and,
@@ -90,6 +113,9 @@ impl DataReader {
 
     fn push(&mut self, bytes: &[u8]) {
         self.size = self.size.saturating_add(bytes.len());
+        if self.dropped {
+            return;
+        }
         if self.size > self.max_size {
             // Free what we held; we only count from now on.
             if !self.body.is_empty() {
@@ -103,6 +129,8 @@ impl DataReader {
     fn finish(&mut self) -> DataOutcome {
         if self.size > self.max_size {
             DataOutcome::TooBig { size: self.size }
+        } else if self.dropped {
+            DataOutcome::Dropped { size: self.size }
         } else {
             DataOutcome::Complete(std::mem::take(&mut self.body))
         }
@@ -188,6 +216,19 @@ mod tests {
             result,
             Some(DataOutcome::Complete(b".a\r\nb\r\nc\rd\r\nx\r\n".to_vec()))
         );
+    }
+
+    #[test]
+    fn a_dropped_body_is_read_to_the_end_and_not_kept() {
+        let mut reader = DataReader::new(100);
+        assert_eq!(reader.feed(b"Subject: x\r\n\r\nfirst\r\n"), (21, None));
+        assert_eq!(reader.held(), 21);
+        reader.drop_body();
+        assert_eq!(reader.held(), 0);
+        let (used, outcome) = reader.feed(b"second\r\n.\r\nQUIT\r\n");
+        assert_eq!(used, 11);
+        assert_eq!(outcome, Some(DataOutcome::Dropped { size: 29 }));
+        assert_eq!(reader.held(), 0);
     }
 
     #[test]

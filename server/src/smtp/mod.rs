@@ -7,6 +7,7 @@ pub mod command;
 pub mod connection;
 pub mod data;
 pub mod delivery;
+pub mod refusals;
 pub mod reply;
 pub mod session;
 
@@ -46,6 +47,8 @@ pub struct SmtpContext {
     /// Recipients' Sieve scripts.
     pub filter: Arc<crate::sieve::SieveFilter>,
     pub tls: Option<TlsAcceptor>,
+    /// The server-wide budget of DATA bytes being received.
+    pub inflight: crate::inflight::InFlight,
 }
 
 /// Serves one listener forever with the default timeouts (5 minutes idle).

@@ -144,6 +144,14 @@ impl Reply {
             format!("5.1.1 <{address}>: Recipient address rejected: User unknown"),
         )
     }
+    /// Too many refused recipients in one session (directory enumeration): the session ends.
+    pub fn too_many_recipient_refusals() -> Self {
+        Self::new(421, "4.7.0 Too many recipient refusals, closing connection")
+    }
+    /// The server-wide budget of message bytes in flight is spent (at DATA, or after the data).
+    pub fn insufficient_storage() -> Self {
+        Self::new(452, "4.3.1 Insufficient system storage")
+    }
     pub fn directory_failure() -> Self {
         Self::new(451, "4.3.0 Temporary directory failure")
     }

@@ -3,6 +3,7 @@
 //! real keys, a real `redis-server`, SASL runs, HTTP request authentication, revocation, a TLS
 //! certificate).
 
+pub mod logs;
 pub mod oidc;
 pub mod redis_server;
 pub mod request_auth;

@@ -179,7 +179,9 @@ impl Session {
             MacroOrMessageDataItemNames::MessageDataItemNames(v) => v,
         };
         if let Some(bad) = items.iter().find(|i| !supported(i)) {
-            tracing::info!(peer = ?self.peer, item = ?bad, "IMAP FETCH item not supported");
+            if self.bad_log.allow() {
+                tracing::info!(peer = ?self.peer, item = ?bad, "IMAP FETCH item not supported");
+            }
             return self.bad(tag, "Unsupported FETCH item.");
         }
         if uid && !items.contains(&MessageDataItemName::Uid) {
@@ -191,7 +193,9 @@ impl Session {
         let targets = match sel.resolve(set, uid) {
             Ok(t) => t,
             Err(_) => {
-                tracing::info!(peer = ?self.peer, "IMAP FETCH: invalid message sequence set");
+                if self.bad_log.allow() {
+                    tracing::info!(peer = ?self.peer, "IMAP FETCH: invalid message sequence set");
+                }
                 return self.bad(tag, "Invalid messageset.");
             }
         };

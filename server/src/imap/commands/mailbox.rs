@@ -8,9 +8,10 @@ use imap_codec::imap_types::flag::Flag;
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_codec::imap_types::status::StatusDataItemName;
 
+use crate::imap::list_pattern::ListPattern;
 use crate::imap::response::{self, Status};
 use crate::imap::selected::{Selected, SyncKind};
-use crate::imap::session::Session;
+use crate::imap::session::{Event, HeavyFinish, Next, Session};
 use crate::store::{DELIMITER, StoreError};
 
 /// Flags clients may set; `\*` in PERMANENTFLAGS adds keywords.
@@ -40,23 +41,41 @@ pub fn flag_names(flags: &[Flag<'_>]) -> BTreeSet<String> {
         .collect()
 }
 
-/// LIST pattern match: `*` matches anything, `%` anything but the hierarchy delimiter.
-/// Dynamic programming, so patterns full of wildcards stay linear in the name per pattern byte.
-pub fn wildcard_match(pattern: &[u8], name: &[u8]) -> bool {
-    // row[j]: pattern[i..] matches name[j..], computed from the last pattern byte backwards.
-    let mut row: Vec<bool> = (0..=name.len()).map(|j| j == name.len()).collect();
-    for &p in pattern.iter().rev() {
-        let mut next = vec![false; name.len() + 1];
-        for j in (0..=name.len()).rev() {
-            next[j] = match p {
-                b'*' => row[j] || (j < name.len() && next[j + 1]),
-                b'%' => row[j] || (j < name.len() && name[j] != DELIMITER as u8 && next[j + 1]),
-                c => j < name.len() && name[j] == c && row[j + 1],
-            };
+/// The untagged LIST/LSUB responses for the names matching `pattern` (`inbox_pattern` is its
+/// upper-case form: INBOX matches in any case).
+fn list_responses(
+    names: &[String],
+    pattern: &ListPattern,
+    inbox_pattern: &ListPattern,
+    verb: &str,
+) -> Vec<u8> {
+    // Sorted, so "has children" is one range lookup instead of a scan of every name.
+    let sorted: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+    let mut out = Vec::new();
+    for name in names {
+        let matched = if name == "INBOX" {
+            inbox_pattern.matches(b"INBOX")
+        } else {
+            pattern.matches(name.as_bytes())
+        };
+        if !matched {
+            continue;
         }
-        row = next;
+        let child_prefix = format!("{name}{DELIMITER}");
+        let children = sorted
+            .range(child_prefix.as_str()..)
+            .next()
+            .is_some_and(|n| n.starts_with(&child_prefix));
+        let attr = if children {
+            "\\HasChildren"
+        } else {
+            "\\HasNoChildren"
+        };
+        out.extend_from_slice(format!("* {verb} ({attr}) \"{DELIMITER}\" ").as_bytes());
+        response::string(&mut out, name.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
-    row[0]
+    out
 }
 
 impl Session {
@@ -67,14 +86,18 @@ impl Session {
     fn name_or_bad(&mut self, tag: &str, mailbox: &Mailbox<'_>) -> Option<String> {
         let name = mailbox_name(mailbox);
         if name.is_none() {
-            tracing::info!(peer = ?self.peer, "IMAP mailbox name is not UTF-8");
+            if self.bad_log.allow() {
+                tracing::info!(peer = ?self.peer, "IMAP mailbox name is not UTF-8");
+            }
             self.bad(tag, "Invalid mailbox name.");
         }
         name
     }
 
     fn store_error(&mut self, tag: &str, error: &StoreError) {
-        tracing::info!(peer = ?self.peer, user = ?self.user, error = %error, "IMAP mailbox operation refused");
+        if self.bad_log.allow() {
+            tracing::info!(peer = ?self.peer, user = ?self.user, error = %error, "IMAP mailbox operation refused");
+        }
         match error {
             StoreError::NoSuchMailbox(_) => {
                 self.no_code(tag, "NONEXISTENT", "Mailbox doesn't exist.")
@@ -185,13 +208,15 @@ impl Session {
         }
     }
 
+    /// LIST/LSUB. Matching every mailbox name is the heavy part: it runs as an [`Event::Heavy`]
+    /// off the async workers, and a pattern too complex to match cheaply is refused first.
     pub(in crate::imap) fn list(
         &mut self,
         tag: &str,
         reference: &Mailbox<'_>,
         pattern: &ListMailbox<'_>,
-        verb: &str,
-    ) {
+        verb: &'static str,
+    ) -> Next {
         let pattern: &[u8] = match pattern {
             ListMailbox::Token(t) => t.as_ref(),
             ListMailbox::String(s) => s.as_ref(),
@@ -207,33 +232,32 @@ impl Session {
                 &format!("{verb} (\\Noselect) \"{DELIMITER}\" \"\""),
             );
             self.ok(tag, &format!("{verb} completed."));
-            return;
+            return Next::Continue;
         }
         let mut full = reference;
         full.extend_from_slice(pattern);
-        let names = self.ctx.store.list_mailboxes(&self.user_name());
-        for name in &names {
-            let matched = if name == "INBOX" {
-                wildcard_match(&full.to_ascii_uppercase(), b"INBOX")
-            } else {
-                wildcard_match(&full, name.as_bytes())
-            };
-            if !matched {
-                continue;
+        let compiled = ListPattern::compile(&full)
+            .and_then(|p| Ok((p, ListPattern::compile(&full.to_ascii_uppercase())?)));
+        let (pattern, inbox_pattern) = match compiled {
+            Ok(p) => p,
+            Err(e) => {
+                if self.bad_log.allow() {
+                    tracing::info!(peer = ?self.peer, user = ?self.user, error = %e, "IMAP {verb} pattern refused");
+                }
+                self.no_code(tag, "LIMIT", "Mailbox pattern too complex.");
+                return Next::Continue;
             }
-            let child_prefix = format!("{name}{DELIMITER}");
-            let children = names.iter().any(|n| n.starts_with(&child_prefix));
-            let attr = if children {
-                "\\HasChildren"
-            } else {
-                "\\HasNoChildren"
-            };
-            let mut line = format!("* {verb} ({attr}) \"{DELIMITER}\" ").into_bytes();
-            response::string(&mut line, name.as_bytes());
-            line.extend_from_slice(b"\r\n");
-            self.out.extend_from_slice(&line);
-        }
-        self.ok(tag, &format!("{verb} completed."));
+        };
+        let store = self.ctx.store.clone();
+        let user = self.user_name();
+        self.heavy = Some(HeavyFinish::List {
+            tag: tag.to_string(),
+            verb,
+        });
+        Next::Event(Event::Heavy(Box::new(move || {
+            let names = store.list_mailboxes(&user);
+            list_responses(&names, &pattern, &inbox_pattern, verb)
+        })))
     }
 
     pub(in crate::imap) fn status(
@@ -258,7 +282,9 @@ impl Session {
                 StatusDataItemName::UidValidity => format!("UIDVALIDITY {}", status.uid_validity),
                 StatusDataItemName::Unseen => format!("UNSEEN {}", status.unseen),
                 _ => {
-                    tracing::info!(peer = ?self.peer, item = ?item, "IMAP STATUS item not supported");
+                    if self.bad_log.allow() {
+                        tracing::info!(peer = ?self.peer, item = ?item, "IMAP STATUS item not supported");
+                    }
                     return self.bad(tag, "Unsupported STATUS item.");
                 }
             };
@@ -289,7 +315,9 @@ impl Session {
             LiteralOrLiteral8::Literal8(l) => &l.data,
         };
         if data.is_empty() {
-            tracing::info!(peer = ?self.peer, "IMAP APPEND of an empty message refused");
+            if self.bad_log.allow() {
+                tracing::info!(peer = ?self.peer, "IMAP APPEND of an empty message refused");
+            }
             return self.no(tag, "Can't save a zero byte message.");
         }
         let user = self.user_name();
@@ -297,7 +325,9 @@ impl Session {
         let status = match store.status(&user, &name) {
             Ok(s) => s,
             Err(StoreError::NoSuchMailbox(_)) => {
-                tracing::info!(peer = ?self.peer, mailbox = %name, "IMAP APPEND to a missing mailbox");
+                if self.bad_log.allow() {
+                    tracing::info!(peer = ?self.peer, mailbox = %name, "IMAP APPEND to a missing mailbox");
+                }
                 return self.no_code(tag, "TRYCREATE", "Mailbox doesn't exist.");
             }
             Err(e) => return self.store_error(tag, &e),
@@ -336,20 +366,6 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wildcards() {
-        assert!(wildcard_match(b"*", b"INBOX"));
-        assert!(wildcard_match(b"*", b"a/b/c"));
-        assert!(wildcard_match(b"%", b"Work"));
-        assert!(!wildcard_match(b"%", b"Work/2024"));
-        assert!(wildcard_match(b"Work/%", b"Work/2024"));
-        assert!(wildcard_match(b"W*4", b"Work/2024"));
-        assert!(!wildcard_match(b"W%4", b"Work/2024"));
-        assert!(wildcard_match(b"Work", b"Work"));
-        assert!(!wildcard_match(b"Work", b"work"));
-        assert!(wildcard_match(b"%/%", b"a/b"));
-    }
 
     #[test]
     fn mailbox_names() {

@@ -6,9 +6,10 @@ use imap_codec::imap_types::search::SearchKey;
 use mail_parser::{HeaderValue, MessageParser};
 
 use crate::imap::mime;
-use crate::imap::selected::{SyncKind, contains};
-use crate::imap::session::Session;
+use crate::imap::selected::contains;
+use crate::imap::session::{Event, HeavyFinish, Next, Session};
 use crate::store::StoredMessage;
+use imap_codec::imap_types::ToStatic as _;
 
 /// Deepest NOT/OR/AND nesting evaluated; imap-codec already bounds recursion while parsing.
 const MAX_DEPTH: usize = 64;
@@ -204,62 +205,94 @@ fn matches_sent(c: &mut Candidate<'_>, date: &NaiveDate, cmp: fn(i64, i64) -> bo
     }
 }
 
+/// What a SEARCH job needs of the session's view of the mailbox, owned so it can run elsewhere.
+struct View {
+    /// UIDs by sequence number (index + 1).
+    uids: Vec<u32>,
+    recent: std::collections::BTreeSet<u32>,
+}
+
+/// Evaluates `criteria` over `messages` as the client sees them; the untagged SEARCH response.
+fn search_response(
+    messages: &[StoredMessage],
+    view: &View,
+    criteria: &[SearchKey<'_>],
+    uid: bool,
+) -> Vec<u8> {
+    let largest_seq = u32::try_from(view.uids.len()).unwrap_or(u32::MAX);
+    let largest_uid = view.uids.last().copied().unwrap_or(0);
+    let mut found = Vec::new();
+    for msg in messages {
+        // Only messages the client knows have sequence numbers.
+        let Ok(index) = view.uids.binary_search(&msg.uid) else {
+            continue;
+        };
+        let mut c = Candidate {
+            seq: u32::try_from(index + 1).unwrap_or(u32::MAX),
+            msg,
+            recent: view.recent.contains(&msg.uid),
+            largest_seq,
+            largest_uid,
+            header: None,
+            decoded_text: None,
+        };
+        if criteria.iter().all(|k| matches(k, &mut c, 0)) {
+            found.push(if uid { msg.uid } else { c.seq });
+        }
+    }
+    let list: Vec<String> = found.iter().map(u32::to_string).collect();
+    let line = if list.is_empty() {
+        "SEARCH".to_string()
+    } else {
+        format!("SEARCH {}", list.join(" "))
+    };
+    let mut out = Vec::new();
+    crate::imap::response::untagged(&mut out, &line);
+    out
+}
+
 impl Session {
+    /// SEARCH. Parsing and decoding every message is the heavy part: it runs as an
+    /// [`Event::Heavy`] off the async workers.
     pub(in crate::imap) fn search(
         &mut self,
         tag: &str,
         charset: Option<&Charset<'_>>,
         criteria: &[SearchKey<'_>],
         uid: bool,
-    ) {
+    ) -> Next {
         if let Some(cs) = charset {
             let name: &str = cs.as_ref();
             if !name.eq_ignore_ascii_case("US-ASCII") && !name.eq_ignore_ascii_case("UTF-8") {
-                tracing::info!(peer = ?self.peer, charset = name, "IMAP SEARCH charset refused");
-                return self.no_code(tag, "BADCHARSET (US-ASCII UTF-8)", "Unsupported charset.");
+                if self.bad_log.allow() {
+                    tracing::info!(peer = ?self.peer, charset = name, "IMAP SEARCH charset refused");
+                }
+                self.no_code(tag, "BADCHARSET (US-ASCII UTF-8)", "Unsupported charset.");
+                return Next::Continue;
             }
         }
         let (Some(user), Some(sel)) = (self.user.clone(), self.selected.as_ref()) else {
-            return self.bad(tag, "No mailbox selected.");
+            self.bad(tag, "No mailbox selected.");
+            return Next::Continue;
         };
-        let messages = match self.ctx.store.messages(&user, &sel.name) {
-            Ok(m) => m,
-            Err(_) => return self.no(tag, "Mailbox is gone."),
+        let view = View {
+            uids: sel.uids.clone(),
+            recent: sel.recent.clone(),
         };
-        let largest_seq = u32::try_from(sel.exists()).unwrap_or(u32::MAX);
-        let largest_uid = sel.uids.last().copied().unwrap_or(0);
-        let mut found = Vec::new();
-        for msg in &messages {
-            // Only messages the client knows have sequence numbers.
-            let Some(seq) = sel.seq_of(msg.uid) else {
-                continue;
-            };
-            let mut c = Candidate {
-                seq: u32::try_from(seq).unwrap_or(u32::MAX),
-                msg,
-                recent: sel.recent.contains(&msg.uid),
-                largest_seq,
-                largest_uid,
-                header: None,
-                decoded_text: None,
-            };
-            if criteria.iter().all(|k| matches(k, &mut c, 0)) {
-                found.push(if uid { msg.uid } else { c.seq });
-            }
-        }
-        let list: Vec<String> = found.iter().map(u32::to_string).collect();
-        let line = if list.is_empty() {
-            "SEARCH".to_string()
-        } else {
-            format!("SEARCH {}", list.join(" "))
-        };
-        crate::imap::response::untagged(&mut self.out, &line);
-        self.sync(if uid {
-            SyncKind::Full
-        } else {
-            SyncKind::NoExpunge
+        let mailbox = sel.name.clone();
+        let criteria: Vec<SearchKey<'static>> = criteria.iter().map(|k| k.to_static()).collect();
+        let store = self.ctx.store.clone();
+        self.heavy = Some(HeavyFinish::Search {
+            tag: tag.to_string(),
+            uid,
         });
-        self.ok(tag, "Search completed.");
+        Next::Event(Event::Heavy(Box::new(move || {
+            match store.messages(&user, &mailbox) {
+                Ok(messages) => search_response(&messages, &view, &criteria, uid),
+                // Vanished meanwhile: nothing matches; the sync that follows reports the rest.
+                Err(_) => search_response(&[], &view, &criteria, uid),
+            }
+        })))
     }
 }
 

@@ -26,13 +26,17 @@ impl Session {
             return self.bad(tag, "No mailbox selected.");
         };
         if sel.read_only {
-            tracing::info!(peer = ?self.peer, "IMAP STORE in a read-only mailbox refused");
+            if self.bad_log.allow() {
+                tracing::info!(peer = ?self.peer, "IMAP STORE in a read-only mailbox refused");
+            }
             return self.no(tag, "Mailbox is read-only.");
         }
         let targets = match sel.resolve(set, uid) {
             Ok(t) => t,
             Err(_) => {
-                tracing::info!(peer = ?self.peer, "IMAP STORE: invalid message sequence set");
+                if self.bad_log.allow() {
+                    tracing::info!(peer = ?self.peer, "IMAP STORE: invalid message sequence set");
+                }
                 return self.bad(tag, "Invalid messageset.");
             }
         };
@@ -113,13 +117,17 @@ impl Session {
             return self.bad(tag, "No mailbox selected.");
         };
         if remove && sel.read_only {
-            tracing::info!(peer = ?self.peer, "IMAP MOVE from a read-only mailbox refused");
+            if self.bad_log.allow() {
+                tracing::info!(peer = ?self.peer, "IMAP MOVE from a read-only mailbox refused");
+            }
             return self.no(tag, "Mailbox is read-only.");
         }
         let targets = match sel.resolve(set, uid) {
             Ok(t) => t,
             Err(_) => {
-                tracing::info!(peer = ?self.peer, "IMAP COPY: invalid message sequence set");
+                if self.bad_log.allow() {
+                    tracing::info!(peer = ?self.peer, "IMAP COPY: invalid message sequence set");
+                }
                 return self.bad(tag, "Invalid messageset.");
             }
         };
@@ -128,11 +136,15 @@ impl Session {
         let status = match store.status(&user, &target) {
             Ok(s) => s,
             Err(StoreError::NoSuchMailbox(_)) => {
-                tracing::info!(peer = ?self.peer, mailbox = %target, "IMAP {verb} to a missing mailbox");
+                if self.bad_log.allow() {
+                    tracing::info!(peer = ?self.peer, mailbox = %target, "IMAP {verb} to a missing mailbox");
+                }
                 return self.no_code(tag, "TRYCREATE", "Mailbox doesn't exist.");
             }
             Err(e) => {
-                tracing::info!(peer = ?self.peer, error = %e, "IMAP {verb} refused");
+                if self.bad_log.allow() {
+                    tracing::info!(peer = ?self.peer, error = %e, "IMAP {verb} refused");
+                }
                 return self.no(tag, &format!("{verb} failed."));
             }
         };
@@ -194,7 +206,9 @@ impl Session {
             return self.bad(tag, "No mailbox selected.");
         };
         if sel.read_only {
-            tracing::info!(peer = ?self.peer, "IMAP EXPUNGE in a read-only mailbox refused");
+            if self.bad_log.allow() {
+                tracing::info!(peer = ?self.peer, "IMAP EXPUNGE in a read-only mailbox refused");
+            }
             return self.no(tag, "Mailbox is read-only.");
         }
         let mailbox = sel.name.clone();

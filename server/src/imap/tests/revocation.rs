@@ -41,6 +41,8 @@ fn setup(end_at_token_expiry: bool) -> Setup {
         backends,
         store: Arc::new(MemoryStore::new()),
         tls: None,
+        offload: crate::offload::Offload::default(),
+        inflight: crate::inflight::InFlight::new(1 << 30),
     });
     Setup {
         ctx,

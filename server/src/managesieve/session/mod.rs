@@ -105,6 +105,8 @@ pub struct Session {
     parser: Parser,
     mode: Mode,
     errors: u32,
+    /// Rate limit of this connection's bad-command log lines.
+    bad_log: crate::log_limit::LogLimit,
     awaiting: Option<Awaiting>,
     event: Option<Event>,
     output: Vec<u8>,
@@ -132,6 +134,7 @@ impl Session {
             parser: Parser::new(),
             mode: Mode::Command,
             errors: 0,
+            bad_log: crate::log_limit::LogLimit::new("ManageSieve"),
             awaiting: None,
             event: None,
             output: Vec::new(),
@@ -269,9 +272,11 @@ impl Session {
         response.encode_into(&mut self.output);
     }
 
-    /// Sends a `NO` and logs why.
+    /// Sends a `NO` and logs why (rate-limited per connection).
     fn refuse(&mut self, response: Response, reason: &str) {
-        tracing::info!(reason, "refused");
+        if self.bad_log.allow() {
+            tracing::info!(reason, "refused");
+        }
         self.respond(response);
     }
 
@@ -280,7 +285,9 @@ impl Session {
         self.refuse(response, reason);
         self.errors += 1;
         if self.errors >= MAX_ERRORS {
-            self.refuse(Response::too_many_errors(), "too many protocol errors");
+            // Always logged: it says why the connection ends.
+            tracing::info!("too many ManageSieve protocol errors, closing");
+            self.respond(Response::too_many_errors());
             self.closing = true;
         }
     }

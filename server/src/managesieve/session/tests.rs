@@ -918,3 +918,26 @@ fn answering_an_event_that_was_not_asked_for_closes() {
     assert!(d.run().is_empty());
     assert!(d.closed);
 }
+
+#[test]
+fn bad_command_log_lines_are_rate_limited() {
+    // Below the error limit, so the connection stays open; only the log is spared.
+    let (_, log) = crate::testkit::logs::capture(|| {
+        let mut d = Driver::new();
+        for _ in 0..9 {
+            assert_eq!(d.send("FROB\r\n"), "NO \"Unknown command.\"\r\n");
+        }
+        assert!(!d.closed);
+        drop(d);
+    });
+    let first = crate::log_limit::FIRST_LINES as usize;
+    assert_eq!(log.matches("refused").count(), first, "{log}");
+    assert_eq!(
+        log.matches("their log lines are suppressed").count(),
+        1,
+        "{log}"
+    );
+    // The rest is summed up when the connection ends.
+    let rest = format!("{} more bad-command log lines suppressed", 9 - first);
+    assert_eq!(log.matches(&rest).count(), 1, "{log}");
+}

@@ -894,3 +894,26 @@ fn a_continuation_line_may_be_as_long_as_an_auth_line() {
     assert_eq!(d.send(&format!("{big}\r\n")), LOGGED_IN);
     assert_eq!(d.auth_seen.len(), 2);
 }
+
+#[test]
+fn bad_command_log_lines_are_rate_limited() {
+    // Below the error limit, so the connection stays open; only the log is spared.
+    let (_, log) = crate::testkit::logs::capture(|| {
+        let mut d = Driver::new();
+        for _ in 0..9 {
+            assert_eq!(d.send("FROB\r\n"), "-ERR Unknown command.\r\n");
+        }
+        assert!(!d.closed);
+        drop(d);
+    });
+    let first = crate::log_limit::FIRST_LINES as usize;
+    assert_eq!(log.matches("POP3 refused").count(), first, "{log}");
+    assert_eq!(
+        log.matches("their log lines are suppressed").count(),
+        1,
+        "{log}"
+    );
+    // The rest is summed up when the connection ends.
+    let rest = format!("{} more bad-command log lines suppressed", 9 - first);
+    assert_eq!(log.matches(&rest).count(), 1, "{log}");
+}

@@ -30,6 +30,9 @@ pub const MAX_AUTH_LINE: usize = 16 * 1024;
 pub const MAX_RECIPIENTS: usize = 100;
 /// Protocol errors tolerated before the connection is closed (stops scanners and HTTP clients).
 pub const MAX_ERRORS: u32 = 20;
+/// DATA bytes are reserved from the in-flight budget in steps of this size (one atomic update
+/// per step, not per read).
+pub const DATA_RESERVE_STEP: usize = 64 * 1024;
 
 /// What every session of one listener shares.
 #[derive(Clone)]
@@ -46,6 +49,12 @@ pub struct SessionConfig {
     /// A TLS acceptor exists, so STARTTLS can be offered.
     pub starttls_available: bool,
     pub registry: SaslRegistry,
+    /// Refused recipients before `421 4.7.0` and close (`smtp.max_recipient_refusals`).
+    pub max_recipient_refusals: u32,
+    /// The server-wide budget of DATA bytes being received.
+    pub inflight: crate::inflight::InFlight,
+    /// Refused recipients per client address, over every session of the listener.
+    pub address_refusals: Arc<super::refusals::RecipientRefusals>,
 }
 
 impl SessionConfig {
@@ -132,6 +141,12 @@ pub struct Session {
     /// The TLS session's `tls-exporter` channel binding (SCRAM-SHA-256-PLUS).
     channel_binding: Option<ChannelBinding>,
     errors: u32,
+    /// Recipients refused so far (unknown, not local): directory enumeration is cut short.
+    recipient_refusals: u32,
+    /// In-flight bytes the message being received (then delivered) holds.
+    data_reservation: Option<crate::inflight::Reservation>,
+    /// Rate limit of this connection's bad-command log lines.
+    bad_log: crate::log_limit::LogLimit,
     mode: Mode,
     awaiting: Option<Awaiting>,
     event: Option<Event>,
@@ -156,6 +171,9 @@ impl Session {
             sasl: SaslDriver::new(Protocol::Smtp, peer, max_failures, SuccessData::AsChallenge),
             channel_binding: None,
             errors: 0,
+            recipient_refusals: 0,
+            data_reservation: None,
+            bad_log: crate::log_limit::LogLimit::new("SMTP"),
             mode: Mode::Command,
             awaiting: None,
             event: None,
@@ -250,8 +268,10 @@ impl Session {
                 self.reply(Reply::recipient_ok());
             }
             Ok(None) => {
-                tracing::info!(recipient = %address, "recipient not in directory");
-                self.refuse(Reply::unknown_user(&address), "unknown recipient");
+                if self.bad_log.allow() {
+                    tracing::info!(recipient = %address, "recipient not in directory");
+                }
+                self.recipient_refused(Reply::unknown_user(&address), "unknown recipient");
             }
             Err(e) => {
                 tracing::warn!(recipient = %address, error = %e, "directory lookup failed");
@@ -265,6 +285,8 @@ impl Session {
         if !self.answer(Awaiting::Delivery) {
             return;
         }
+        // Stored (or failed): the message no longer counts as in flight.
+        self.data_reservation = None;
         match result {
             Ok(id) => {
                 tracing::info!(id, "message delivered");
@@ -285,6 +307,7 @@ impl Session {
         self.event = None;
         self.awaiting = None;
         self.transaction = None;
+        self.data_reservation = None;
         self.mode = Mode::Command;
         self.reply(Reply::session_ended(&reason.text()));
         self.closing = true;
@@ -323,9 +346,11 @@ impl Session {
         reply.encode_into(&mut self.output);
     }
 
-    /// Sends an error reply and logs why.
+    /// Sends an error reply and logs why (rate-limited per connection).
     fn refuse(&mut self, reply: Reply, reason: &str) {
-        tracing::info!(code = reply.code, reason, "refused");
+        if self.bad_log.allow() {
+            tracing::info!(code = reply.code, reason, "refused");
+        }
         self.reply(reply);
     }
 
@@ -334,7 +359,30 @@ impl Session {
         self.refuse(reply, reason);
         self.errors += 1;
         if self.errors >= MAX_ERRORS {
-            self.refuse(Reply::too_many_errors(), "too many protocol errors");
+            // Always logged: it says why the connection ends.
+            tracing::info!(peer = ?self.peer, "too many protocol errors, closing");
+            self.reply(Reply::too_many_errors());
+            self.closing = true;
+        }
+    }
+
+    /// A refused recipient: refused, and counted; too many look like directory enumeration,
+    /// so the session ends with `421` (Postfix's `smtpd_hard_error_limit` in spirit).
+    fn recipient_refused(&mut self, reply: Reply, reason: &str) {
+        self.refuse(reply, reason);
+        self.recipient_refusals = self.recipient_refusals.saturating_add(1);
+        let address_over = self
+            .peer
+            .is_some_and(|p| self.config.address_refusals.record(p.ip()));
+        if self.recipient_refusals >= self.config.max_recipient_refusals || address_over {
+            tracing::warn!(
+                peer = ?self.peer,
+                refusals = self.recipient_refusals,
+                address_over,
+                "too many refused recipients, closing (directory enumeration?)"
+            );
+            self.reply(Reply::too_many_recipient_refusals());
+            self.transaction = None;
             self.closing = true;
         }
     }
@@ -350,6 +398,33 @@ impl Session {
             let input = self.input.bytes();
             if input.is_empty() {
                 return false;
+            }
+            // Reserve what this input can add before it is buffered (bare LFs become CRLF, so
+            // at most twice its size; never more than the size limit, past which nothing is
+            // kept): the message never holds more than its reservation.
+            if !reader.is_dropped() {
+                let max = self.config.max_message_size;
+                let want = reader
+                    .held()
+                    .saturating_add(input.len().saturating_mul(2))
+                    .div_ceil(DATA_RESERVE_STEP)
+                    .saturating_mul(DATA_RESERVE_STEP)
+                    .min(max);
+                let reserved = self
+                    .data_reservation
+                    .as_mut()
+                    .is_some_and(|r| r.try_grow_to(want));
+                if !reserved {
+                    tracing::warn!(
+                        peer = ?self.peer,
+                        held = reader.held(),
+                        in_use = self.config.inflight.in_use(),
+                        limit = self.config.inflight.limit(),
+                        "in-flight byte budget spent, dropping the message being received"
+                    );
+                    reader.drop_body();
+                    self.data_reservation = None;
+                }
             }
             let (used, outcome) = reader.feed(input);
             self.input.consume(used);
@@ -539,8 +614,10 @@ impl Session {
                 .iter()
                 .any(|d| d.eq_ignore_ascii_case(domain));
             if !local {
-                tracing::info!(recipient = %to, "recipient domain is not local");
-                return self.refuse(Reply::relay_denied(), "relay denied");
+                if self.bad_log.allow() {
+                    tracing::info!(recipient = %to, "recipient domain is not local");
+                }
+                return self.recipient_refused(Reply::relay_denied(), "relay denied");
             }
         }
         self.emit(
@@ -556,6 +633,19 @@ impl Session {
                 self.protocol_error(Reply::no_valid_recipients(), "DATA without recipients")
             }
             Some(_) => {
+                let first = DATA_RESERVE_STEP.min(self.config.max_message_size);
+                let Some(reservation) = self.config.inflight.try_reserve(first) else {
+                    if self.bad_log.allow() {
+                        tracing::warn!(
+                            peer = ?self.peer,
+                            in_use = self.config.inflight.in_use(),
+                            limit = self.config.inflight.limit(),
+                            "in-flight byte budget spent, DATA refused"
+                        );
+                    }
+                    return self.reply(Reply::insufficient_storage());
+                };
+                self.data_reservation = Some(reservation);
                 self.mode = Mode::Data(DataReader::new(self.config.max_message_size));
                 self.reply(Reply::start_data());
             }
@@ -564,10 +654,16 @@ impl Session {
 
     fn data_finished(&mut self, outcome: DataOutcome) {
         let txn = self.transaction.take();
+        // Held on only while the message goes to delivery; every refusal below frees it.
+        let reservation = self.data_reservation.take();
         let message = match outcome {
             DataOutcome::TooBig { size } => {
                 tracing::info!(size, max = self.config.max_message_size, "message too big");
                 return self.refuse(Reply::message_too_big(), "message too big");
+            }
+            DataOutcome::Dropped { size } => {
+                tracing::info!(size, "message dropped: in-flight byte budget spent");
+                return self.refuse(Reply::insufficient_storage(), "in-flight budget spent");
             }
             DataOutcome::Complete(message) => message,
         };
@@ -606,6 +702,7 @@ impl Session {
             recipients = envelope.recipients.len(),
             "message received"
         );
+        self.data_reservation = reservation;
         self.emit(Event::Deliver(envelope), Some(Awaiting::Delivery));
     }
 

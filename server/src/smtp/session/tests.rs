@@ -36,6 +36,9 @@ fn config_with(
         local_domains: vec!["example.com".into()],
         starttls_available: starttls,
         registry: registry(&backends, scripted),
+        max_recipient_refusals: 10,
+        inflight: crate::inflight::InFlight::new(1 << 30),
+        address_refusals: Arc::new(crate::smtp::refusals::RecipientRefusals::new(1000)),
     })
 }
 
@@ -604,6 +607,137 @@ fn recipient_limit() {
 }
 
 #[test]
+fn recipient_refusals_end_the_session_with_421() {
+    let mut d = Driver::new(SmtpListenerKind::Inbound);
+    d.send("EHLO remote.test\r\nMAIL FROM:<>\r\n");
+    // Temporary failures and accepted recipients are not enumeration: never counted.
+    for _ in 0..20 {
+        assert_eq!(
+            d.send("RCPT TO:<down@example.com>\r\n"),
+            "451 4.3.0 Temporary directory failure\r\n"
+        );
+    }
+    assert_eq!(
+        d.send("RCPT TO:<carol@other.test>\r\n"),
+        "550 5.7.1 Relay access denied\r\n"
+    );
+    // A new transaction does not reset the count: it is per session.
+    d.send("RSET\r\nMAIL FROM:<>\r\n");
+    for i in 1..9 {
+        let reply = d.send(&format!("RCPT TO:<nobody{i}@example.com>\r\n"));
+        assert!(reply.starts_with("550 5.1.1 "), "{reply}");
+        assert!(!d.closed);
+    }
+    // The tenth refusal: its 550, then 421, and nothing pipelined after it is read.
+    let reply = d.send("RCPT TO:<nobody10@example.com>\r\nRCPT TO:<alice@example.com>\r\n");
+    assert_eq!(
+        reply,
+        "550 5.1.1 <nobody10@example.com>: Recipient address rejected: User unknown\r\n\
+         421 4.7.0 Too many recipient refusals, closing connection\r\n"
+    );
+    assert!(d.closed);
+}
+
+/// An inbound session whose DATA bytes count against `pool`.
+fn budgeted(pool: &crate::inflight::InFlight, max_message_size: usize) -> Driver {
+    let mut cfg = (*config(SmtpListenerKind::Inbound, false, false)).clone();
+    cfg.inflight = pool.clone();
+    cfg.max_message_size = max_message_size;
+    let mut d = Driver::with(Arc::new(cfg), false);
+    assert_eq!(
+        d.send("EHLO remote.test\r\nMAIL FROM:<>\r\nRCPT TO:<alice@example.com>\r\n")
+            .lines()
+            .last(),
+        Some("250 2.1.5 Ok")
+    );
+    d
+}
+
+#[test]
+fn data_is_refused_with_452_when_the_in_flight_budget_is_spent() {
+    let pool = crate::inflight::InFlight::new(1500);
+    let mut a = budgeted(&pool, 1000);
+    let mut b = budgeted(&pool, 1000);
+    assert_eq!(
+        a.send("DATA\r\n"),
+        "354 End data with <CR><LF>.<CR><LF>\r\n"
+    );
+    assert_eq!(pool.in_use(), 1000, "DATA reserves before any byte arrives");
+    assert_eq!(
+        b.send("DATA\r\n"),
+        "452 4.3.1 Insufficient system storage\r\n"
+    );
+    assert_eq!(pool.in_use(), 1000, "a refusal holds nothing");
+    // Not in DATA: the next line is a command.
+    assert_eq!(b.send("NOOP\r\n"), "250 2.0.0 Ok\r\n");
+    assert!(a.send("hello\r\n.\r\n").starts_with("250 "));
+    assert_eq!(a.delivered.len(), 1);
+    assert_eq!(pool.in_use(), 0, "stored: no longer in flight");
+    assert_eq!(
+        b.send("DATA\r\n"),
+        "354 End data with <CR><LF>.<CR><LF>\r\n"
+    );
+    assert!(b.send("hi\r\n.\r\n").starts_with("250 "));
+    assert_eq!(pool.in_use(), 0);
+}
+
+#[test]
+fn a_message_outgrowing_the_budget_is_read_to_its_end_and_refused_with_452() {
+    let step = DATA_RESERVE_STEP;
+    let pool = crate::inflight::InFlight::new(2 * step + step / 2);
+    let mut a = budgeted(&pool, 10 * step);
+    let mut b = budgeted(&pool, 10 * step);
+    a.send("DATA\r\n");
+    b.send("DATA\r\n");
+    assert_eq!(pool.in_use(), 2 * step);
+    // More than a's first step: it cannot grow, so what it held is freed and the rest skipped.
+    let line = format!("{}\r\n", "x".repeat(998));
+    assert_eq!(a.send(&line.repeat(40)), "");
+    assert_eq!(pool.in_use(), step, "a gave its bytes back");
+    assert_eq!(a.send(&line.repeat(10)), "");
+    assert_eq!(pool.in_use(), step, "the rest of a is not kept");
+    assert_eq!(
+        a.send(".\r\nNOOP\r\n"),
+        "452 4.3.1 Insufficient system storage\r\n250 2.0.0 Ok\r\n"
+    );
+    assert!(a.delivered.is_empty(), "nothing half-stored");
+    // b, within its step, is unaffected.
+    assert!(b.send(&format!("{line}.\r\n")).starts_with("250 "));
+    assert_eq!(b.delivered[0].message.len(), 1000);
+    assert_eq!(pool.in_use(), 0);
+}
+
+#[test]
+fn refusals_from_one_address_across_sessions_end_each_further_session() {
+    let mut cfg = (*config(SmtpListenerKind::Inbound, false, false)).clone();
+    cfg.address_refusals = Arc::new(crate::smtp::refusals::RecipientRefusals::new(13));
+    let cfg = Arc::new(cfg);
+    // Each session stays under its own limit of 10, as an enumerator reconnecting would.
+    for _ in 0..2 {
+        let mut d = Driver::with(cfg.clone(), false);
+        d.send("EHLO remote.test\r\nMAIL FROM:<>\r\n");
+        for i in 0..6 {
+            let reply = d.send(&format!("RCPT TO:<guess{i}@example.com>\r\n"));
+            assert!(reply.starts_with("550 5.1.1 "), "{reply}");
+        }
+        assert!(!d.closed);
+    }
+    // 12 so far, the limit is 13: a new session's first refusal ends it.
+    let mut d = Driver::with(cfg.clone(), false);
+    d.send("EHLO remote.test\r\nMAIL FROM:<>\r\n");
+    assert_eq!(
+        d.send("RCPT TO:<alice@example.com>\r\n"),
+        "250 2.1.5 Ok\r\n"
+    );
+    let reply = d.send("RCPT TO:<guess@example.com>\r\n");
+    assert!(
+        reply.ends_with("\r\n421 4.7.0 Too many recipient refusals, closing connection\r\n"),
+        "{reply}"
+    );
+    assert!(d.closed);
+}
+
+#[test]
 fn data_keeps_exact_bytes_and_trace_info() {
     let mut d = Driver::new(SmtpListenerKind::Submission);
     d.login("alice@example.com");
@@ -802,4 +936,27 @@ fn random_input_never_panics() {
             }
         }
     }
+}
+
+#[test]
+fn bad_command_log_lines_are_rate_limited() {
+    // Below the error limit, so the connection stays open; only the log is spared.
+    let (_, log) = crate::testkit::logs::capture(|| {
+        let mut d = Driver::new(SmtpListenerKind::Inbound);
+        for _ in 0..9 {
+            assert_eq!(d.send("FROB\r\n"), "500 5.5.2 Command unrecognized\r\n");
+        }
+        assert!(!d.closed);
+        drop(d);
+    });
+    let first = crate::log_limit::FIRST_LINES as usize;
+    assert_eq!(log.matches("reason=").count(), first, "{log}");
+    assert_eq!(
+        log.matches("their log lines are suppressed").count(),
+        1,
+        "{log}"
+    );
+    // The rest is summed up when the connection ends.
+    let rest = format!("{} more bad-command log lines suppressed", 9 - first);
+    assert_eq!(log.matches(&rest).count(), 1, "{log}");
 }

@@ -32,6 +32,8 @@ struct Setup {
     store: Option<Arc<dyn MailStore>>,
     options: ConnectionOptions,
     max_message_size: usize,
+    /// The server-wide budget of DATA bytes in flight.
+    inflight: crate::inflight::InFlight,
 }
 
 impl Setup {
@@ -41,6 +43,7 @@ impl Setup {
             store: None,
             options: ConnectionOptions::default(),
             max_message_size: 2 * 1024 * 1024,
+            inflight: crate::inflight::InFlight::new(1 << 30),
         }
     }
 }
@@ -89,6 +92,7 @@ impl TestServer {
             store: store.clone(),
             filter: Arc::new(crate::sieve::SieveFilter::keep_all()),
             tls: Some(acceptor),
+            inflight: setup.inflight.clone(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -542,4 +546,76 @@ async fn size_limit_over_the_wire() {
         without_trace_headers(&server.inbox("bob@example.com")[0]),
         fits
     );
+}
+
+#[tokio::test]
+async fn data_over_the_in_flight_budget_gets_452_until_the_other_message_is_stored() {
+    let step = crate::smtp::session::DATA_RESERVE_STEP;
+    let mut setup = Setup::new(SmtpListenerKind::Inbound);
+    let pool = crate::inflight::InFlight::new(step + step / 2);
+    setup.inflight = pool.clone();
+    let server = TestServer::start(setup).await;
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let mut c = Client::connect(server.addr).await;
+        c.reply().await;
+        c.command("EHLO mx.remote.test").await;
+        assert_eq!(
+            c.command("MAIL FROM:<sender@remote.test>").await,
+            "250 2.1.0 Ok"
+        );
+        assert_eq!(
+            c.command("RCPT TO:<alice@example.com>").await,
+            "250 2.1.5 Ok"
+        );
+        clients.push(c);
+    }
+    let [first, second] = &mut clients[..] else {
+        unreachable!()
+    };
+    assert_eq!(
+        first.command("DATA").await,
+        "354 End data with <CR><LF>.<CR><LF>"
+    );
+    assert_eq!(pool.in_use(), step, "reserved at DATA");
+    assert_eq!(
+        second.command("DATA").await,
+        "452 4.3.1 Insufficient system storage"
+    );
+    first
+        .write(&dot_stuff(b"Subject: one\r\n\r\nfirst\r\n"))
+        .await;
+    assert!(first.reply().await.starts_with("250 2.0.0 Ok: queued as "));
+    assert_eq!(pool.in_use(), 0, "stored: nothing in flight");
+    assert_eq!(
+        second.command("DATA").await,
+        "354 End data with <CR><LF>.<CR><LF>"
+    );
+    second
+        .write(&dot_stuff(b"Subject: two\r\n\r\nsecond\r\n"))
+        .await;
+    assert!(second.reply().await.starts_with("250 2.0.0 Ok: queued as "));
+    assert_eq!(server.inbox("alice@example.com").len(), 2);
+    assert_eq!(pool.in_use(), 0);
+}
+
+#[tokio::test]
+async fn recipient_enumeration_is_cut_off_with_421() {
+    let server = TestServer::start(Setup::new(SmtpListenerKind::Inbound)).await;
+    let mut c = Client::connect(server.addr).await;
+    c.reply().await;
+    c.command("EHLO mx.remote.test").await;
+    c.command("MAIL FROM:<sender@remote.test>").await;
+    let limit = crate::config::SmtpSection::default().max_recipient_refusals;
+    for i in 1..limit {
+        let reply = c.command(&format!("RCPT TO:<guess{i}@example.com>")).await;
+        assert!(reply.starts_with("550 5.1.1 "), "{reply}");
+    }
+    let reply = c.command("RCPT TO:<last@example.com>").await;
+    assert!(reply.starts_with("550 5.1.1 "), "{reply}");
+    assert_eq!(
+        c.reply().await,
+        "421 4.7.0 Too many recipient refusals, closing connection"
+    );
+    assert!(c.rest().await.is_empty(), "closed after the 421");
 }

@@ -61,6 +61,7 @@ impl Server {
             store: store.clone(),
             filter: Arc::new(crate::sieve::SieveFilter::keep_all()),
             tls: Some(acceptor),
+            inflight: crate::inflight::InFlight::new(1 << 30),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
