@@ -766,16 +766,6 @@ impl Config {
                     .into(),
             });
         }
-        if auth.strategies.contains(&HttpStrategy::XUser) && self.http.gateway_public_url.is_none()
-        {
-            // Else the only source would be request headers, which the client chooses.
-            return Err(ConfigError::Invalid {
-                key: "http.gateway_public_url".into(),
-                message: "required with the `x-user` strategy: the gateway's public base URL \
-                          (scheme, host, port, path prefix) for URLs in its responses"
-                    .into(),
-            });
-        }
         if auth.strategies.is_empty() {
             return Err(ConfigError::Invalid {
                 key: "http.auth.strategies".into(),
@@ -789,6 +779,16 @@ impl Config {
                     message: format!("{cidr:?} is not an address or CIDR network"),
                 });
             }
+        }
+        if auth.strategies.contains(&HttpStrategy::XUser) && self.http.gateway_public_url.is_none()
+        {
+            // Else the only source would be request headers, which the client chooses.
+            return Err(ConfigError::Invalid {
+                key: "http.gateway_public_url".into(),
+                message: "required with the `x-user` strategy: the gateway's public base URL \
+                          (scheme, host, port, path prefix) for URLs in its responses"
+                    .into(),
+            });
         }
         self.validate_revocation()?;
         for (key, failures) in [

@@ -90,9 +90,18 @@ fn x_user_without_secret_or_trusted_sources_is_refused() {
         "names both keys: {text}"
     );
     let (ok, text) = run_check(&format!(
-        "{DIRECTORY}[http]\nlisten = \"127.0.0.1:0\"\n[http.auth]\nstrategies = [\"x-user\"]\nx_user_trusted_sources = [\"127.0.0.1/32\"]\n"
+        "{DIRECTORY}[http]\nlisten = \"127.0.0.1:0\"\ngateway_public_url = \"https://gw.example/oidc\"\n[http.auth]\nstrategies = [\"x-user\"]\nx_user_trusted_sources = [\"127.0.0.1/32\"]\n"
     ));
     assert!(ok, "a trusted source alone is enough: {text}");
+}
+
+#[test]
+fn x_user_without_a_gateway_public_url_is_refused() {
+    let (ok, text) = run_check(&format!(
+        "{DIRECTORY}[http]\nlisten = \"127.0.0.1:0\"\n[http.auth]\nstrategies = [\"x-user\"]\nx_user_secret = \"s3cret\"\n"
+    ));
+    assert!(!ok, "must fail: {text}");
+    assert!(text.contains("http.gateway_public_url"), "{text}");
 }
 
 #[test]
