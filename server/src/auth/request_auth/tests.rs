@@ -155,6 +155,7 @@ fn bearer_without_oidc_is_dropped_or_refused() {
         validator,
         admins: Arc::from([]),
         revocation: None,
+        throttle: None,
     };
     let auth =
         HttpAuthenticator::new(&section(&[Bearer, Basic]), &backends(None)).expect("basic left");

@@ -103,6 +103,7 @@ fn auth(users: Arc<Users>, delegation: bool) -> AuthBackends {
         validator: None,
         admins: admins.into(),
         revocation: None,
+        throttle: None,
     }
 }
 

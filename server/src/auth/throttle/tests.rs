@@ -1,0 +1,189 @@
+//! The budget's rules on both stores: counting, delays, forgiveness, sharing, outages.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::*;
+use crate::testkit::redis_server::RedisServer;
+use crate::testkit::revocation::unique;
+
+fn settings(fail_open: bool) -> ThrottleSettings {
+    let policy = Policy {
+        free_failures: 2,
+        base_delay: Duration::from_secs(10),
+        max_delay: Duration::from_secs(60),
+    };
+    ThrottleSettings {
+        per_address: policy,
+        per_user: policy,
+        window: Duration::from_secs(600),
+        fail_open,
+    }
+}
+
+/// A clock the test moves by hand.
+fn clock() -> (Arc<AtomicU64>, Clock) {
+    let now = Arc::new(AtomicU64::new(1_000_000));
+    let read = now.clone();
+    (now, Arc::new(move || read.load(Ordering::SeqCst)))
+}
+
+fn ip(s: &str) -> Option<IpAddr> {
+    Some(s.parse().expect("ip"))
+}
+
+async fn fail(t: &Arc<LoginThrottle>, address: &str, user: Option<&str>) {
+    t.admit(ip(address), user)
+        .await
+        .expect("admitted")
+        .failed()
+        .await;
+}
+
+#[tokio::test]
+async fn free_failures_then_refused_unchecked_until_the_delay_passes() {
+    let (now, clock) = clock();
+    let t = LoginThrottle::with_clock(Arc::new(MemoryBudget::new()), settings(false), "", clock);
+    for _ in 0..3 {
+        fail(&t, "127.0.0.1", Some("bob")).await;
+    }
+    let refused = t.admit(ip("127.0.0.1"), Some("bob")).await;
+    assert_eq!(
+        refused.err(),
+        Some(Refusal::Throttled {
+            retry_after: Duration::from_secs(10)
+        })
+    );
+    // Refusals are not counted: waiting out the delay is enough, however often one tried.
+    for _ in 0..5 {
+        assert!(t.admit(ip("127.0.0.1"), Some("bob")).await.is_err());
+    }
+    assert_eq!(t.failures(ip("127.0.0.1"), Some("bob")).await, Ok((3, 3)));
+    now.fetch_add(10_000, Ordering::SeqCst);
+    let attempt = t.admit(ip("127.0.0.1"), Some("bob")).await.expect("after the delay");
+    attempt.failed().await;
+    // The fourth failure doubles the delay.
+    assert_eq!(
+        t.admit(ip("127.0.0.1"), Some("bob")).await.err(),
+        Some(Refusal::Throttled {
+            retry_after: Duration::from_secs(20)
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_user_is_throttled_from_every_address_and_an_address_for_every_user() {
+    let (_now, clock) = clock();
+    let t = LoginThrottle::with_clock(Arc::new(MemoryBudget::new()), settings(false), "", clock);
+    fail(&t, "127.0.0.1", Some("bob")).await;
+    fail(&t, "127.0.0.2", Some("bob")).await;
+    fail(&t, "127.0.0.3", Some("bob")).await;
+    assert!(matches!(
+        t.admit(ip("127.0.0.4"), Some("BOB")).await,
+        Err(Refusal::Throttled { .. })
+    ));
+    assert!(t.admit(ip("127.0.0.4"), Some("carol")).await.is_ok());
+    fail(&t, "10.0.0.1", Some("u1")).await;
+    fail(&t, "10.0.0.1", Some("u2")).await;
+    fail(&t, "10.0.0.1", None).await;
+    assert!(matches!(
+        t.admit(ip("10.0.0.1"), Some("u9")).await,
+        Err(Refusal::Throttled { .. })
+    ));
+    assert!(matches!(
+        t.admit(ip("10.0.0.1"), None).await,
+        Err(Refusal::Throttled { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_success_forgives_only_its_own_pair() {
+    let (now, clock) = clock();
+    let t = LoginThrottle::with_clock(Arc::new(MemoryBudget::new()), settings(false), "", clock);
+    // Two typos by bob at home, one guess against bob from elsewhere, one guess from home
+    // against carol.
+    fail(&t, "127.0.0.1", Some("bob")).await;
+    fail(&t, "127.0.0.1", Some("bob")).await;
+    fail(&t, "127.0.0.9", Some("bob")).await;
+    fail(&t, "127.0.0.1", Some("carol")).await;
+    now.fetch_add(60_000, Ordering::SeqCst);
+    t.admit(ip("127.0.0.1"), Some("Bob"))
+        .await
+        .expect("admitted")
+        .succeeded()
+        .await;
+    assert_eq!(t.failures(ip("127.0.0.1"), Some("bob")).await, Ok((1, 1)));
+    assert_eq!(t.failures(ip("127.0.0.9"), Some("carol")).await, Ok((1, 1)));
+}
+
+#[tokio::test]
+async fn counts_are_forgotten_a_window_after_the_latest_failure() {
+    let (now, clock) = clock();
+    let t = LoginThrottle::with_clock(Arc::new(MemoryBudget::new()), settings(false), "", clock);
+    for _ in 0..3 {
+        fail(&t, "127.0.0.1", Some("bob")).await;
+    }
+    now.fetch_add(600_000, Ordering::SeqCst);
+    assert_eq!(t.failures(ip("127.0.0.1"), Some("bob")).await, Ok((0, 0)));
+    fail(&t, "127.0.0.1", Some("bob")).await;
+    assert_eq!(t.failures(ip("127.0.0.1"), Some("bob")).await, Ok((1, 1)));
+}
+
+#[tokio::test]
+async fn two_instances_on_one_redis_share_the_budget() {
+    let redis = RedisServer::start();
+    let prefix = unique("throttle-share:");
+    let (now, clock) = clock();
+    let make = || {
+        let budget = RedisBudget::start(&redis.url(), Duration::from_secs(2)).expect("redis");
+        LoginThrottle::with_clock(Arc::new(budget), settings(false), prefix.clone(), clock.clone())
+    };
+    let (a, b) = (make(), make());
+    fail(&a, "127.0.0.1", Some("bob")).await;
+    fail(&b, "127.0.0.1", Some("bob")).await;
+    fail(&a, "127.0.0.2", Some("bob")).await;
+    assert_eq!(b.failures(ip("127.0.0.1"), Some("bob")).await, Ok((2, 3)));
+    assert_eq!(
+        b.admit(ip("127.0.0.3"), Some("bob")).await.err(),
+        Some(Refusal::Throttled {
+            retry_after: Duration::from_secs(10)
+        })
+    );
+    now.fetch_add(10_000, Ordering::SeqCst);
+    b.admit(ip("127.0.0.1"), Some("bob"))
+        .await
+        .expect("after the delay")
+        .succeeded()
+        .await;
+    assert_eq!(a.failures(ip("127.0.0.1"), Some("bob")).await, Ok((0, 1)));
+    assert!(a.admit(ip("127.0.0.3"), Some("bob")).await.is_ok());
+}
+
+#[tokio::test]
+async fn redis_down_refuses_unless_fail_open() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    redis.kill();
+    let closed = LoginThrottle::new(
+        Arc::new(RedisBudget::start(&url, Duration::from_millis(300)).expect("url")),
+        settings(false),
+        "p:",
+    );
+    assert!(matches!(
+        closed.admit(ip("127.0.0.1"), Some("bob")).await,
+        Err(Refusal::Unavailable(_))
+    ));
+    let open = LoginThrottle::new(
+        Arc::new(RedisBudget::start(&url, Duration::from_millis(300)).expect("url")),
+        settings(true),
+        "p:",
+    );
+    let attempt = open
+        .admit(ip("127.0.0.1"), Some("bob"))
+        .await
+        .expect("fail open admits");
+    // Reporting on an unreachable store neither blocks nor panics.
+    attempt.failed().await;
+}
