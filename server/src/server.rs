@@ -19,9 +19,8 @@ use crate::auth::sasl::{Protocol, SaslMechanism, SaslRegistry, default_mechanism
 use crate::auth::throttle::{
     FailureBudget, LoginThrottle, MemoryBudget, Policy, RedisBudget, ThrottleSettings,
 };
-use crate::config::{Config, ConfigError, DirectorySection, RevocationStoreKind, StoreSection};
 use crate::config::ThrottleStoreKind;
-use std::time::Duration;
+use crate::config::{Config, ConfigError, DirectorySection, RevocationStoreKind, StoreSection};
 use crate::imap::{ImapContext, ImapListenerKind};
 use crate::managesieve::{ScriptCheck, SieveContext};
 use crate::pop3::{MaildropLocks, Pop3Context, Pop3ListenerKind};
@@ -29,6 +28,7 @@ use crate::sieve::SieveFilter;
 use crate::smtp::{SmtpContext, SmtpListenerKind};
 use crate::store::{MailStore, MemoryStore, ScriptLimits, SieveScripts};
 use crate::tls;
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

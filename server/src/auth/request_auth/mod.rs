@@ -110,7 +110,9 @@ enum Attempt {
         detail: &'static str,
     },
     /// The failed-login budget refused to check it.
-    Throttled { retry_after_seconds: u64 },
+    Throttled {
+        retry_after_seconds: u64,
+    },
 }
 
 /// The configured strategies with the backends they check against.
@@ -180,7 +182,9 @@ impl HttpAuthenticator {
                 Refusal::Throttled { retry_after } => Attempt::Throttled {
                     retry_after_seconds: retry_after_seconds(retry_after),
                 },
-                Refusal::Unavailable(why) => undecided(why, "the login throttle store could not be reached"),
+                Refusal::Unavailable(why) => {
+                    undecided(why, "the login throttle store could not be reached")
+                }
             })
     }
 
@@ -263,7 +267,12 @@ impl HttpAuthenticator {
                 Attempt::Throttled {
                     retry_after_seconds,
                 } => {
-                    tracing::info!(strategy = name, ?peer, retry_after_seconds, "HTTP authentication throttled: too many failed logins");
+                    tracing::info!(
+                        strategy = name,
+                        ?peer,
+                        retry_after_seconds,
+                        "HTTP authentication throttled: too many failed logins"
+                    );
                     throttled.get_or_insert(retry_after_seconds);
                 }
             }

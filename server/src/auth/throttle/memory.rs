@@ -75,7 +75,12 @@ impl FailureBudget for MemoryBudget {
         Ok(())
     }
 
-    async fn forgive(&self, pair: &str, counters: &[&str], now_ms: u64) -> Result<u32, BudgetError> {
+    async fn forgive(
+        &self,
+        pair: &str,
+        counters: &[&str],
+        now_ms: u64,
+    ) -> Result<u32, BudgetError> {
         let mut entries = self.entries();
         let forgiven = match entries.map.remove(pair) {
             Some((record, expires)) if expires > now_ms => record.failures,

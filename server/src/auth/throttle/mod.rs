@@ -24,6 +24,8 @@ mod policy;
 mod redis;
 
 #[cfg(test)]
+mod protocol_tests;
+#[cfg(test)]
 mod tests;
 
 pub use keys::{Keys, address_part, user_part};
@@ -247,8 +249,13 @@ impl Attempt {
         let now = (throttle.clock)();
         match throttle.budget.forgive(pair, &counters, now).await {
             Ok(0) => {}
-            Ok(n) => tracing::debug!(forgiven = n, "login succeeded; its own earlier failures are forgiven"),
-            Err(e) => tracing::warn!(error = %e, "login throttle store unreachable; earlier failures not forgiven"),
+            Ok(n) => tracing::debug!(
+                forgiven = n,
+                "login succeeded; its own earlier failures are forgiven"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "login throttle store unreachable; earlier failures not forgiven")
+            }
         }
     }
 }

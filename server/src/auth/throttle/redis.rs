@@ -134,7 +134,12 @@ impl FailureBudget for RedisBudget {
             .map(drop)
     }
 
-    async fn forgive(&self, pair: &str, counters: &[&str], _now_ms: u64) -> Result<u32, BudgetError> {
+    async fn forgive(
+        &self,
+        pair: &str,
+        counters: &[&str],
+        _now_ms: u64,
+    ) -> Result<u32, BudgetError> {
         let mut invocation = self.forgive.prepare_invoke();
         invocation.key(pair);
         for key in counters {

@@ -62,7 +62,10 @@ async fn free_failures_then_refused_unchecked_until_the_delay_passes() {
     }
     assert_eq!(t.failures(ip("127.0.0.1"), Some("bob")).await, Ok((3, 3)));
     now.fetch_add(10_000, Ordering::SeqCst);
-    let attempt = t.admit(ip("127.0.0.1"), Some("bob")).await.expect("after the delay");
+    let attempt = t
+        .admit(ip("127.0.0.1"), Some("bob"))
+        .await
+        .expect("after the delay");
     attempt.failed().await;
     // The fourth failure doubles the delay.
     assert_eq!(
@@ -138,7 +141,12 @@ async fn two_instances_on_one_redis_share_the_budget() {
     let (now, clock) = clock();
     let make = || {
         let budget = RedisBudget::start(&redis.url(), Duration::from_secs(2)).expect("redis");
-        LoginThrottle::with_clock(Arc::new(budget), settings(false), prefix.clone(), clock.clone())
+        LoginThrottle::with_clock(
+            Arc::new(budget),
+            settings(false),
+            prefix.clone(),
+            clock.clone(),
+        )
     };
     let (a, b) = (make(), make());
     fail(&a, "127.0.0.1", Some("bob")).await;

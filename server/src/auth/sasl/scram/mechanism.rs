@@ -14,12 +14,12 @@ use super::messages::{
 };
 use crate::auth::AuthBackends;
 use crate::auth::directory::{ScramSecret, ScramUser};
-use crate::auth::throttle::Attempt;
 use crate::auth::sasl::plain::{authorization_id, fail, finished, temporary};
 use crate::auth::sasl::{
     ChannelBinding, SaslExchange, SaslFailure, SaslIdentity, SaslMechanism, SaslStep,
     SessionContext,
 };
+use crate::auth::throttle::Attempt;
 
 const NAME: &str = "SCRAM-SHA-256";
 const NAME_PLUS: &str = "SCRAM-SHA-256-PLUS";
