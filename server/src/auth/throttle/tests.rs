@@ -195,3 +195,115 @@ async fn redis_down_refuses_unless_fail_open() {
     // Reporting on an unreachable store neither blocks nor panics.
     attempt.failed().await;
 }
+
+mod mechanisms {
+    //! Every login path asks the budget before its directory or IdP, and tells it the outcome.
+
+    use super::*;
+    use crate::auth::AuthBackends;
+    use crate::auth::sasl::driver::verify_password_throttled;
+    use crate::auth::sasl::{
+        OAuthBearer, Plain, Protocol, SaslFailure, SaslMechanism, SaslStep, SessionContext, XOAuth2,
+    };
+    use crate::testkit::{TestDirectory, TestValidator, backends, token_for};
+
+    const PEER: &str = "127.0.0.1:40000";
+
+    /// One free failure per address and per user; a delay of minutes.
+    fn throttled(directory: Arc<TestDirectory>, validator: Arc<TestValidator>) -> AuthBackends {
+        let policy = Policy {
+            free_failures: 1,
+            base_delay: Duration::from_secs(300),
+            max_delay: Duration::from_secs(300),
+        };
+        let mut b = backends(directory, Some(validator), &[]);
+        b.throttle = Some(LoginThrottle::new(
+            Arc::new(MemoryBudget::new()),
+            ThrottleSettings {
+                per_address: policy,
+                per_user: policy,
+                window: Duration::from_secs(600),
+                fail_open: false,
+            },
+            "",
+        ));
+        b
+    }
+
+    fn ctx() -> SessionContext {
+        SessionContext {
+            protocol: Protocol::Imap,
+            tls: true,
+            allow_plaintext_without_tls: false,
+            peer: Some(PEER.parse().expect("addr")),
+            channel_binding: None,
+        }
+    }
+
+    async fn once(mech: &dyn SaslMechanism, message: &[u8]) -> SaslStep {
+        mech.start(Some(message), &ctx()).step(None).await
+    }
+
+    fn is_throttled(step: &SaslStep) -> bool {
+        matches!(step, SaslStep::Failure(SaslFailure::Throttled { retry_after_seconds }) if *retry_after_seconds > 0)
+    }
+
+    #[tokio::test]
+    async fn password_paths_stop_asking_the_directory() {
+        let directory = TestDirectory::new();
+        let b = throttled(directory.clone(), TestValidator::new());
+        let plain = Plain::new(b.clone());
+        for _ in 0..2 {
+            let step = once(&plain, b"\0bob\0wrong").await;
+            assert!(matches!(
+                step,
+                SaslStep::Failure(SaslFailure::InvalidCredentials { .. })
+            ));
+        }
+        let calls = directory.calls();
+        assert!(is_throttled(&once(&plain, b"\0bob\0bobpw").await));
+        let peer = Some(PEER.parse().expect("addr"));
+        assert!(matches!(
+            verify_password_throttled(&b, peer, b"alice", b"alicepw").await,
+            Err(SaslFailure::Throttled { .. })
+        ));
+        assert_eq!(
+            directory.calls(),
+            calls,
+            "throttled attempts are not checked"
+        );
+    }
+
+    #[tokio::test]
+    async fn bearer_paths_stop_asking_the_idp() {
+        let validator = TestValidator::new();
+        validator.set("good", Ok(token_for("alice@example.com")));
+        let b = throttled(TestDirectory::new(), validator.clone());
+        let bearer = OAuthBearer::new(b.clone());
+        // A refused token: the RFC 7628 error challenge, then the failure.
+        for _ in 0..2 {
+            let mut ex = bearer.start(Some(b"n,,\x01auth=Bearer bad\x01\x01"), &ctx());
+            assert!(matches!(ex.step(None).await, SaslStep::Challenge(_)));
+            assert!(matches!(
+                ex.step(Some(b"\x01")).await,
+                SaslStep::Failure(SaslFailure::InvalidCredentials { .. })
+            ));
+        }
+        let calls = validator.calls();
+        let good = b"n,,\x01auth=Bearer good\x01\x01";
+        assert!(is_throttled(&once(&bearer, good).await));
+        let xoauth2 = XOAuth2::new(b);
+        assert!(is_throttled(
+            &once(
+                &xoauth2,
+                b"user=alice@example.com\x01auth=Bearer good\x01\x01"
+            )
+            .await
+        ));
+        assert_eq!(
+            validator.calls(),
+            calls,
+            "throttled tokens are not validated"
+        );
+    }
+}
