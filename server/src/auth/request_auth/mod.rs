@@ -356,7 +356,9 @@ impl HttpAuthenticator {
                 return undecided(e.to_string(), "the identity provider could not be reached");
             }
             Err(e) => {
-                attempt.failed().await;
+                if crate::auth::throttle::token_refusal_counts(e.code()) {
+                    attempt.failed().await;
+                }
                 let description = challenge::error_description(&e);
                 return Attempt::Refused {
                     reason: description.clone(),

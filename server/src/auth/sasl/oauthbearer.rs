@@ -121,7 +121,9 @@ impl BearerExchange {
             }
             Verdict::Fail(failure) => fail(failure),
             Verdict::Refuse(reason) => {
-                attempt.failed().await;
+                if crate::auth::throttle::token_refusal_counts(&reason) {
+                    attempt.failed().await;
+                }
                 tracing::info!(mechanism = ?self.kind, %reason, "token refused, sending RFC 7628 error challenge");
                 self.state = State::Refused { reason };
                 SaslStep::Challenge(invalid_token_challenge(

@@ -8,7 +8,8 @@
 //! refused *without* asking the directory or the IdP ([`Refusal::Throttled`]), and is not
 //! counted: the delay is bounded, so an attacker cannot lock a user out for good, only slow
 //! down the password logins tried under that name (a token login names no user beforehand,
-//! so only its address is checked).
+//! so only its address is checked). An expired or revoked token is not counted: it was issued,
+//! and clients present one routinely before refreshing ([`token_refusal_counts`]).
 //!
 //! A success forgives what its own pair did: the failures this address made for this user
 //! (the user's typos) are taken off the address and the user keys. Failures from other
@@ -89,6 +90,14 @@ pub enum Refusal {
 /// Whole seconds to announce (Retry-After), never 0 for a delay still running.
 pub fn retry_after_seconds(delay: Duration) -> u64 {
     delay.as_secs() + u64::from(delay.subsec_nanos() > 0)
+}
+
+/// Whether a refused token (by its [`crate::auth::oidc::TokenError::code`]) counts as a failed
+/// login. An expired or revoked token was genuinely issued: clients present one routinely before
+/// refreshing, so it is no guess and costs nothing. Everything else (bad signature, unknown key,
+/// wrong audience, a forgery) counts.
+pub fn token_refusal_counts(code: &str) -> bool {
+    !matches!(code, "expired" | "revoked")
 }
 
 /// Unix milliseconds; a clock is injectable so tests can pass a delay without waiting.

@@ -306,4 +306,28 @@ mod mechanisms {
             "throttled tokens are not validated"
         );
     }
+
+    #[tokio::test]
+    async fn expired_and_revoked_tokens_cost_nothing() {
+        use crate::auth::oidc::TokenError;
+        let validator = TestValidator::new();
+        validator.set("expired", Err(TokenError::Expired));
+        validator.set("revoked", Err(TokenError::Revoked("logged out".into())));
+        validator.set("good", Ok(token_for("alice@example.com")));
+        let b = throttled(TestDirectory::new(), validator);
+        let bearer = OAuthBearer::new(b.clone());
+        for token in ["expired", "revoked", "expired", "revoked"] {
+            let message = format!("n,,\x01auth=Bearer {token}\x01\x01");
+            assert!(matches!(
+                once(&bearer, message.as_bytes()).await,
+                SaslStep::Challenge(_)
+            ));
+        }
+        let throttle = b.throttle.as_ref().expect("throttle");
+        assert_eq!(throttle.failures(ip("127.0.0.1"), None).await, Ok((0, 0)));
+        assert!(matches!(
+            once(&bearer, b"n,,\x01auth=Bearer good\x01\x01").await,
+            SaslStep::Success { .. }
+        ));
+    }
 }
