@@ -204,6 +204,16 @@ async fn failures_over_several_connections_throttle_a_fresh_connection() {
         throttle.failures(ip("127.0.0.1"), Some("bob")).await,
         Ok((3, 3))
     );
+    // They do count toward the connection's own limit (imap.max_auth_failures = 3).
+    let mut c = Conn::open("127.0.0.1", server.addrs.imap.expect("imap")).await;
+    c.until("* OK").await;
+    for _ in 0..3 {
+        assert_eq!(c.ask("a LOGIN bob bobpw", "a ").await, THROTTLED_IMAP);
+    }
+    assert_eq!(
+        c.line().await,
+        "* BYE Too many invalid authentication attempts."
+    );
     server.shutdown();
 }
 
