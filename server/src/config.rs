@@ -52,6 +52,9 @@ pub struct Config {
     pub revocation: RevocationSection,
     #[serde(default)]
     pub session: SessionSection,
+    /// The failed-login budget per client address and per user name, across protocols.
+    #[serde(default)]
+    pub login_throttle: LoginThrottleSection,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -639,6 +642,153 @@ fn default_store_timeout() -> u64 {
     1000
 }
 
+/// Where failed logins are counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThrottleStoreKind {
+    /// In this process: one instance only.
+    #[default]
+    Memory,
+    /// Shared by every instance.
+    Redis,
+}
+
+/// `[login_throttle]`: after some free failures, each further attempt from the same address
+/// or for the same user name waits a doubling delay (see README).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginThrottleSection {
+    /// Off: failures are only counted per connection (`max_auth_failures`).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Failures from one client address (IPv6: its /64) before delays start.
+    #[serde(default = "default_free_per_address")]
+    pub free_failures_per_address: u32,
+    /// Failures for one user name (from any address) before delays start.
+    #[serde(default = "default_free_per_user")]
+    pub free_failures_per_user: u32,
+    /// The first delay, in seconds; each further failure doubles it.
+    #[serde(default = "default_base_delay")]
+    pub base_delay_seconds: u64,
+    /// The longest delay, in seconds.
+    #[serde(default = "default_max_delay")]
+    pub max_delay_seconds: u64,
+    /// A count is forgotten this many seconds after its latest failure.
+    #[serde(default = "default_throttle_window")]
+    pub window_seconds: u64,
+    #[serde(default)]
+    pub store: ThrottleStoreKind,
+    /// `redis://host:port[/db]` with `store = "redis"`; absent = `revocation.redis_url`.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key (`<prefix>throttle:...`).
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// Admit attempts uncounted when the store cannot be asked (default: refuse, a temporary
+    /// failure).
+    #[serde(default)]
+    pub fail_open: bool,
+    /// Deadline of each store operation, in milliseconds.
+    #[serde(default = "default_store_timeout")]
+    pub timeout_ms: u64,
+}
+
+impl Default for LoginThrottleSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            free_failures_per_address: default_free_per_address(),
+            free_failures_per_user: default_free_per_user(),
+            base_delay_seconds: default_base_delay(),
+            max_delay_seconds: default_max_delay(),
+            window_seconds: default_throttle_window(),
+            store: ThrottleStoreKind::Memory,
+            redis_url: None,
+            key_prefix: default_key_prefix(),
+            fail_open: false,
+            timeout_ms: default_store_timeout(),
+        }
+    }
+}
+
+fn default_free_per_address() -> u32 {
+    10
+}
+fn default_free_per_user() -> u32 {
+    5
+}
+fn default_base_delay() -> u64 {
+    1
+}
+fn default_max_delay() -> u64 {
+    300
+}
+fn default_throttle_window() -> u64 {
+    900
+}
+
+impl Config {
+    /// The Redis URL of the failed-login budget: its own, else the revocation store's.
+    pub fn login_throttle_redis_url(&self) -> Option<&str> {
+        self.login_throttle
+            .redis_url
+            .as_deref()
+            .or(self.revocation.redis_url.as_deref())
+    }
+
+    fn validate_login_throttle(&self) -> Result<(), ConfigError> {
+        let t = &self.login_throttle;
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: format!("login_throttle.{key}"),
+            message,
+        };
+        if t.store == ThrottleStoreKind::Redis {
+            let Some(url) = self.login_throttle_redis_url() else {
+                return Err(invalid(
+                    "redis_url",
+                    "required with store = \"redis\" (or set revocation.redis_url)".into(),
+                ));
+            };
+            match url::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "redis" | "rediss") => {}
+                _ => {
+                    return Err(invalid(
+                        "redis_url",
+                        format!("{url:?} is not a redis:// or rediss:// URL"),
+                    ));
+                }
+            }
+        }
+        if t.base_delay_seconds == 0 {
+            return Err(invalid("base_delay_seconds", "must be at least 1".into()));
+        }
+        if t.max_delay_seconds < t.base_delay_seconds {
+            return Err(invalid(
+                "max_delay_seconds",
+                "must be at least base_delay_seconds".into(),
+            ));
+        }
+        if t.window_seconds < t.max_delay_seconds {
+            return Err(invalid(
+                "window_seconds",
+                "must be at least max_delay_seconds (a count must outlive its delay)".into(),
+            ));
+        }
+        if t.timeout_ms == 0 {
+            return Err(invalid("timeout_ms", "must be at least 1".into()));
+        }
+        if t.key_prefix
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid(
+                "key_prefix",
+                "must not contain spaces or control characters".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Shortest `revocation.ttl_seconds` accepted: entries must outlive the tokens they deny.
 pub const MIN_REVOCATION_TTL: u64 = 300;
 
@@ -791,6 +941,7 @@ impl Config {
             });
         }
         self.validate_revocation()?;
+        self.validate_login_throttle()?;
         for (key, failures) in [
             ("imap.max_auth_failures", self.imap.max_auth_failures),
             (

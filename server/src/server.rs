@@ -16,6 +16,10 @@ use crate::auth::revocation::{
     RevocationCheckingValidator, RevocationService, RevocationStore, SessionRegistry,
 };
 use crate::auth::sasl::{Protocol, SaslMechanism, SaslRegistry, default_mechanisms};
+use crate::auth::throttle::{
+    FailureBudget, LoginThrottle, MemoryBudget, Policy, RedisBudget, ThrottleSettings,
+};
+use crate::config::ThrottleStoreKind;
 use crate::config::{Config, ConfigError, DirectorySection, RevocationStoreKind, StoreSection};
 use crate::imap::{ImapContext, ImapListenerKind};
 use crate::managesieve::{ScriptCheck, SieveContext};
@@ -24,6 +28,7 @@ use crate::sieve::SieveFilter;
 use crate::smtp::{SmtpContext, SmtpListenerKind};
 use crate::store::{MailStore, MemoryStore, ScriptLimits, SieveScripts};
 use crate::tls;
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -136,6 +141,53 @@ fn revocation_store(config: &Config) -> Result<Arc<dyn RevocationStore>, StartEr
     })
 }
 
+/// The failed-login budget of `[login_throttle]`, `None` when disabled.
+fn login_throttle(config: &Config) -> Result<Option<Arc<LoginThrottle>>, StartError> {
+    let t = &config.login_throttle;
+    if !t.enabled {
+        tracing::warn!(
+            "login_throttle.enabled = false: failed logins are only counted per connection"
+        );
+        return Ok(None);
+    }
+    let budget: Arc<dyn FailureBudget> = match t.store {
+        ThrottleStoreKind::Memory => Arc::new(MemoryBudget::new()),
+        ThrottleStoreKind::Redis => {
+            let invalid = |message: String| ConfigError::Invalid {
+                key: "login_throttle.redis_url".into(),
+                message,
+            };
+            let url = config
+                .login_throttle_redis_url()
+                .ok_or_else(|| invalid("required with store = \"redis\"".into()))?;
+            Arc::new(
+                RedisBudget::start(url, Duration::from_millis(t.timeout_ms))
+                    .map_err(|e| invalid(e.to_string()))?,
+            )
+        }
+    };
+    if t.fail_open {
+        tracing::warn!(
+            "login_throttle.fail_open = true: logins are not throttled while its store is unreachable"
+        );
+    }
+    let policy = |free_failures| Policy {
+        free_failures,
+        base_delay: Duration::from_secs(t.base_delay_seconds),
+        max_delay: Duration::from_secs(t.max_delay_seconds),
+    };
+    Ok(Some(LoginThrottle::new(
+        budget,
+        ThrottleSettings {
+            per_address: policy(t.free_failures_per_address),
+            per_user: policy(t.free_failures_per_user),
+            window: Duration::from_secs(t.window_seconds),
+            fail_open: t.fail_open,
+        },
+        t.key_prefix.clone(),
+    )))
+}
+
 pub fn build_services(config: &Config) -> Result<Services, StartError> {
     tls::install_crypto_provider();
     let directory: Arc<dyn Directory> =
@@ -201,6 +253,7 @@ pub fn build_services(config: &Config) -> Result<Services, StartError> {
                 .map(|a| a.to_ascii_lowercase())
                 .collect(),
             revocation: Some(revocation.clone()),
+            throttle: login_throttle(config)?,
         },
         store,
         scripts: scripts.clone(),

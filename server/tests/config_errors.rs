@@ -306,3 +306,48 @@ fn recipient_refusal_limits_are_at_least_1() {
         assert!(text.contains(&format!("smtp.{key}")), "{text}");
     }
 }
+
+#[test]
+fn login_throttle_keys_are_checked_and_named() {
+    for (section, key) in [
+        (
+            "[login_throttle]\nbase_delay_seconds = 0\n",
+            "login_throttle.base_delay_seconds",
+        ),
+        (
+            "[login_throttle]\nbase_delay_seconds = 10\nmax_delay_seconds = 5\n",
+            "login_throttle.max_delay_seconds",
+        ),
+        (
+            "[login_throttle]\nmax_delay_seconds = 600\nwindow_seconds = 300\n",
+            "login_throttle.window_seconds",
+        ),
+        (
+            "[login_throttle]\ntimeout_ms = 0\n",
+            "login_throttle.timeout_ms",
+        ),
+        (
+            "[login_throttle]\nkey_prefix = \"a b\"\n",
+            "login_throttle.key_prefix",
+        ),
+        (
+            "[login_throttle]\nstore = \"redis\"\n",
+            "login_throttle.redis_url",
+        ),
+        (
+            "[login_throttle]\nstore = \"redis\"\nredis_url = \"http://127.0.0.1:1\"\n",
+            "login_throttle.redis_url",
+        ),
+        ("[login_throttle]\nfree_failures = 3\n", "free_failures"),
+    ] {
+        let (ok, text) = run_check(&format!("{DIRECTORY}{section}"));
+        assert!(!ok, "must fail: {section}: {text}");
+        assert!(text.contains(key), "{key}: {text}");
+    }
+    // The revocation store's Redis serves the budget too when it has no URL of its own.
+    let (ok, text) = run_check(&format!(
+        "{DIRECTORY}[revocation]\nstore = \"redis\"\nredis_url = \"redis://127.0.0.1:1/\"\n\
+         [login_throttle]\nstore = \"redis\"\n"
+    ));
+    assert!(ok, "must pass: {text}");
+}

@@ -109,6 +109,9 @@ pub fn find_binary() -> anyhow::Result<PathBuf> {
         })
 }
 
+/// Failed logins the stack's server allows per address and per user name before delays.
+pub const LOGIN_THROTTLE_FREE_FAILURES: u32 = 1_000_000;
+
 /// What the base configuration needs to know about the rest of the stack.
 pub struct ServerEnv<'a> {
     pub realm: &'a Realm,
@@ -172,6 +175,16 @@ pub fn base_config(env: &ServerEnv<'_>) -> anyhow::Result<Config> {
         },
         "store": { "kind": "memory" },
         "revocation": { "store": "redis", "redis_url": env.redis_url },
+        // The hostile-token and failure suites fail logins from 127.0.0.1 by the hundred, on
+        // purpose: the budget stays on (in memory, so a Redis outage test keeps password
+        // logins), but far out of their way.
+        "login_throttle": {
+            "store": "memory",
+            "free_failures_per_address": LOGIN_THROTTLE_FREE_FAILURES,
+            "free_failures_per_user": LOGIN_THROTTLE_FREE_FAILURES,
+            "base_delay_seconds": 1,
+            "max_delay_seconds": 1,
+        },
     });
     let config: Config =
         serde_json::from_value(value).context("building the server's base configuration")?;
@@ -333,5 +346,14 @@ mod tests {
             Some("redis://127.0.0.1:3")
         );
         assert_eq!(parsed.server.admins, ["mailadmin@example.com"]);
+        assert!(parsed.login_throttle.enabled);
+        assert_eq!(
+            parsed.login_throttle.free_failures_per_address,
+            LOGIN_THROTTLE_FREE_FAILURES
+        );
+        assert_eq!(
+            parsed.login_throttle.free_failures_per_user,
+            LOGIN_THROTTLE_FREE_FAILURES
+        );
     }
 }

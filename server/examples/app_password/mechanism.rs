@@ -39,9 +39,10 @@ impl SaslMechanism for AppPasswords {
         ctx.plaintext_allowed()
     }
 
-    fn start(&self, _initial: Option<&[u8]>, _ctx: &SessionContext) -> Box<dyn SaslExchange> {
+    fn start(&self, _initial: Option<&[u8]>, ctx: &SessionContext) -> Box<dyn SaslExchange> {
         Box::new(Exchange {
             backends: self.backends.clone(),
+            peer: ctx.peer,
             passwords: self.passwords.clone(),
             asked: false,
         })
@@ -50,6 +51,8 @@ impl SaslMechanism for AppPasswords {
 
 struct Exchange {
     backends: AuthBackends,
+    /// The client's address: the server's failed-login budget counts by it.
+    peer: Option<std::net::SocketAddr>,
     passwords: Arc<Vec<AppPassword>>,
     asked: bool,
 }
@@ -71,9 +74,15 @@ impl SaslExchange for Exchange {
         else {
             return SaslStep::Failure(SaslFailure::Malformed("expected user NUL password".into()));
         };
+        // The server's failed-login budget first: a throttled attempt is refused unchecked.
+        let attempt = match self.backends.admit_login(self.peer, Some(user)).await {
+            Ok(attempt) => attempt,
+            Err(refusal) => return SaslStep::Failure(refusal.into()),
+        };
         let canonical = match self.backends.directory.lookup(user).await {
             Ok(Some(canonical)) => canonical,
             Ok(None) => {
+                attempt.failed().await;
                 return SaslStep::Failure(SaslFailure::InvalidCredentials {
                     reason: "unknown_user".into(),
                 });
@@ -86,10 +95,12 @@ impl SaslExchange for Exchange {
             .iter()
             .any(|p| p.user.eq_ignore_ascii_case(&canonical) && p.sha256 == hash);
         if !known {
+            attempt.failed().await;
             return SaslStep::Failure(SaslFailure::InvalidCredentials {
                 reason: "bad_app_password".into(),
             });
         }
+        attempt.succeeded().await;
         SaslStep::Success {
             identity: SaslIdentity {
                 authentication_id: canonical.clone(),

@@ -129,11 +129,11 @@ enum Answer {
 
 /// The session's slow work: SASL steps, password checks, and heavy commands (on the offload
 /// pool, so this task only awaits).
-async fn perform(ctx: &ImapContext, event: Event) -> Answer {
+async fn perform(ctx: &ImapContext, peer: Option<SocketAddr>, event: Event) -> Answer {
     match event {
         Event::Auth(work) => Answer::Auth(driver::run(work).await),
         Event::CheckPassword { user, password } => Answer::Password(
-            driver::verify_password(ctx.backends.directory.as_ref(), &user, &password).await,
+            driver::verify_password_throttled(&ctx.backends, peer, &user, &password).await,
         ),
         Event::Heavy(job) => Answer::Heavy(ctx.offload.run(job).await),
     }
@@ -179,7 +179,7 @@ pub async fn run(
             let mut next = session.handle(frame);
             while let Next::Event(event) = next {
                 let answer = tokio::select! {
-                    answer = perform(&ctx, event) => answer,
+                    answer = perform(&ctx, peer, event) => answer,
                     reason = ended(&mut live) => {
                         end_session(&mut io, &mut session, &reason).await;
                         return;

@@ -252,6 +252,11 @@ impl Response {
                 Some(Code::EncryptNeeded),
                 "Plaintext authentication disallowed on non-secure connections.",
             ),
+            SaslFailure::Throttled { .. } => Self::new(
+                Status::No,
+                Some(Code::TryLater),
+                "Too many failed logins from this address or for this user; try again later.",
+            ),
         }
     }
 

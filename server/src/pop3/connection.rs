@@ -193,8 +193,9 @@ impl Connection {
                     session.auth_done(done);
                 }
                 Interrupt::Event(Event::CheckPassword { user, password }) => {
-                    let result = driver::verify_password(
-                        self.ctx.backends.directory.as_ref(),
+                    let result = driver::verify_password_throttled(
+                        &self.ctx.backends,
+                        session.peer(),
                         &user,
                         &password,
                     )

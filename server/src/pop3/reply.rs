@@ -259,6 +259,10 @@ impl Reply {
                 Some("AUTH"),
                 "Plaintext authentication disallowed on non-secure connections.",
             ),
+            SaslFailure::Throttled { .. } => Self::err(
+                Some("SYS/TEMP"),
+                "Too many failed logins from this address or for this user; try again later.",
+            ),
         }
     }
 }

@@ -166,6 +166,11 @@ pub struct Session {
 
 impl Session {
     /// A new session; the greeting is the first output. `tls` is true on implicit-TLS listeners.
+    /// The client's address (the failed-login budget counts by it).
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
     pub fn new(config: Arc<SessionConfig>, peer: Option<SocketAddr>, tls: bool) -> Self {
         let max_failures = config.max_auth_failures;
         let mut session = Self {

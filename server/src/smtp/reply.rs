@@ -217,6 +217,12 @@ impl Reply {
             SaslFailure::MechanismUnavailable(_) => Self::unknown_mechanism(),
             SaslFailure::EncryptionRequired(_) => Self::encryption_required(),
             SaslFailure::InvalidBase64 => Self::invalid_base64(),
+            // Temporary (RFC 4954's 454): the credentials were not checked, so nothing says
+            // they are wrong.
+            SaslFailure::Throttled { .. } => Self::new(
+                454,
+                "4.7.0 Too many failed logins from this address or for this user; try again later",
+            ),
         }
     }
 

@@ -241,6 +241,7 @@ pub fn backends(
         validator: validator.map(|v| v as Arc<dyn TokenValidator>),
         admins: admins.iter().map(|a| a.to_string()).collect(),
         revocation: None,
+        throttle: None,
     }
 }
 

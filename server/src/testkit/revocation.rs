@@ -187,6 +187,7 @@ impl RevocableBackends {
             validator: Some(validator),
             admins: std::sync::Arc::from([]),
             revocation: Some(service.clone()),
+            throttle: None,
         };
         Self {
             service,

@@ -8,6 +8,12 @@
 //! that accepts wins. Nothing presented, or every attempt refused: 401 with every strategy's
 //! challenge. An attempt that could not be decided (IdP or directory down) and no later
 //! success: 503. Two `Authorization` or two x-user headers: 400 before anything else.
+//!
+//! Basic and bearer attempts go through the failed-login budget (`[login_throttle]`) like
+//! every mail protocol's: while the client's address (or, for Basic, the user name) must wait,
+//! the request gets 429 with `Retry-After` and nothing is checked. Requests from a trusted
+//! gateway source (`x_user_trusted_sources`) are counted by user name only: the gateway's
+//! address is everyone's.
 
 pub mod challenge;
 pub mod credentials;
@@ -36,6 +42,9 @@ use crate::auth::directory::Directory;
 use crate::auth::oidc::{TokenError, TokenValidator};
 use crate::auth::revocation::{Denied, RevocationService};
 use crate::auth::sasl::TokenSession;
+use crate::auth::throttle::{
+    Attempt as ThrottleAttempt, LoginThrottle, Refusal, retry_after_seconds,
+};
 use crate::config::{ConfigError, HttpAuthSection, HttpStrategy};
 use credentials::{Authorization, Presented};
 
@@ -77,6 +86,10 @@ pub enum AuthRejection {
     /// 503: the IdP or the directory could not be asked; retry later.
     #[error("temporarily unavailable: {0}")]
     Unavailable(String),
+    /// 429: too many failed logins from this address or for this user name; nothing was
+    /// checked. Retry after this many seconds.
+    #[error("too many failed logins; retry in {retry_after_seconds}s")]
+    Throttled { retry_after_seconds: u64 },
 }
 
 /// The result of one strategy on one request.
@@ -96,6 +109,10 @@ enum Attempt {
         reason: String,
         detail: &'static str,
     },
+    /// The failed-login budget refused to check it.
+    Throttled {
+        retry_after_seconds: u64,
+    },
 }
 
 /// The configured strategies with the backends they check against.
@@ -106,6 +123,8 @@ pub struct HttpAuthenticator {
     /// Checks gateway-forwarded token sessions (bearer tokens are checked by the validator,
     /// which the server wraps in the same check).
     revocation: Option<Arc<RevocationService>>,
+    /// The failed-login budget Basic and bearer attempts go through.
+    throttle: Option<Arc<LoginThrottle>>,
 }
 
 impl HttpAuthenticator {
@@ -128,7 +147,45 @@ impl HttpAuthenticator {
             backends.directory.clone(),
             backends.validator.clone(),
         )
-        .with_revocation(backends.revocation.clone()))
+        .with_revocation(backends.revocation.clone())
+        .with_throttle(backends.throttle.clone()))
+    }
+
+    /// Basic and bearer attempts are counted in (and refused by) this budget.
+    pub fn with_throttle(mut self, throttle: Option<Arc<LoginThrottle>>) -> Self {
+        self.throttle = throttle;
+        self
+    }
+
+    /// The budget's admission for a request from `peer` trying `user`. A trusted gateway's
+    /// address is shared by all its clients: such requests are counted by user name only.
+    async fn admit(
+        &self,
+        peer: Option<SocketAddr>,
+        user: Option<&str>,
+    ) -> Result<ThrottleAttempt, Attempt> {
+        let Some(throttle) = &self.throttle else {
+            return Ok(ThrottleAttempt::unthrottled());
+        };
+        let ip = peer.map(|p| p.ip().to_canonical());
+        let address = ip.filter(|ip| {
+            !self
+                .settings
+                .x_user_trusted_sources
+                .iter()
+                .any(|net| net.contains(ip))
+        });
+        throttle
+            .admit(address, user)
+            .await
+            .map_err(|refusal| match refusal {
+                Refusal::Throttled { retry_after } => Attempt::Throttled {
+                    retry_after_seconds: retry_after_seconds(retry_after),
+                },
+                Refusal::Unavailable(why) => {
+                    undecided(why, "the login throttle store could not be reached")
+                }
+            })
     }
 
     pub fn with_settings(
@@ -141,6 +198,7 @@ impl HttpAuthenticator {
             directory,
             validator,
             revocation: None,
+            throttle: None,
         }
     }
 
@@ -179,11 +237,12 @@ impl HttpAuthenticator {
         let mut refusals: Vec<String> = Vec::new();
         let mut bearer_error = None;
         let mut undecided = None;
+        let mut throttled = None;
         for strategy in &self.settings.strategies {
             let name = strategy_name(*strategy);
             let attempt = match strategy {
-                HttpStrategy::Basic => self.basic(&presented).await,
-                HttpStrategy::Bearer => self.bearer(&presented).await,
+                HttpStrategy::Basic => self.basic(&presented, peer).await,
+                HttpStrategy::Bearer => self.bearer(&presented, peer).await,
                 HttpStrategy::XUser => self.x_user(&presented, headers, peer).await,
             };
             match attempt {
@@ -205,7 +264,23 @@ impl HttpAuthenticator {
                     tracing::warn!(strategy = name, ?peer, %reason, "HTTP authentication could not be decided");
                     undecided.get_or_insert(format!("{name}: {detail}"));
                 }
+                Attempt::Throttled {
+                    retry_after_seconds,
+                } => {
+                    tracing::info!(
+                        strategy = name,
+                        ?peer,
+                        retry_after_seconds,
+                        "HTTP authentication throttled: too many failed logins"
+                    );
+                    throttled.get_or_insert(retry_after_seconds);
+                }
             }
+        }
+        if let Some(retry_after_seconds) = throttled {
+            return Err(AuthRejection::Throttled {
+                retry_after_seconds,
+            });
         }
         if let Some(reason) = undecided {
             return Err(AuthRejection::Unavailable(reason));
@@ -228,7 +303,7 @@ impl HttpAuthenticator {
         })
     }
 
-    async fn basic(&self, presented: &Presented) -> Attempt {
+    async fn basic(&self, presented: &Presented, peer: Option<SocketAddr>) -> Attempt {
         let Some(Authorization::Basic(payload)) = &presented.authorization else {
             return Attempt::Absent;
         };
@@ -236,24 +311,39 @@ impl HttpAuthenticator {
             Ok(pair) => pair,
             Err(reason) => return refused(reason),
         };
+        let attempt = match self.admit(peer, Some(&user)).await {
+            Ok(attempt) => attempt,
+            Err(refusal) => return refusal,
+        };
         match self.directory.verify_password(&user, &password).await {
-            Ok(Some(canonical)) => Attempt::Accepted(HttpIdentity {
-                user: canonical,
-                strategy: strategy_name(HttpStrategy::Basic),
-                token: None,
-            }),
+            Ok(Some(canonical)) => {
+                attempt.succeeded().await;
+                Attempt::Accepted(HttpIdentity {
+                    user: canonical,
+                    strategy: strategy_name(HttpStrategy::Basic),
+                    token: None,
+                })
+            }
             // One reason for both: which of the two was wrong is nobody's business.
-            Ok(None) => refused("invalid user name or password"),
+            Ok(None) => {
+                attempt.failed().await;
+                refused("invalid user name or password")
+            }
             Err(e) => undecided(e.to_string(), DIRECTORY_DOWN),
         }
     }
 
-    async fn bearer(&self, presented: &Presented) -> Attempt {
+    async fn bearer(&self, presented: &Presented, peer: Option<SocketAddr>) -> Attempt {
         let Some(Authorization::Bearer(token)) = &presented.authorization else {
             return Attempt::Absent;
         };
         let Some(validator) = &self.validator else {
             return Attempt::Absent;
+        };
+        // A token names no user before it is valid: counted by address only.
+        let attempt = match self.admit(peer, None).await {
+            Ok(attempt) => attempt,
+            Err(refusal) => return refusal,
         };
         let result = if token.is_empty() {
             Err(TokenError::Malformed("empty bearer token".into()))
@@ -266,6 +356,9 @@ impl HttpAuthenticator {
                 return undecided(e.to_string(), "the identity provider could not be reached");
             }
             Err(e) => {
+                if crate::auth::throttle::token_refusal_counts(e.code()) {
+                    attempt.failed().await;
+                }
                 let description = challenge::error_description(&e);
                 return Attempt::Refused {
                     reason: description.clone(),
@@ -376,6 +469,19 @@ impl HttpAuthenticator {
                         }
                     }
                 }
+                response
+            }
+            AuthRejection::Throttled {
+                retry_after_seconds,
+            } => {
+                let mut response = Problem::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many failed logins from this address or for this user; retry later",
+                )
+                .into_response();
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
                 response
             }
             AuthRejection::Unavailable(detail) => {

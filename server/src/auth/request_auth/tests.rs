@@ -156,6 +156,7 @@ fn bearer_without_oidc_is_dropped_or_refused() {
         validator,
         admins: Arc::from([]),
         revocation: None,
+        throttle: None,
     };
     let auth =
         HttpAuthenticator::new(&section(&[Bearer, Basic]), &backends(None)).expect("basic left");
@@ -765,4 +766,109 @@ async fn unavailable_and_bad_request_responses() {
             "detail": "more than one Authorization header",
         })
     );
+}
+
+mod throttled {
+    //! Basic and bearer through the failed-login budget.
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+
+    use super::*;
+    use crate::auth::throttle::{LoginThrottle, MemoryBudget, Policy, ThrottleSettings};
+
+    /// One free failure per address and per user name; five minutes' delay.
+    fn throttle() -> Arc<LoginThrottle> {
+        let policy = Policy {
+            free_failures: 1,
+            base_delay: Duration::from_secs(300),
+            max_delay: Duration::from_secs(300),
+        };
+        LoginThrottle::new(
+            Arc::new(MemoryBudget::new()),
+            ThrottleSettings {
+                per_address: policy,
+                per_user: policy,
+                window: Duration::from_secs(600),
+                fail_open: false,
+            },
+            "",
+        )
+    }
+
+    fn basic(user: &str, password: &str) -> String {
+        format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
+    }
+
+    #[tokio::test]
+    async fn throttled_requests_get_429_with_retry_after_and_nothing_is_checked() {
+        let (auth, directory) = testkit::authenticator(&section(&[Bearer, Basic]));
+        let auth = auth.with_throttle(Some(throttle()));
+        let from = peer("192.0.2.7:5000");
+        let wrong = basic("alice", "wrong");
+        for _ in 0..2 {
+            let result = auth
+                .authenticate(&headers(&[("authorization", &wrong)]), from)
+                .await;
+            assert!(matches!(result, Err(AuthRejection::Unauthorized { .. })));
+        }
+        let calls = directory.calls();
+        let rejection = auth
+            .authenticate(&headers(&[("authorization", ALICE_BASIC)]), from)
+            .await
+            .expect_err("throttled");
+        assert_eq!(
+            rejection,
+            AuthRejection::Throttled {
+                retry_after_seconds: 300
+            }
+        );
+        assert_eq!(directory.calls(), calls, "nothing was checked");
+        let response = auth.rejection_response(&rejection, BASE);
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            response.headers().get(RETRY_AFTER),
+            Some(&HeaderValue::from_static("300"))
+        );
+        assert!(response.headers().get(WWW_AUTHENTICATE).is_none());
+        // The address is delayed for tokens too.
+        let bearer = auth
+            .authenticate(&headers(&[("authorization", "Bearer good-alice")]), from)
+            .await;
+        assert!(matches!(bearer, Err(AuthRejection::Throttled { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_trusted_gateway_is_counted_by_user_name_only() {
+        let (auth, _) = testkit::authenticator(&gateway_section(&[Basic, XUser], true, true));
+        let throttle = throttle();
+        let auth = auth.with_throttle(Some(throttle.clone()));
+        let gateway = peer("10.1.2.3:5000");
+        for _ in 0..2 {
+            let result = auth
+                .authenticate(
+                    &headers(&[("authorization", &basic("bob", "wrong"))]),
+                    gateway,
+                )
+                .await;
+            assert!(matches!(result, Err(AuthRejection::Unauthorized { .. })));
+        }
+        let bob = auth
+            .authenticate(
+                &headers(&[("authorization", &basic("bob", "bobpw"))]),
+                gateway,
+            )
+            .await;
+        assert!(matches!(bob, Err(AuthRejection::Throttled { .. })));
+        // Everyone else behind the gateway is untouched.
+        let alice = auth
+            .authenticate(&headers(&[("authorization", ALICE_BASIC)]), gateway)
+            .await;
+        assert_eq!(accepted(alice).user, "alice@example.com");
+        let gateway_ip = gateway.map(|p| p.ip());
+        assert_eq!(throttle.failures(gateway_ip, Some("bob")).await, Ok((0, 2)));
+    }
 }

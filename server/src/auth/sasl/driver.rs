@@ -15,6 +15,7 @@ use super::{
     Protocol, SaslExchange, SaslFailure, SaslIdentity, SaslMechanism, SaslRegistry, SaslStep,
     SessionContext,
 };
+use crate::auth::AuthBackends;
 use crate::auth::directory::Directory;
 
 /// How a protocol carries a mechanism's additional data with the outcome of success.
@@ -413,6 +414,31 @@ impl SaslDriver {
             close,
         }
     }
+}
+
+/// [`verify_password`] under the failed-login budget of `peer` and the user name: what IMAP
+/// LOGIN and POP3 USER/PASS call. A throttled attempt is refused without asking the directory.
+pub async fn verify_password_throttled(
+    backends: &AuthBackends,
+    peer: Option<SocketAddr>,
+    user: &[u8],
+    password: &[u8],
+) -> Result<String, SaslFailure> {
+    let (Ok(name), false) = (std::str::from_utf8(user), password.is_empty()) else {
+        // Refused below without the directory: nothing to count.
+        return verify_password(backends.directory.as_ref(), user, password).await;
+    };
+    if name.is_empty() {
+        return verify_password(backends.directory.as_ref(), user, password).await;
+    }
+    let attempt = backends.admit_login(peer, Some(name)).await?;
+    let result = verify_password(backends.directory.as_ref(), user, password).await;
+    match &result {
+        Ok(_) => attempt.succeeded().await,
+        Err(SaslFailure::InvalidCredentials { .. }) => attempt.failed().await,
+        Err(_) => {}
+    }
+    result
 }
 
 /// A password login outside SASL (IMAP LOGIN, POP3 USER/PASS): the canonical user, or why not.

@@ -30,9 +30,10 @@ impl SaslMechanism for Login {
         ctx.plaintext_allowed()
     }
 
-    fn start(&self, initial: Option<&[u8]>, _ctx: &SessionContext) -> Box<dyn SaslExchange> {
+    fn start(&self, initial: Option<&[u8]>, ctx: &SessionContext) -> Box<dyn SaslExchange> {
         Box::new(LoginExchange {
             backends: self.backends.clone(),
+            peer: ctx.peer,
             // An empty initial response carries no user name; ask for one as usual.
             state: State::Start {
                 initial: initial.filter(|i| !i.is_empty()).map(<[u8]>::to_vec),
@@ -55,6 +56,8 @@ enum State {
 
 struct LoginExchange {
     backends: AuthBackends,
+    /// For the failed-login budget.
+    peer: Option<std::net::SocketAddr>,
     state: State,
 }
 
@@ -88,7 +91,7 @@ impl SaslExchange for LoginExchange {
                     Ok(password) => password,
                     Err(e) => return fail(e.into()),
                 };
-                match verify(&self.backends, &username, &password, "").await {
+                match verify(&self.backends, self.peer, &username, &password, "").await {
                     Ok(identity) => success(identity),
                     Err(failure) => fail(failure),
                 }

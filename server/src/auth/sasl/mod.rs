@@ -128,6 +128,22 @@ pub enum SaslFailure {
     /// A client response that is not base64.
     #[error("invalid base64 in a SASL response")]
     InvalidBase64,
+    /// Too many failed logins from this address or for this user name: refused without a
+    /// check until the delay passes (`[login_throttle]`).
+    #[error("throttled: too many failed logins; retry in {retry_after_seconds}s")]
+    Throttled { retry_after_seconds: u64 },
+}
+
+impl From<crate::auth::throttle::Refusal> for SaslFailure {
+    fn from(refusal: crate::auth::throttle::Refusal) -> Self {
+        use crate::auth::throttle::{Refusal, retry_after_seconds};
+        match refusal {
+            Refusal::Throttled { retry_after } => SaslFailure::Throttled {
+                retry_after_seconds: retry_after_seconds(retry_after),
+            },
+            Refusal::Unavailable(why) => SaslFailure::TemporaryFailure(why),
+        }
+    }
 }
 
 /// The outcome of one exchange step.
@@ -190,6 +206,7 @@ impl SaslFailure {
                 | SaslFailure::Malformed(_)
                 | SaslFailure::InvalidBase64
                 | SaslFailure::AbortedAfterRefusal { .. }
+                | SaslFailure::Throttled { .. }
         )
     }
 }

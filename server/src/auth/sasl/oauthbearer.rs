@@ -30,11 +30,12 @@ impl SaslMechanism for OAuthBearer {
         self.backends.validator.is_some() && ctx.plaintext_allowed()
     }
 
-    fn start(&self, initial: Option<&[u8]>, _ctx: &SessionContext) -> Box<dyn SaslExchange> {
+    fn start(&self, initial: Option<&[u8]>, ctx: &SessionContext) -> Box<dyn SaslExchange> {
         Box::new(BearerExchange::new(
             self.backends.clone(),
             BearerKind::OAuthBearer,
             initial,
+            ctx.peer,
         ))
     }
 }
@@ -73,14 +74,22 @@ enum State {
 pub(super) struct BearerExchange {
     backends: AuthBackends,
     kind: BearerKind,
+    /// For the failed-login budget (by address only: a token names no user before it is valid).
+    peer: Option<std::net::SocketAddr>,
     state: State,
 }
 
 impl BearerExchange {
-    pub(super) fn new(backends: AuthBackends, kind: BearerKind, initial: Option<&[u8]>) -> Self {
+    pub(super) fn new(
+        backends: AuthBackends,
+        kind: BearerKind,
+        initial: Option<&[u8]>,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Self {
         Self {
             backends,
             kind,
+            peer,
             state: State::Start {
                 initial: initial.map(<[u8]>::to_vec),
             },
@@ -93,16 +102,28 @@ impl BearerExchange {
                 "no token validator configured".into(),
             ));
         };
+        let attempt = match self.backends.admit_login(self.peer, None).await {
+            Ok(attempt) => attempt,
+            Err(refusal) => return fail(refusal.into()),
+        };
         let verdict = match self.kind {
             BearerKind::OAuthBearer => check(&self.backends, validator.as_ref(), message).await,
             BearerKind::XOAuth2 => {
                 super::xoauth2::check(&self.backends, validator.as_ref(), message).await
             }
         };
+        // Only a refused token is a failed guess; a malformed message or an unreachable IdP
+        // is not counted.
         match verdict {
-            Verdict::Accept(identity) => success(identity),
+            Verdict::Accept(identity) => {
+                attempt.succeeded().await;
+                success(identity)
+            }
             Verdict::Fail(failure) => fail(failure),
             Verdict::Refuse(reason) => {
+                if crate::auth::throttle::token_refusal_counts(&reason) {
+                    attempt.failed().await;
+                }
                 tracing::info!(mechanism = ?self.kind, %reason, "token refused, sending RFC 7628 error challenge");
                 self.state = State::Refused { reason };
                 SaslStep::Challenge(invalid_token_challenge(

@@ -1,6 +1,8 @@
 //! PLAIN (RFC 4616): one message `authzid NUL authcid NUL passwd`, checked against the directory.
 //! Also holds the password and authzid checks LOGIN shares.
 
+use std::net::SocketAddr;
+
 use async_trait::async_trait;
 
 use super::parse::parse_plain;
@@ -27,9 +29,10 @@ impl SaslMechanism for Plain {
         ctx.plaintext_allowed()
     }
 
-    fn start(&self, initial: Option<&[u8]>, _ctx: &SessionContext) -> Box<dyn SaslExchange> {
+    fn start(&self, initial: Option<&[u8]>, ctx: &SessionContext) -> Box<dyn SaslExchange> {
         Box::new(PlainExchange {
             backends: self.backends.clone(),
+            peer: ctx.peer,
             state: State::Start {
                 initial: initial.map(<[u8]>::to_vec),
             },
@@ -49,6 +52,8 @@ enum State {
 
 struct PlainExchange {
     backends: AuthBackends,
+    /// For the failed-login budget.
+    peer: Option<SocketAddr>,
     state: State,
 }
 
@@ -77,6 +82,7 @@ impl SaslExchange for PlainExchange {
         };
         match verify(
             &self.backends,
+            self.peer,
             &parsed.authcid,
             &parsed.password,
             &parsed.authzid,
@@ -89,9 +95,11 @@ impl SaslExchange for PlainExchange {
     }
 }
 
-/// Checks a password login and the requested authzid (empty = none); shared with LOGIN.
+/// Checks a password login and the requested authzid (empty = none); shared with LOGIN. The
+/// failed-login budget of `peer` and `authcid` is asked first and told the outcome.
 pub(super) async fn verify(
     backends: &AuthBackends,
+    peer: Option<SocketAddr>,
     authcid: &str,
     password: &str,
     authzid: &str,
@@ -102,9 +110,14 @@ pub(super) async fn verify(
             reason: "empty_credentials".into(),
         });
     }
+    let attempt = backends.admit_login(peer, Some(authcid)).await?;
     let canonical = match backends.directory.verify_password(authcid, password).await {
-        Ok(Some(canonical)) => canonical,
+        Ok(Some(canonical)) => {
+            attempt.succeeded().await;
+            canonical
+        }
         Ok(None) => {
+            attempt.failed().await;
             return Err(SaslFailure::InvalidCredentials {
                 reason: "bad_password".into(),
             });

@@ -29,11 +29,12 @@ impl SaslMechanism for XOAuth2 {
         self.backends.validator.is_some() && ctx.plaintext_allowed()
     }
 
-    fn start(&self, initial: Option<&[u8]>, _ctx: &SessionContext) -> Box<dyn SaslExchange> {
+    fn start(&self, initial: Option<&[u8]>, ctx: &SessionContext) -> Box<dyn SaslExchange> {
         Box::new(BearerExchange::new(
             self.backends.clone(),
             BearerKind::XOAuth2,
             initial,
+            ctx.peer,
         ))
     }
 }

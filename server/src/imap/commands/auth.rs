@@ -35,9 +35,14 @@ pub fn failure_reply(failure: &SaslFailure) -> (Status, Option<&'static str>, &'
         SaslFailure::EncryptionRequired(_) => {
             (Status::No, Some("PRIVACYREQUIRED"), PRIVACY_REQUIRED)
         }
+        // Temporary: the credentials were not checked, so nothing says they are wrong.
+        SaslFailure::Throttled { .. } => (Status::No, Some("UNAVAILABLE"), THROTTLED),
     }
 }
 
+/// The reply to an attempt refused by the failed-login budget (`[login_throttle]`).
+pub const THROTTLED: &str =
+    "Too many failed logins from this address or for this user; try again later.";
 const BAD_BASE64: &str = "Invalid base64 data in continued response.";
 const PRIVACY_REQUIRED: &str = "Plaintext authentication disallowed on non-secure connections.";
 

@@ -19,6 +19,7 @@ use crate::auth::sasl::{
     ChannelBinding, SaslExchange, SaslFailure, SaslIdentity, SaslMechanism, SaslStep,
     SessionContext,
 };
+use crate::auth::throttle::Attempt;
 
 const NAME: &str = "SCRAM-SHA-256";
 const NAME_PLUS: &str = "SCRAM-SHA-256-PLUS";
@@ -95,6 +96,7 @@ impl SaslMechanism for ScramSha256 {
             && tls_exporter(ctx).is_some();
         Box::new(ScramExchange {
             backends: self.backends.clone(),
+            peer: ctx.peer,
             plus: self.plus,
             channel_binding: tls_exporter(ctx).map(|cb| cb.data.clone()),
             plus_usable,
@@ -140,6 +142,8 @@ struct Pending {
     nonce: String,
     client_first_bare: String,
     server_first: String,
+    /// The failed-login budget's admission, told whether the proof matched.
+    attempt: Attempt,
 }
 
 enum Account {
@@ -151,6 +155,8 @@ enum Account {
 
 struct ScramExchange {
     backends: AuthBackends,
+    /// For the failed-login budget.
+    peer: Option<std::net::SocketAddr>,
     plus: bool,
     /// The session's `tls-exporter` data, if any.
     channel_binding: Option<Vec<u8>>,
@@ -200,6 +206,15 @@ impl ScramExchange {
         if let Err(e) = self.check_flag(&first.flag) {
             return refuse(e);
         }
+        // The budget is asked before the directory, as for PLAIN.
+        let attempt = match self
+            .backends
+            .admit_login(self.peer, Some(&first.username))
+            .await
+        {
+            Ok(attempt) => attempt,
+            Err(refusal) => return fail(refusal.into()),
+        };
         let account = match self.backends.directory.scram_sha256(&first.username).await {
             Ok(Some(user)) => Account::Known(user),
             Ok(None) => Account::Unknown(fake_secret(&first.username)),
@@ -227,6 +242,7 @@ impl ScramExchange {
             nonce: server_first.nonce,
             client_first_bare: first.bare,
             server_first: challenge.clone(),
+            attempt,
         }));
         SaslStep::Challenge(challenge.into_bytes())
     }
@@ -283,6 +299,7 @@ impl ScramExchange {
                 let _ =
                     crypto::verify_proof(&secret.stored_key, auth_message.as_bytes(), &last.proof);
                 tracing::info!(user = %pending.authcid, "SCRAM: unknown user or no SCRAM secret");
+                pending.attempt.failed().await;
                 return refuse(invalid_proof());
             }
         };
@@ -292,8 +309,10 @@ impl ScramExchange {
             &last.proof,
         ) {
             tracing::info!(user = %user.canonical, "SCRAM: wrong proof");
+            pending.attempt.failed().await;
             return refuse(invalid_proof());
         }
+        pending.attempt.succeeded().await;
         // Credentials first, then the authzid: the same order and rule as PLAIN.
         let authorization_id = match authorization_id(
             &self.backends,

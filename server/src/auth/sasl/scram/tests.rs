@@ -103,6 +103,7 @@ fn auth(users: Arc<Users>, delegation: bool) -> AuthBackends {
         validator: None,
         admins: admins.into(),
         revocation: None,
+        throttle: None,
     }
 }
 
@@ -705,4 +706,50 @@ async fn never_panics() {
             ex.step(None).await;
         }
     }
+}
+
+#[tokio::test]
+async fn wrong_proofs_count_and_a_throttled_user_gets_no_server_first() {
+    use crate::auth::throttle::{LoginThrottle, MemoryBudget, Policy, ThrottleSettings};
+    use std::time::Duration;
+    let policy = Policy {
+        free_failures: 1,
+        base_delay: Duration::from_secs(300),
+        max_delay: Duration::from_secs(300),
+    };
+    let throttle = LoginThrottle::new(
+        Arc::new(MemoryBudget::new()),
+        ThrottleSettings {
+            per_address: Policy {
+                free_failures: 100,
+                ..policy
+            },
+            per_user: policy,
+            window: Duration::from_secs(600),
+            fail_open: false,
+        },
+        "",
+    );
+    let mut backends = auth(Users::new(), false);
+    backends.throttle = Some(throttle.clone());
+    let m = ScramSha256::new(backends).with_nonces(fixed_nonce());
+    let from = SessionContext {
+        peer: Some("127.0.0.1:4000".parse().unwrap()),
+        ..ctx(true)
+    };
+    for _ in 0..2 {
+        let step = login(&m, &from, &Client::new("alice", "wrong")).await;
+        assert!(matches!(
+            step,
+            SaslStep::Failure(SaslFailure::InvalidCredentials { .. })
+        ));
+    }
+    let peer_ip = from.peer.map(|p| p.ip());
+    assert_eq!(throttle.failures(peer_ip, Some("alice")).await, Ok((2, 2)));
+    // The right password is refused at the client-first, before the directory is asked.
+    let mut ex = m.start(Some(&Client::new("alice", "alicepw").first()), &from);
+    assert!(matches!(
+        ex.step(None).await,
+        SaslStep::Failure(SaslFailure::Throttled { .. })
+    ));
 }
