@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod imap;
 pub mod jmap;
+pub mod limits;
 pub mod log_escape;
 pub mod managesieve;
 pub mod pop3;
