@@ -184,7 +184,7 @@ async fn submission_command_drip_fed_byte_by_byte_is_cut_with_421() {
 }
 
 #[tokio::test]
-async fn inbound_smtp_data_drip_fed_is_cut_with_421() {
+async fn inbound_smtp_command_drip_fed_byte_by_byte_is_cut_with_421() {
     let s = start(SHORT_COMMANDS).await;
     let mut c = Client::connect(s.server.addrs.smtp.unwrap()).await;
     c.until("220 ").await;
@@ -285,6 +285,21 @@ async fn http_headers_never_finished_are_cut() {
     // One header byte at a time, never the blank line that ends the headers.
     c.drip_until_closed("X-Slow: aaaaaaaaaaaaaaaaaaaaaaaa\r\n")
         .await;
+}
+
+#[tokio::test]
+async fn http_request_body_never_finished_gets_503() {
+    let s = start("[limits.http]\nrequest_timeout_seconds = 1\n").await;
+    let mut c = Client::connect(s.server.addrs.http.unwrap()).await;
+    let auth = base64::engine::general_purpose::STANDARD.encode("alice:pw");
+    // Complete headers (the header timeout is satisfied), then a body that never ends.
+    c.send(&format!(
+        "POST /jmap HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"using\""
+    ))
+    .await;
+    let status = c.line().await.expect("a response");
+    assert!(status.starts_with("HTTP/1.1 503"), "{status:?}");
 }
 
 #[tokio::test]
@@ -452,6 +467,40 @@ async fn imap_client_that_never_reads_is_dropped_at_the_write_deadline() {
     // the previous answer is written, so what it holds stays bounded; the write deadline is
     // what ends the connection, which this writer sees as a failed write (reset).
     let pipelined = "a CAPABILITY\r\n".repeat(64);
+    let writing = tokio::spawn(async move {
+        loop {
+            if let Err(e) = writer.write_all(pipelined.as_bytes()).await {
+                return e;
+            }
+        }
+    });
+    let error = tokio::time::timeout(PATIENCE, writing)
+        .await
+        .expect("the server drops a client that does not read")
+        .expect("writer task");
+    assert!(
+        matches!(
+            error.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+        ),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn http_client_that_never_reads_is_dropped_at_the_write_deadline() {
+    let s = start("[limits.http]\nwrite_timeout_seconds = 1\n").await;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let tcp = socket
+        .connect(s.server.addrs.http.unwrap())
+        .await
+        .expect("connect");
+    let (_unread, mut writer) = tcp.into_split();
+    // Pipelined requests whose responses are never read: the same socket wrapper bounds
+    // EventSource events, WebSocket frames and downloads.
+    let pipelined =
+        "GET /.well-known/oauth-protected-resource HTTP/1.1\r\nHost: x\r\n\r\n".repeat(32);
     let writing = tokio::spawn(async move {
         loop {
             if let Err(e) = writer.write_all(pipelined.as_bytes()).await {
