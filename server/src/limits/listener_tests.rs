@@ -302,10 +302,9 @@ async fn http_request_body_never_finished_gets_503() {
     assert!(status.starts_with("HTTP/1.1 503"), "{status:?}");
 }
 
-#[tokio::test]
-async fn idle_jmap_websocket_is_pinged_then_closed() {
-    let s = start("[limits.http]\nwebsocket_ping_seconds = 1\nwebsocket_idle_seconds = 2\n").await;
-    let mut c = Client::connect(s.server.addrs.http.unwrap()).await;
+/// A JMAP WebSocket opened by hand, so the test sees the server's frames as they are.
+async fn websocket(http: SocketAddr) -> Client {
+    let mut c = Client::connect(http).await;
     let auth = base64::engine::general_purpose::STANDARD.encode("alice:pw");
     c.send(&format!(
         "GET /jmap/ws HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n\
@@ -316,15 +315,27 @@ async fn idle_jmap_websocket_is_pinged_then_closed() {
     let status = c.line().await.expect("response");
     assert!(status.starts_with("HTTP/1.1 101"), "{status:?}");
     while c.line().await.is_some_and(|header| !header.is_empty()) {}
-    // This client never answers: the raw frames the server sends are a ping, then a close.
-    let frames = c.closed_bytes().await;
-    let mut opcodes = Vec::new();
-    let mut rest = &frames[..];
+    c
+}
+
+/// Server frames (unmasked, short payloads) as (opcode, payload).
+fn frames(bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    let mut rest = bytes;
     while rest.len() >= 2 {
-        let len = usize::from(rest[1] & 0x7f);
-        opcodes.push((rest[0] & 0x0f, rest[2..2 + len].to_vec()));
+        let len = usize::from(rest[1] & 0x7f).min(rest.len() - 2);
+        frames.push((rest[0] & 0x0f, rest[2..2 + len].to_vec()));
         rest = &rest[2 + len..];
     }
+    frames
+}
+
+#[tokio::test]
+async fn idle_jmap_websocket_is_pinged_then_closed() {
+    let s = start("[limits.http]\nwebsocket_ping_seconds = 1\nwebsocket_idle_seconds = 2\n").await;
+    let mut c = websocket(s.server.addrs.http.unwrap()).await;
+    // This client never answers: the raw frames the server sends are a ping, then a close.
+    let opcodes = frames(&c.closed_bytes().await);
     assert_eq!(
         opcodes.first().map(|f| f.0),
         Some(0x9),
@@ -428,6 +439,7 @@ async fn shutdown_ends_every_protocols_sessions_with_their_goodbye() {
     pop3.until("+OK").await;
     let mut sieve = Client::connect(a.sieve.unwrap()).await;
     sieve.until("OK").await;
+    let mut ws = websocket(a.http.unwrap()).await;
 
     let stopping = tokio::spawn(s.server.shutdown());
     assert_eq!(
@@ -443,6 +455,13 @@ async fn shutdown_ends_every_protocols_sessions_with_their_goodbye() {
     assert_eq!(
         sieve.closed().await,
         "BYE (TRYLATER) \"Server shutting down, try again later.\"\r\n"
+    );
+    let close = frames(&ws.closed_bytes().await);
+    assert!(
+        close
+            .iter()
+            .any(|(op, payload)| *op == 0x8 && payload[..2] == 1001u16.to_be_bytes()),
+        "{close:?}"
     );
     tokio::time::timeout(PATIENCE, stopping)
         .await
