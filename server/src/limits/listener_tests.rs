@@ -383,6 +383,11 @@ async fn the_connection_over_the_global_cap_is_refused_in_every_protocol() {
     let mut third = Client::connect(http).await;
     let got = third.closed().await;
     assert!(got.starts_with("HTTP/1.1 503"), "{got:?}");
+    let (head, body) = got.split_once("\r\n\r\n").expect("head and body");
+    assert!(
+        head.contains(&format!("Content-Length: {}\r\n", body.len())),
+        "{got:?}"
+    );
 }
 
 /// Polls until a new connection to `addr` is not refused (the freed slot is seen).

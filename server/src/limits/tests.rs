@@ -81,3 +81,37 @@ async fn write_to_a_peer_that_never_reads_fails_after_the_deadline() {
     let err = stream.write_all(&[b'x'; 4096]).await.unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
 }
+
+fn parse(extra: &str) -> Result<crate::config::Config, crate::config::ConfigError> {
+    crate::config::Config::parse(
+        &format!("[directory]\nkind = \"static\"\npath = \"/nonexistent\"\n{extra}"),
+        std::path::Path::new("limits.toml"),
+    )
+}
+
+#[test]
+fn limits_default_when_absent_and_bad_values_name_their_key() {
+    let config = parse("").expect("no [limits] is fine");
+    assert_eq!(config.limits.imap.max_connections_per_address, 64);
+    assert_eq!(config.limits.http.header_timeout_seconds, 30);
+    let err = parse("[limits.imap]\nmax_connections = 0\n").unwrap_err();
+    assert!(
+        err.to_string().contains("limits.imap.max_connections"),
+        "{err}"
+    );
+    let err = parse("[limits.sieve]\ncommand_timeout_seconds = 0\n").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("limits.sieve.command_timeout_seconds"),
+        "{err}"
+    );
+    let err = parse("[limits.http]\nwebsocket_ping_seconds = 30\nwebsocket_idle_seconds = 30\n")
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("limits.http.websocket_idle_seconds"),
+        "{err}"
+    );
+    let err = parse("[limits.pop3]\nmax_conections = 5\n").unwrap_err();
+    assert!(err.to_string().contains("max_conections"), "{err}");
+}

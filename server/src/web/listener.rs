@@ -50,7 +50,7 @@ impl HttpLimits {
 
 /// The refusal of a connection over a cap, written before the request is read.
 const TOO_MANY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
-Content-Length: 36\r\nRetry-After: 5\r\nConnection: close\r\n\r\nToo many connections, try again later";
+Content-Length: 37\r\nRetry-After: 5\r\nConnection: close\r\n\r\nToo many connections, try again later";
 
 /// Serves until shutdown. The peer address reaches the auth layer as
 /// `ConnectInfo<SocketAddr>` (for `x_user_trusted_sources`).
