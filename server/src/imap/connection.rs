@@ -196,10 +196,10 @@ pub async fn run_with(
     loop {
         let frame = framer.next(session.framer_mode(), &session.limits());
         if frame != Frame::NeedMore {
-            // A command is not left waiting on its own work (a slow IdP, a big search) once the
-            // session has been ended.
             // A whole line or literal has arrived: the command clock stops.
             deadlines.answered();
+            // A command is not left waiting on its own work (a slow IdP, a big search) once the
+            // session has been ended (or the server shuts down).
             let mut next = session.handle(frame);
             while let Next::Event(event) = next {
                 let answer = tokio::select! {
