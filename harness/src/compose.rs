@@ -174,6 +174,8 @@ pub fn server_config_for(net: &Net) -> anyhow::Result<Config> {
             "bind_password": realm.admin_password,
         },
         "store": { "kind": "memory" },
+        // Every JMAP connection arrives from APISIX's one address.
+        "limits": { "http": { "max_connections_per_address": 1024 } },
         "revocation": { "store": "redis", "redis_url": net.redis_url() },
     });
     let config: Config = serde_json::from_value(value)?;

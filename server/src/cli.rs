@@ -105,7 +105,8 @@ pub async fn main(customize: impl FnOnce(Services) -> Services) -> ExitCode {
         );
         return ExitCode::from(1);
     }
-    running.wait().await;
+    // SIGTERM or Ctrl-C: every session gets its goodbye, then the grace period.
+    running.serve_until(stop_signal()).await;
     ExitCode::SUCCESS
 }
 
@@ -137,4 +138,23 @@ fn scram_secret(iterations: u32) -> ExitCode {
     }
     println!("{}", ScramSecret::generate(password, iterations));
     ExitCode::SUCCESS
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = term => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+    }
 }

@@ -55,6 +55,9 @@ pub struct Config {
     /// The failed-login budget per client address and per user name, across protocols.
     #[serde(default)]
     pub login_throttle: LoginThrottleSection,
+    /// Deadlines, connection caps and shutdown grace of every listener.
+    #[serde(default)]
+    pub limits: LimitsSection,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -967,6 +970,7 @@ impl Config {
         self.validate_pop3()?;
         self.validate_sieve()?;
         self.validate_in_flight()?;
+        self.limits.validate()?;
         if let Some(bad) = self.server.admins.iter().find(|a| a.trim().is_empty()) {
             return Err(ConfigError::Invalid {
                 key: "server.admins".into(),
@@ -1133,5 +1137,223 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+/// `[limits]`: what slow, numerous or lingering clients may hold. One table per listener
+/// family (`[limits.imap]` covers both IMAP listeners, each with its own caps).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// On shutdown, how long sessions get to finish after their goodbye before they are cut.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_seconds: u64,
+    #[serde(default)]
+    pub imap: ListenerLimitsSection,
+    #[serde(default)]
+    pub submission: ListenerLimitsSection,
+    /// Inbound SMTP has no login, so its `login_timeout_seconds` is not used.
+    #[serde(default)]
+    pub smtp: ListenerLimitsSection,
+    #[serde(default)]
+    pub pop3: ListenerLimitsSection,
+    #[serde(default)]
+    pub sieve: ListenerLimitsSection,
+    #[serde(default)]
+    pub http: HttpLimitsSection,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self {
+            shutdown_grace_seconds: default_shutdown_grace(),
+            imap: ListenerLimitsSection::default(),
+            submission: ListenerLimitsSection::default(),
+            smtp: ListenerLimitsSection::default(),
+            pop3: ListenerLimitsSection::default(),
+            sieve: ListenerLimitsSection::default(),
+            http: HttpLimitsSection::default(),
+        }
+    }
+}
+
+/// Deadlines and caps of a line protocol's listeners.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerLimitsSection {
+    /// A command (line, SMTP DATA body, IMAP literal) must arrive completely within this many
+    /// seconds of its first byte.
+    #[serde(default = "default_command_timeout")]
+    pub command_timeout_seconds: u64,
+    /// A connection must log in within this many seconds of connecting, however busy it is.
+    #[serde(default = "default_login_timeout")]
+    pub login_timeout_seconds: u64,
+    /// A reply must be taken by the client within this many seconds (a client that stops
+    /// reading is dropped).
+    #[serde(default = "default_write_timeout")]
+    pub write_timeout_seconds: u64,
+    /// Open connections per listener; the next one gets the protocol's refusal.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Open connections per client IP address per listener.
+    #[serde(default = "default_max_connections_per_address")]
+    pub max_connections_per_address: usize,
+}
+
+impl Default for ListenerLimitsSection {
+    fn default() -> Self {
+        Self {
+            command_timeout_seconds: default_command_timeout(),
+            login_timeout_seconds: default_login_timeout(),
+            write_timeout_seconds: default_write_timeout(),
+            max_connections: default_max_connections(),
+            max_connections_per_address: default_max_connections_per_address(),
+        }
+    }
+}
+
+/// Deadlines and caps of the HTTP listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpLimitsSection {
+    /// A request's headers must arrive within this many seconds; the same clock bounds how
+    /// long a keep-alive connection may wait for its next request.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_seconds: u64,
+    /// A request must be answered (its body read, its handler done) within this many
+    /// seconds, else `503`. WebSocket and EventSource streams are not bound by it once open.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_seconds: u64,
+    /// Every write (responses, EventSource events, WebSocket frames) must be taken by the
+    /// client within this many seconds, else the connection is dropped.
+    #[serde(default = "default_write_timeout")]
+    pub write_timeout_seconds: u64,
+    /// A JMAP WebSocket is pinged after this many seconds without traffic from the client.
+    #[serde(default = "default_websocket_ping")]
+    pub websocket_ping_seconds: u64,
+    /// A JMAP WebSocket with no traffic from the client (pongs included) for this many
+    /// seconds is closed (1001).
+    #[serde(default = "default_websocket_idle")]
+    pub websocket_idle_seconds: u64,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Behind a gateway every connection comes from the gateway's address: raise this there.
+    #[serde(default = "default_max_connections_per_address")]
+    pub max_connections_per_address: usize,
+}
+
+impl Default for HttpLimitsSection {
+    fn default() -> Self {
+        Self {
+            header_timeout_seconds: default_header_timeout(),
+            request_timeout_seconds: default_request_timeout(),
+            write_timeout_seconds: default_write_timeout(),
+            websocket_ping_seconds: default_websocket_ping(),
+            websocket_idle_seconds: default_websocket_idle(),
+            max_connections: default_max_connections(),
+            max_connections_per_address: default_max_connections_per_address(),
+        }
+    }
+}
+
+fn default_shutdown_grace() -> u64 {
+    10
+}
+fn default_command_timeout() -> u64 {
+    300
+}
+fn default_login_timeout() -> u64 {
+    120
+}
+fn default_write_timeout() -> u64 {
+    60
+}
+fn default_max_connections() -> usize {
+    1024
+}
+fn default_max_connections_per_address() -> usize {
+    64
+}
+fn default_header_timeout() -> u64 {
+    30
+}
+fn default_request_timeout() -> u64 {
+    120
+}
+fn default_websocket_ping() -> u64 {
+    30
+}
+fn default_websocket_idle() -> u64 {
+    90
+}
+
+impl LimitsSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: String| ConfigError::Invalid {
+            key,
+            message: "must be at least 1".into(),
+        };
+        for (name, l) in [
+            ("imap", &self.imap),
+            ("submission", &self.submission),
+            ("smtp", &self.smtp),
+            ("pop3", &self.pop3),
+            ("sieve", &self.sieve),
+        ] {
+            for (key, value) in [
+                ("command_timeout_seconds", l.command_timeout_seconds),
+                ("login_timeout_seconds", l.login_timeout_seconds),
+                ("write_timeout_seconds", l.write_timeout_seconds),
+                ("max_connections", l.max_connections as u64),
+                (
+                    "max_connections_per_address",
+                    l.max_connections_per_address as u64,
+                ),
+            ] {
+                if value == 0 {
+                    return Err(invalid(format!("limits.{name}.{key}")));
+                }
+            }
+        }
+        let h = &self.http;
+        for (key, value) in [
+            ("header_timeout_seconds", h.header_timeout_seconds),
+            ("request_timeout_seconds", h.request_timeout_seconds),
+            ("write_timeout_seconds", h.write_timeout_seconds),
+            ("websocket_ping_seconds", h.websocket_ping_seconds),
+            ("websocket_idle_seconds", h.websocket_idle_seconds),
+            ("max_connections", h.max_connections as u64),
+            (
+                "max_connections_per_address",
+                h.max_connections_per_address as u64,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(format!("limits.http.{key}")));
+            }
+        }
+        if h.websocket_idle_seconds <= h.websocket_ping_seconds {
+            return Err(ConfigError::Invalid {
+                key: "limits.http.websocket_idle_seconds".into(),
+                message: format!(
+                    "{} must be longer than limits.http.websocket_ping_seconds ({}), so a \
+                     client can answer a ping",
+                    h.websocket_idle_seconds, h.websocket_ping_seconds
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl ListenerLimitsSection {
+    pub fn command_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.command_timeout_seconds.max(1))
+    }
+    pub fn login_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.login_timeout_seconds.max(1))
+    }
+    pub fn write_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.write_timeout_seconds.max(1))
     }
 }

@@ -3,7 +3,8 @@
 //! Layout: `auth` is protocol-neutral (SASL, OIDC, directory, HTTP request authentication,
 //! revocation); `imap`, `smtp`, `pop3`, `managesieve` and `jmap` are front ends that only do
 //! framing and wire replies; `sieve` is the filter language delivery runs; `web` is the HTTP listener; `public_url` the base URLs both build on; `store`
-//! holds mail and Sieve scripts; `server` wires it all from `config`.
+//! holds mail and Sieve scripts; `limits` holds the deadlines, connection caps and shutdown every
+//! listener shares; `server` wires it all from `config`.
 
 pub mod auth;
 pub mod cli;
@@ -11,6 +12,7 @@ pub mod config;
 pub mod imap;
 pub mod inflight;
 pub mod jmap;
+pub mod limits;
 pub mod log_escape;
 pub mod log_limit;
 pub mod managesieve;

@@ -22,6 +22,7 @@ use crate::auth::throttle::{
 use crate::config::ThrottleStoreKind;
 use crate::config::{Config, ConfigError, DirectorySection, RevocationStoreKind, StoreSection};
 use crate::imap::{ImapContext, ImapListenerKind};
+use crate::limits::{ListenerLimits, Shutdown};
 use crate::managesieve::{ScriptCheck, SieveContext};
 use crate::pop3::{MaildropLocks, Pop3Context, Pop3ListenerKind};
 use crate::sieve::SieveFilter;
@@ -69,18 +70,48 @@ pub struct RunningServer {
     pub addrs: BoundAddrs,
     pub store: Arc<dyn MailStore>,
     pub scripts: Arc<SieveScripts>,
+    /// Background work (revocation events, introspection re-checks): aborted on shutdown.
     tasks: JoinSet<()>,
+    /// One task per listener, each owning its sessions.
+    listeners: JoinSet<()>,
+    shutdown: Shutdown,
+    grace: std::time::Duration,
 }
 
 impl RunningServer {
     /// Serves until every listener stops (they stop only on fatal errors).
     pub async fn wait(mut self) {
+        while self.listeners.join_next().await.is_some() {}
         while self.tasks.join_next().await.is_some() {}
     }
 
-    /// Stops every listener and session task.
-    pub fn shutdown(mut self) {
+    /// Serves until `stop` resolves (e.g. SIGTERM), then shuts down gracefully.
+    pub async fn serve_until(mut self, stop: impl std::future::Future<Output = ()>) {
+        tokio::select! {
+            () = stop => {}
+            () = async { while self.listeners.join_next().await.is_some() {} } => {}
+        }
+        self.shutdown().await;
+    }
+
+    /// Stops accepting, gives every session its protocol's goodbye, waits up to
+    /// `limits.shutdown_grace_seconds` for them to end, then aborts whatever is left.
+    pub async fn shutdown(mut self) {
+        self.shutdown.trigger();
+        let drained = tokio::time::timeout(self.grace, async {
+            while self.listeners.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::info!(
+                grace_seconds = self.grace.as_secs(),
+                "sessions still open after the shutdown grace period: cut"
+            );
+        }
+        self.listeners.abort_all();
         self.tasks.abort_all();
+        while self.listeners.join_next().await.is_some() {}
+        while self.tasks.join_next().await.is_some() {}
     }
 }
 
@@ -374,7 +405,13 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
 /// Like [`start`], with services built by the caller (e.g. an extra SASL mechanism).
 pub async fn start_with(config: Config, services: Services) -> Result<RunningServer, StartError> {
     let mut tasks = JoinSet::new();
+    let mut listeners = JoinSet::new();
     let mut addrs = BoundAddrs::default();
+    let shutdown = Shutdown::new();
+    let lim = &config.limits;
+    let limits = |key: &'static str, section: &crate::config::ListenerLimitsSection| {
+        ListenerLimits::new(key, section, shutdown.signal())
+    };
 
     let (imap_registry, submission_registry) = registries(&config, &services)?;
     let pop3_registry = pop3_registry(&config, &services)?;
@@ -432,10 +469,11 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
             l.local_addr()
                 .map_err(|e| StartError::Other(e.to_string()))?,
         );
-        tasks.spawn(crate::imap::serve(
+        listeners.spawn(crate::imap::serve_limited(
             l,
             ImapListenerKind::Plain,
             imap_ctx.clone(),
+            limits("imap.listen", &lim.imap),
         ));
     }
     if let Some(addr) = config.imap.listen_tls {
@@ -444,10 +482,11 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
             l.local_addr()
                 .map_err(|e| StartError::Other(e.to_string()))?,
         );
-        tasks.spawn(crate::imap::serve(
+        listeners.spawn(crate::imap::serve_limited(
             l,
             ImapListenerKind::ImplicitTls,
             imap_ctx.clone(),
+            limits("imap.listen_tls", &lim.imap),
         ));
     }
     if let Some(addr) = config.submission.listen {
@@ -456,10 +495,12 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
             l.local_addr()
                 .map_err(|e| StartError::Other(e.to_string()))?,
         );
-        tasks.spawn(crate::smtp::serve(
+        listeners.spawn(crate::smtp::serve_limited(
             l,
             SmtpListenerKind::Submission,
             smtp_ctx.clone(),
+            smtp_options(&lim.submission),
+            limits("submission.listen", &lim.submission),
         ));
     }
     if let Some(addr) = config.submission.listen_tls {
@@ -468,10 +509,12 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
             l.local_addr()
                 .map_err(|e| StartError::Other(e.to_string()))?,
         );
-        tasks.spawn(crate::smtp::serve(
+        listeners.spawn(crate::smtp::serve_limited(
             l,
             SmtpListenerKind::SubmissionImplicitTls,
             smtp_ctx.clone(),
+            smtp_options(&lim.submission),
+            limits("submission.listen_tls", &lim.submission),
         ));
     }
     if let Some(addr) = config.smtp.listen {
@@ -480,10 +523,15 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
             l.local_addr()
                 .map_err(|e| StartError::Other(e.to_string()))?,
         );
-        tasks.spawn(crate::smtp::serve(
+        let mut inbound = limits("smtp.listen", &lim.smtp);
+        // No login on an MX: only the command deadline applies.
+        inbound.session.login_timeout = None;
+        listeners.spawn(crate::smtp::serve_limited(
             l,
             SmtpListenerKind::Inbound,
             smtp_ctx.clone(),
+            smtp_options(&lim.smtp),
+            inbound,
         ));
     }
     if let Some(addr) = config.pop3.listen {
@@ -492,10 +540,12 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
             l.local_addr()
                 .map_err(|e| StartError::Other(e.to_string()))?,
         );
-        tasks.spawn(crate::pop3::serve(
+        listeners.spawn(crate::pop3::serve_limited(
             l,
             Pop3ListenerKind::Plain,
             pop3_ctx.clone(),
+            pop3_options(&config, &lim.pop3),
+            limits("pop3.listen", &lim.pop3),
         ));
     }
     if let Some(addr) = config.pop3.listen_tls {
@@ -504,10 +554,12 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
             l.local_addr()
                 .map_err(|e| StartError::Other(e.to_string()))?,
         );
-        tasks.spawn(crate::pop3::serve(
+        listeners.spawn(crate::pop3::serve_limited(
             l,
             Pop3ListenerKind::ImplicitTls,
             pop3_ctx.clone(),
+            pop3_options(&config, &lim.pop3),
+            limits("pop3.listen_tls", &lim.pop3),
         ));
     }
     if let Some(addr) = config.sieve.listen {
@@ -531,7 +583,14 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
             check: compile_scripts(),
             tls: services.tls.clone(),
         });
-        tasks.spawn(crate::managesieve::serve(l, ctx));
+        listeners.spawn(crate::managesieve::serve_limited(
+            l,
+            ctx,
+            crate::managesieve::ConnectionOptions {
+                io_timeout: lim.sieve.write_timeout(),
+            },
+            limits("sieve.listen", &lim.sieve),
+        ));
     }
     if let Some(addr) = config.http.listen {
         let l = bind("http.listen", addr).await?;
@@ -539,8 +598,12 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
             .local_addr()
             .map_err(|e| StartError::Other(e.to_string()))?;
         addrs.http = Some(bound);
-        let ctx = crate::web::HttpContext::new(&config, bound, &services)?;
-        tasks.spawn(crate::web::serve(l, Arc::new(ctx)));
+        let ctx = crate::web::HttpContext::new_with(&config, bound, &services, shutdown.signal())?;
+        listeners.spawn(crate::web::serve_limited(
+            l,
+            Arc::new(ctx),
+            crate::web::HttpLimits::new(&lim.http, shutdown.signal()),
+        ));
     }
     tracing::info!(?addrs, "listening");
     Ok(RunningServer {
@@ -548,5 +611,27 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
         store: services.store,
         scripts: services.scripts,
         tasks,
+        listeners,
+        shutdown,
+        grace: std::time::Duration::from_secs(config.limits.shutdown_grace_seconds),
     })
+}
+
+/// SMTP timeouts: the default idle time, the configured write deadline.
+fn smtp_options(section: &crate::config::ListenerLimitsSection) -> crate::smtp::ConnectionOptions {
+    crate::smtp::ConnectionOptions {
+        io_timeout: section.write_timeout(),
+        ..crate::smtp::ConnectionOptions::default()
+    }
+}
+
+/// POP3 timeouts: `[pop3]`'s idle times, the configured write deadline.
+fn pop3_options(
+    config: &Config,
+    section: &crate::config::ListenerLimitsSection,
+) -> crate::pop3::ConnectionOptions {
+    crate::pop3::ConnectionOptions {
+        io_timeout: section.write_timeout(),
+        ..crate::pop3::ConnectionOptions::from_config(&config.pop3)
+    }
 }

@@ -130,7 +130,7 @@ async fn the_example_mechanism_logs_in_through_imap_and_smtp() {
     tokio::task::spawn_blocking(move || talk(imap_addr, submission_addr))
         .await
         .expect("clients");
-    server.shutdown();
+    server.shutdown().await;
 }
 
 fn talk(imap_addr: SocketAddr, submission_addr: SocketAddr) {

@@ -185,6 +185,18 @@ pub fn base_config(env: &ServerEnv<'_>) -> anyhow::Result<Config> {
             "base_delay_seconds": 1,
             "max_delay_seconds": 1,
         },
+        // Every client of the stack (the gateway, the tests, `mail-oidc bench` with its
+        // ~110 connections) comes from 127.0.0.1: the per-address caps are raised to the
+        // global ones. A short grace keeps the stack's teardown within its SIGTERM wait.
+        "limits": {
+            "shutdown_grace_seconds": 2,
+            "imap": { "max_connections_per_address": 1024 },
+            "submission": { "max_connections_per_address": 1024 },
+            "smtp": { "max_connections_per_address": 1024 },
+            "pop3": { "max_connections_per_address": 1024 },
+            "sieve": { "max_connections_per_address": 1024 },
+            "http": { "max_connections_per_address": 1024 },
+        },
     });
     let config: Config =
         serde_json::from_value(value).context("building the server's base configuration")?;

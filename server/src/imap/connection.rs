@@ -14,6 +14,7 @@ use super::session::{Event, Next, Session};
 use crate::auth::revocation::{EndReason, LiveSession, SessionHandle, ended};
 use crate::auth::sasl::driver::{self, AuthDone};
 use crate::auth::sasl::{ChannelBinding, SaslFailure};
+use crate::limits::{Expiry, SessionLimits, WriteDeadline};
 use crate::store::StoreEvent;
 
 pub use crate::transport::Io;
@@ -28,8 +29,9 @@ const FINISH_AFTER_END: Duration = Duration::from_secs(5);
 enum Wake {
     Read(std::io::Result<usize>),
     Store(Result<StoreEvent, broadcast::error::RecvError>),
-    Timeout,
+    Timeout(Expiry),
     Ended(EndReason),
+    Shutdown,
 }
 
 /// What a flush achieved.
@@ -113,6 +115,14 @@ async fn flush_live(
     Ok(Flushed::All)
 }
 
+/// Says goodbye on shutdown and closes.
+async fn shut_down(io: &mut Box<dyn Io>, session: &mut Session) {
+    session.take_output();
+    session.shutting_down();
+    let _ = tokio::time::timeout(FINISH_AFTER_END, flush(io, session)).await;
+    let _ = tokio::time::timeout(FINISH_AFTER_END, io.shutdown()).await;
+}
+
 /// Writes the goodbye of an ended session and closes.
 async fn end_session(io: &mut Box<dyn Io>, session: &mut Session, reason: &EndReason) {
     session.take_output();
@@ -159,7 +169,22 @@ pub async fn run(
     binding: Option<ChannelBinding>,
     ctx: Arc<ImapContext>,
 ) {
-    let mut io = io;
+    run_with(io, peer, tls, binding, ctx, SessionLimits::defaults()).await
+}
+
+/// [`run`] with the listener's deadlines and shutdown signal. Every write has the write
+/// deadline; every read waits at most until the idle, command or login deadline.
+pub async fn run_with(
+    io: Box<dyn Io>,
+    peer: Option<SocketAddr>,
+    tls: bool,
+    binding: Option<ChannelBinding>,
+    ctx: Arc<ImapContext>,
+    limits: SessionLimits,
+) {
+    let mut io: Box<dyn Io> = Box::new(WriteDeadline::new(io, limits.write_timeout));
+    let mut deadlines = limits.read_deadlines();
+    let mut shutdown = limits.shutdown.clone();
     let mut session = Session::new(ctx.clone(), peer, tls);
     session.set_channel_binding(binding);
     let mut framer = Framer::new();
@@ -174,14 +199,20 @@ pub async fn run(
     loop {
         let frame = framer.next(session.framer_mode(), &session.limits());
         if frame != Frame::NeedMore {
+            // A whole line or literal has arrived: the command clock stops.
+            deadlines.answered();
             // A command is not left waiting on its own work (a slow IdP, a big search) once the
-            // session has been ended.
+            // session has been ended (or the server shuts down).
             let mut next = session.handle(frame);
             while let Next::Event(event) = next {
                 let answer = tokio::select! {
                     answer = perform(&ctx, peer, event) => answer,
                     reason = ended(&mut live) => {
                         end_session(&mut io, &mut session, &reason).await;
+                        return;
+                    }
+                    () = shutdown.requested() => {
+                        shut_down(&mut io, &mut session).await;
                         return;
                     }
                 };
@@ -193,6 +224,9 @@ pub async fn run(
             }
             if live.is_none() {
                 live = register(&ctx, &session);
+            }
+            if session.user.is_some() {
+                deadlines.logged_in();
             }
             // IDLE watches the store only while it runs; subscribing first, then syncing, so no
             // change falls between the two.
@@ -257,25 +291,31 @@ pub async fn run(
             }
             continue;
         }
+        let (by, expiry) = deadlines.next(session.timeout());
         let wake = tokio::select! {
-            r = tokio::time::timeout(session.timeout(), io.read(&mut buf)) => match r {
+            r = tokio::time::timeout_at(by, io.read(&mut buf)) => match r {
                 Ok(r) => Wake::Read(r),
-                Err(_) => Wake::Timeout,
+                Err(_) => Wake::Timeout(expiry),
             },
             e = store_event(&mut idle_rx) => Wake::Store(e),
             reason = ended(&mut live) => Wake::Ended(reason),
+            () = shutdown.requested() => Wake::Shutdown,
         };
         match wake {
             Wake::Read(Ok(0)) => {
                 tracing::debug!(user = ?session.user, "IMAP client closed the connection");
                 return;
             }
-            Wake::Read(Ok(n)) => framer.enqueue(&buf[..n]),
+            Wake::Read(Ok(n)) => {
+                deadlines.input();
+                framer.enqueue(&buf[..n]);
+            }
             Wake::Read(Err(e)) => {
                 tracing::debug!(error = %e, "IMAP read failed");
                 return;
             }
-            Wake::Timeout => {
+            Wake::Timeout(expiry) => {
+                tracing::info!(user = ?session.user, reason = expiry.what(), "IMAP read deadline passed");
                 session.on_timeout();
                 let _ = flush(&mut io, &mut session).await;
                 let _ = io.shutdown().await;
@@ -293,6 +333,10 @@ pub async fn run(
             }
             Wake::Ended(reason) => {
                 end_session(&mut io, &mut session, &reason).await;
+                return;
+            }
+            Wake::Shutdown => {
+                shut_down(&mut io, &mut session).await;
                 return;
             }
         }

@@ -25,9 +25,10 @@ use tracing::Instrument as _;
 use crate::auth::AuthBackends;
 use crate::auth::sasl::SaslRegistry;
 use crate::config::ImapSection;
+use crate::limits::ListenerLimits;
 use crate::store::MailStore;
 
-pub use connection::{Io, run as run_connection};
+pub use connection::{Io, run as run_connection, run_with as run_connection_with};
 
 /// Whether a listener speaks TLS from the first byte or offers STARTTLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,13 +51,32 @@ pub struct ImapContext {
     pub inflight: crate::inflight::InFlight,
 }
 
-/// Accepts connections until the listener fails; one task per session. Session tasks live in
-/// a `JoinSet` owned by this future, so aborting `serve` ends its sessions too.
+/// Accepts connections until the listener fails, with default deadlines and no caps.
 pub async fn serve(listener: TcpListener, kind: ImapListenerKind, ctx: Arc<ImapContext>) {
+    serve_limited(listener, kind, ctx, ListenerLimits::unlimited("imap")).await
+}
+
+/// The refusal of a connection over a cap.
+const TOO_MANY: &[u8] = b"* BYE [UNAVAILABLE] Too many connections, try again later.\r\n";
+
+/// Accepts connections until shutdown; one task per session, each holding a connection
+/// permit. Session tasks live in a `JoinSet` owned by this future, so aborting `serve` ends
+/// its sessions too; on shutdown it stops accepting and waits for its sessions' goodbyes.
+pub async fn serve_limited(
+    listener: TcpListener,
+    kind: ImapListenerKind,
+    ctx: Arc<ImapContext>,
+    limits: ListenerLimits,
+) {
     let mut sessions = JoinSet::new();
+    let mut shutdown = limits.session.shutdown.clone();
     loop {
         while sessions.try_join_next().is_some() {}
-        let (tcp, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.requested() => break,
+        };
+        let (tcp, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Usually out of file descriptors: back off instead of spinning.
@@ -65,15 +85,32 @@ pub async fn serve(listener: TcpListener, kind: ImapListenerKind, ctx: Arc<ImapC
                 continue;
             }
         };
+        let Some(permit) = limits.admit(peer) else {
+            // Under implicit TLS a cleartext line would be noise: just close.
+            if kind == ImapListenerKind::Plain {
+                crate::limits::refuse(&tcp, TOO_MANY);
+            }
+            continue;
+        };
         let ctx = ctx.clone();
+        let session_limits = limits.session.clone();
         let span = tracing::info_span!("imap", %peer);
         sessions.spawn(
             async move {
+                let _permit = permit;
                 tracing::info!(?kind, "IMAP connection");
                 let _ = tcp.set_nodelay(true);
                 match kind {
                     ImapListenerKind::Plain => {
-                        connection::run(Box::new(tcp), Some(peer), false, None, ctx).await;
+                        connection::run_with(
+                            Box::new(tcp),
+                            Some(peer),
+                            false,
+                            None,
+                            ctx,
+                            session_limits,
+                        )
+                        .await;
                     }
                     ImapListenerKind::ImplicitTls => {
                         let Some(acceptor) = ctx.tls.clone() else {
@@ -84,8 +121,15 @@ pub async fn serve(listener: TcpListener, kind: ImapListenerKind, ctx: Arc<ImapC
                         match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
                             Ok(Ok(stream)) => {
                                 let binding = crate::tls::tls_exporter(stream.get_ref().1);
-                                connection::run(Box::new(stream), Some(peer), true, binding, ctx)
-                                    .await;
+                                connection::run_with(
+                                    Box::new(stream),
+                                    Some(peer),
+                                    true,
+                                    binding,
+                                    ctx,
+                                    session_limits,
+                                )
+                                .await;
                             }
                             Ok(Err(e)) => tracing::info!(error = %e, "IMAP TLS handshake failed"),
                             Err(_) => tracing::info!("IMAP TLS handshake timed out"),
@@ -97,4 +141,6 @@ pub async fn serve(listener: TcpListener, kind: ImapListenerKind, ctx: Arc<ImapC
             .instrument(span),
         );
     }
+    drop(listener);
+    while sessions.join_next().await.is_some() {}
 }

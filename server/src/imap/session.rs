@@ -286,6 +286,18 @@ impl Session {
         response::status(&mut self.out, "*", Status::Bye, None, text);
     }
 
+    /// The server is shutting down: the goodbye before the connection closes.
+    pub fn shutting_down(&mut self) {
+        tracing::info!(peer = ?self.peer, user = ?self.user, "IMAP session ended: shutdown");
+        response::status(
+            &mut self.out,
+            "*",
+            Status::Bye,
+            Some("UNAVAILABLE"),
+            "Server shutting down, try again later.",
+        );
+    }
+
     /// The user to watch for store events, while IDLE runs.
     pub fn idling_user(&self) -> Option<&str> {
         match self.mode {

@@ -57,6 +57,8 @@ struct Stream {
     done: bool,
     /// Registered in the live sessions: a revocation ends the stream.
     live: Option<SessionHandle>,
+    /// Shutdown ends the stream (writes are bound by the listener's write deadline).
+    shutdown: crate::limits::ShutdownSignal,
 }
 
 pub async fn handler(
@@ -77,6 +79,7 @@ pub async fn handler(
         close_after_state: p.close_after_state,
         done: false,
         live: ctx.register("eventsource", &authed.caller.user, authed.token),
+        shutdown: ctx.stream_limits().shutdown.clone(),
     };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
         if st.done {
@@ -96,6 +99,10 @@ pub async fn handler(
             () = ping => (ping_event(interval), false),
             reason = ended(&mut st.live) => {
                 tracing::info!(code = reason.code(), "EventSource stream ended");
+                return None;
+            }
+            () = st.shutdown.requested() => {
+                tracing::info!("EventSource stream ended: shutdown");
                 return None;
             }
         };

@@ -83,6 +83,8 @@ pub struct JmapContext {
     sessions: Option<Arc<SessionRegistry>>,
     /// Recipients' Sieve scripts for EmailSubmission to local users.
     filter: Arc<SieveFilter>,
+    /// WebSocket ping and idle limits, and the shutdown that ends every stream.
+    streams: crate::limits::StreamLimits,
 }
 
 impl JmapContext {
@@ -112,7 +114,18 @@ impl JmapContext {
             trackers: Mutex::new(HashMap::new()),
             sessions: None,
             filter: Arc::new(SieveFilter::keep_all()),
+            streams: crate::limits::StreamLimits::default(),
         }
+    }
+
+    /// WebSocket ping and idle limits and the shutdown signal of long-lived streams.
+    pub fn with_stream_limits(mut self, streams: crate::limits::StreamLimits) -> Self {
+        self.streams = streams;
+        self
+    }
+
+    pub fn stream_limits(&self) -> &crate::limits::StreamLimits {
+        &self.streams
     }
 
     /// Runs recipients' Sieve scripts on local delivery (default: keep everything).

@@ -66,9 +66,21 @@ async fn run(
     let mut live: Option<SessionHandle> = ctx.register("jmap-ws", &caller.user, token);
     let (push_tx, mut push_rx) = mpsc::channel::<String>(PUSH_QUEUE);
     let mut push_task: Option<JoinHandle<()>> = None;
+    let limits = ctx.stream_limits().clone();
+    let mut shutdown = limits.shutdown.clone();
+    // Any frame from the client proves it alive; silence gets a ping, then a close.
+    let mut heard = tokio::time::Instant::now();
+    let mut pinged = false;
     loop {
+        let wake_at = if pinged {
+            heard + limits.idle
+        } else {
+            heard + limits.ping.min(limits.idle)
+        };
         tokio::select! {
             msg = socket.recv() => {
+                heard = tokio::time::Instant::now();
+                pinged = false;
                 let text = match msg {
                     Some(Ok(Message::Text(t))) => t.as_str().to_string(),
                     Some(Ok(Message::Binary(b))) => String::from_utf8_lossy(&b).into_owned(),
@@ -101,6 +113,31 @@ async fn run(
                 let frame = CloseFrame {
                     code: close_code::POLICY,
                     reason: text.into(),
+                };
+                let _ = socket.send(Message::Close(Some(frame))).await;
+                break;
+            }
+            () = tokio::time::sleep_until(wake_at) => {
+                if !pinged && limits.ping < limits.idle {
+                    pinged = true;
+                    if socket.send(Message::Ping(Default::default())).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                tracing::info!(user = %caller.user, idle_seconds = limits.idle.as_secs(), "JMAP WebSocket closed: no traffic from the client");
+                let frame = CloseFrame {
+                    code: close_code::AWAY,
+                    reason: "idle for too long".into(),
+                };
+                let _ = socket.send(Message::Close(Some(frame))).await;
+                break;
+            }
+            () = shutdown.requested() => {
+                tracing::info!(user = %caller.user, "JMAP WebSocket closed: shutdown");
+                let frame = CloseFrame {
+                    code: close_code::AWAY,
+                    reason: "server shutting down".into(),
                 };
                 let _ = socket.send(Message::Close(Some(frame))).await;
                 break;

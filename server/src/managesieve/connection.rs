@@ -10,6 +10,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::auth::revocation::{EndReason, LiveSession, SessionHandle};
+use crate::limits::{ListenerLimits, SessionLimits};
 use crate::transport::{Transport, TransportError};
 
 use super::SieveContext;
@@ -32,14 +33,33 @@ impl Default for ConnectionOptions {
 
 const READ_CHUNK: usize = 16 * 1024;
 
-/// Accepts connections until the listener fails, one task per connection. Session tasks live
-/// in a `JoinSet` owned by this future, so aborting it ends its sessions too.
+/// Accepts connections until the listener fails, with no caps.
 pub async fn serve_with(listener: TcpListener, ctx: Arc<SieveContext>, options: ConnectionOptions) {
+    serve_limited(listener, ctx, options, ListenerLimits::unlimited("sieve")).await
+}
+
+/// The refusal of a connection over a cap (RFC 5804 1.3: TRYLATER).
+const TOO_MANY: &[u8] = b"BYE (TRYLATER) \"Too many connections, try again later.\"\r\n";
+
+/// Accepts connections until shutdown, one task per connection holding a connection permit.
+/// Session tasks live in a `JoinSet` owned by this future, so aborting it ends its sessions
+/// too; on shutdown it stops accepting and waits for its sessions' goodbyes.
+pub async fn serve_limited(
+    listener: TcpListener,
+    ctx: Arc<SieveContext>,
+    options: ConnectionOptions,
+    limits: ListenerLimits,
+) {
     let config = Arc::new(ctx.session_config());
     let mut sessions = JoinSet::new();
+    let mut shutdown = limits.session.shutdown.clone();
     loop {
         while sessions.try_join_next().is_some() {}
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.requested() => break,
+        };
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Usually out of file descriptors: back off instead of spinning.
@@ -48,15 +68,21 @@ pub async fn serve_with(listener: TcpListener, ctx: Arc<SieveContext>, options: 
                 continue;
             }
         };
+        let Some(permit) = limits.admit(peer) else {
+            crate::limits::refuse(&stream, TOO_MANY);
+            continue;
+        };
         // Responses are small writes; without NODELAY each one can wait for a delayed ACK.
         let _ = stream.set_nodelay(true);
         let conn = Connection {
             ctx: ctx.clone(),
             options,
+            limits: limits.session.clone(),
         };
         let config = config.clone();
         sessions.spawn(
             async move {
+                let _permit = permit;
                 tracing::debug!("connected");
                 conn.run(stream, peer, config).await;
                 tracing::debug!("disconnected");
@@ -64,11 +90,14 @@ pub async fn serve_with(listener: TcpListener, ctx: Arc<SieveContext>, options: 
             .instrument(tracing::info_span!("sieve", %peer)),
         );
     }
+    drop(listener);
+    while sessions.join_next().await.is_some() {}
 }
 
 struct Connection {
     ctx: Arc<SieveContext>,
     options: ConnectionOptions,
+    limits: SessionLimits,
 }
 
 /// How a connection ends abnormally.
@@ -126,10 +155,19 @@ impl Connection {
         let mut pending = Vec::new();
         let mut buf = vec![0u8; READ_CHUNK];
         let mut live: Option<Live> = None;
+        let mut deadlines = self.limits.read_deadlines();
+        let mut shutdown = self.limits.shutdown.clone();
         loop {
             self.track(&session, &mut live);
+            if session.identity().is_some() {
+                deadlines.logged_in();
+            }
             match session.next_interrupt() {
-                Interrupt::Io(Io::Output(bytes)) => pending.extend_from_slice(&bytes),
+                Interrupt::Io(Io::Output(bytes)) => {
+                    // An answer: the command it answers has arrived.
+                    deadlines.answered();
+                    pending.extend_from_slice(&bytes);
+                }
                 Interrupt::Io(Io::Close) => {
                     transport
                         .flush_pending(&mut pending, self.options.io_timeout)
@@ -141,20 +179,31 @@ impl Connection {
                     transport
                         .flush_pending(&mut pending, self.options.io_timeout)
                         .await?;
+                    let (by, expiry) = deadlines.next(session.timeout());
                     let read = tokio::select! {
-                        read = tokio::time::timeout(session.timeout(), transport.read(&mut buf)) => read,
+                        read = tokio::time::timeout_at(by, transport.read(&mut buf)) => read,
                         reason = ended(&mut live) => {
                             session.ended(&reason);
                             continue;
                         }
+                        () = shutdown.requested() => {
+                            session.shutting_down();
+                            continue;
+                        }
                     };
                     match read {
-                        Err(_) => session.timed_out(),
+                        Err(_) => {
+                            tracing::info!(reason = expiry.what(), "read deadline passed");
+                            session.timed_out();
+                        }
                         Ok(Ok(0)) => {
                             tracing::debug!("client closed the connection");
                             return Ok(());
                         }
-                        Ok(Ok(n)) => session.enqueue_input(&buf[..n]),
+                        Ok(Ok(n)) => {
+                            deadlines.input();
+                            session.enqueue_input(&buf[..n]);
+                        }
                         Ok(Err(e)) => return Err(e.into()),
                     }
                 }

@@ -24,7 +24,7 @@ use crate::auth::sasl::SaslRegistry;
 use crate::config::SieveSection;
 use crate::store::SieveScripts;
 
-pub use connection::{ConnectionOptions, serve_with};
+pub use connection::{ConnectionOptions, serve_limited, serve_with};
 pub use session::SessionConfig;
 
 /// Compiles a script: `Ok` if it is valid, else the error text with its line (`line N: ...`).

@@ -202,6 +202,14 @@ impl Response {
     pub fn timeout() -> Self {
         Self::bye("Disconnected for inactivity.")
     }
+    /// The server is shutting down (RFC 5804 1.3: TRYLATER).
+    pub fn shutting_down() -> Self {
+        Self::new(
+            Status::Bye,
+            Some(Code::TryLater),
+            "Server shutting down, try again later.",
+        )
+    }
     /// The session was ended from outside (logout at the IdP, revocation, token expiry).
     pub fn ended(text: &str) -> Self {
         Self::bye(text)

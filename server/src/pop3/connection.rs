@@ -14,6 +14,7 @@ use super::maildrop::{self, Maildrop};
 use super::session::{Event, Interrupt, Io as SessionIo, Session, SessionConfig};
 use crate::auth::revocation::{LiveSession, SessionHandle, ended};
 use crate::auth::sasl::driver;
+use crate::limits::SessionLimits;
 
 pub use crate::transport::Io;
 
@@ -74,6 +75,28 @@ pub async fn run(
     ctx: Arc<Pop3Context>,
     options: ConnectionOptions,
 ) {
+    run_limited(
+        io,
+        peer,
+        tls,
+        binding,
+        ctx,
+        options,
+        SessionLimits::defaults(),
+    )
+    .await
+}
+
+/// [`run`] with the listener's command and login deadlines and shutdown signal.
+pub async fn run_limited(
+    io: Box<dyn Io>,
+    peer: Option<SocketAddr>,
+    tls: bool,
+    binding: Option<ChannelBinding>,
+    ctx: Arc<Pop3Context>,
+    options: ConnectionOptions,
+    limits: SessionLimits,
+) {
     let mut session = Session::new(session_config(&ctx, tls), peer, tls);
     session.set_channel_binding(binding);
     let mut conn = Connection {
@@ -81,6 +104,7 @@ pub async fn run(
         ctx,
         options,
         pending: Vec::new(),
+        limits,
     };
     match conn.drive(session).await {
         Ok(()) => {
@@ -96,6 +120,7 @@ struct Connection {
     options: ConnectionOptions,
     /// Replies not written yet; pipelined commands' replies go out together.
     pending: Vec<u8>,
+    limits: SessionLimits,
 }
 
 impl Connection {
@@ -145,12 +170,21 @@ impl Connection {
     async fn drive(&mut self, mut session: Session) -> Result<(), ConnectionError> {
         let mut buf = vec![0u8; READ_CHUNK];
         let mut live: Option<SessionHandle> = None;
+        let mut deadlines = self.limits.read_deadlines();
+        let mut shutdown = self.limits.shutdown.clone();
         loop {
             if live.is_none() {
                 live = self.register(&session);
             }
+            if session.identity().is_some() {
+                deadlines.logged_in();
+            }
             match session.next_interrupt() {
-                Interrupt::Io(SessionIo::Output(bytes)) => self.pending.extend_from_slice(&bytes),
+                Interrupt::Io(SessionIo::Output(bytes)) => {
+                    // An answer: the command it answers has arrived.
+                    deadlines.answered();
+                    self.pending.extend_from_slice(&bytes);
+                }
                 Interrupt::Io(SessionIo::Close) => return self.flush().await,
                 Interrupt::Io(SessionIo::NeedMoreInput) => {
                     self.flush().await?;
@@ -163,21 +197,32 @@ impl Connection {
                     } else {
                         self.options.preauth_timeout
                     };
+                    let (by, expiry) = deadlines.next(timeout);
                     let read = tokio::select! {
-                        read = tokio::time::timeout(timeout, self.io.read(&mut buf)) => read,
+                        read = tokio::time::timeout_at(by, self.io.read(&mut buf)) => read,
                         reason = ended(&mut live) => {
                             session.ended(&reason);
                             continue;
                         }
+                        () = shutdown.requested() => {
+                            session.shutting_down();
+                            continue;
+                        }
                     };
                     match read {
-                        Err(_) => session.timed_out(),
+                        Err(_) => {
+                            tracing::info!(reason = expiry.what(), "POP3 read deadline passed");
+                            session.timed_out();
+                        }
                         Ok(Ok(0)) => {
                             // No QUIT: no UPDATE (RFC 1939 6); the lock goes with the session.
                             tracing::debug!("POP3 client closed the connection");
                             return Ok(());
                         }
-                        Ok(Ok(n)) => session.enqueue_input(&buf[..n]),
+                        Ok(Ok(n)) => {
+                            deadlines.input();
+                            session.enqueue_input(&buf[..n]);
+                        }
                         Ok(Err(e)) => return Err(e.into()),
                     }
                 }

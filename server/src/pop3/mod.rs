@@ -23,6 +23,7 @@ use tracing::Instrument as _;
 use crate::auth::AuthBackends;
 use crate::auth::sasl::SaslRegistry;
 use crate::config::Pop3Section;
+use crate::limits::ListenerLimits;
 use crate::store::MailStore;
 
 pub use connection::{ConnectionOptions, Io, run as run_connection};
@@ -53,22 +54,49 @@ pub async fn serve(listener: TcpListener, kind: Pop3ListenerKind, ctx: Arc<Pop3C
     serve_with(listener, kind, ctx, options).await
 }
 
-/// Accepts connections until the listener fails; one task per session. Session tasks live in a
-/// `JoinSet` owned by this future, so aborting it ends its sessions too.
+/// Accepts connections until the listener fails, with no caps.
 pub async fn serve_with(
     listener: TcpListener,
     kind: Pop3ListenerKind,
     ctx: Arc<Pop3Context>,
     options: ConnectionOptions,
 ) {
+    serve_limited(
+        listener,
+        kind,
+        ctx,
+        options,
+        ListenerLimits::unlimited("pop3"),
+    )
+    .await
+}
+
+/// The refusal of a connection over a cap.
+const TOO_MANY: &[u8] = b"-ERR [SYS/TEMP] Too many connections, try again later.\r\n";
+
+/// Accepts connections until shutdown; one task per session, each holding a connection
+/// permit. Session tasks live in a `JoinSet` owned by this future, so aborting it ends its
+/// sessions too; on shutdown it stops accepting and waits for its sessions' goodbyes.
+pub async fn serve_limited(
+    listener: TcpListener,
+    kind: Pop3ListenerKind,
+    ctx: Arc<Pop3Context>,
+    options: ConnectionOptions,
+    limits: ListenerLimits,
+) {
     if kind == Pop3ListenerKind::ImplicitTls && ctx.tls.is_none() {
         tracing::error!("implicit-TLS POP3 listener without a TLS certificate; not serving");
         return;
     }
     let mut sessions = JoinSet::new();
+    let mut shutdown = limits.session.shutdown.clone();
     loop {
         while sessions.try_join_next().is_some() {}
-        let (tcp, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.requested() => break,
+        };
+        let (tcp, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Usually out of file descriptors: back off instead of spinning.
@@ -77,12 +105,21 @@ pub async fn serve_with(
                 continue;
             }
         };
+        let Some(permit) = limits.admit(peer) else {
+            // Under implicit TLS a cleartext line would be noise: just close.
+            if kind == Pop3ListenerKind::Plain {
+                crate::limits::refuse(&tcp, TOO_MANY);
+            }
+            continue;
+        };
         // Replies are small writes; without NODELAY each one can wait for a delayed ACK.
         let _ = tcp.set_nodelay(true);
         let ctx = ctx.clone();
+        let session_limits = limits.session.clone();
         let span = tracing::info_span!("pop3", %peer, ?kind);
         sessions.spawn(
             async move {
+                let _permit = permit;
                 tracing::debug!("POP3 connection");
                 match (kind, ctx.tls.clone()) {
                     (Pop3ListenerKind::ImplicitTls, Some(acceptor)) => {
@@ -92,17 +129,39 @@ pub async fn serve_with(
                             Ok(Ok(stream)) => {
                                 let binding = crate::tls::tls_exporter(stream.get_ref().1);
                                 let io = Box::new(stream);
-                                run_connection(io, Some(peer), true, binding, ctx, options).await;
+                                connection::run_limited(
+                                    io,
+                                    Some(peer),
+                                    true,
+                                    binding,
+                                    ctx,
+                                    options,
+                                    session_limits,
+                                )
+                                .await;
                             }
                             Ok(Err(e)) => tracing::info!(error = %e, "POP3 TLS handshake failed"),
                             Err(_) => tracing::info!("POP3 TLS handshake timed out"),
                         }
                     }
-                    _ => run_connection(Box::new(tcp), Some(peer), false, None, ctx, options).await,
+                    _ => {
+                        connection::run_limited(
+                            Box::new(tcp),
+                            Some(peer),
+                            false,
+                            None,
+                            ctx,
+                            options,
+                            session_limits,
+                        )
+                        .await
+                    }
                 }
                 tracing::debug!("POP3 connection closed");
             }
             .instrument(span),
         );
     }
+    drop(listener);
+    while sessions.join_next().await.is_some() {}
 }

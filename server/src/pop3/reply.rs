@@ -222,6 +222,10 @@ impl Reply {
     pub fn timeout() -> Self {
         Self::err(None, "Disconnected for inactivity.")
     }
+    /// The server is shutting down (RFC 3206 SYS/TEMP: try again later).
+    pub fn shutting_down() -> Self {
+        Self::err(Some("SYS/TEMP"), "Server shutting down, try again later.")
+    }
     /// The session was ended from outside (logout at the IdP, revocation, token expiry).
     pub fn session_ended(text: &str) -> Self {
         Self::err(Some("SYS/PERM"), text)

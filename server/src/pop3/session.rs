@@ -341,6 +341,23 @@ impl Session {
         self.closing = true;
     }
 
+    /// The server is shutting down: closed without UPDATE, nothing deleted.
+    pub fn shutting_down(&mut self) {
+        tracing::info!(
+            user = ?self.identity().map(|i| &i.authorization_id),
+            state = self.state.name(),
+            "POP3 session ended without update: shutdown"
+        );
+        self.output.clear();
+        self.event = None;
+        self.awaiting = None;
+        self.sasl.cancel();
+        self.mode = Mode::Command;
+        self.state = State::Closed;
+        self.reply(Reply::shutting_down());
+        self.closing = true;
+    }
+
     /// The connection was idle too long: closed without UPDATE (RFC 1939 3).
     pub fn timed_out(&mut self) {
         tracing::info!(state = self.state.name(), "POP3 idle timeout");

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
 use tracing::Instrument;
+
+use crate::limits::{ListenerLimits, SessionLimits};
 
 use crate::auth::revocation::{LiveSession, SessionHandle, ended};
 use crate::transport::{Transport, TransportError};
@@ -35,12 +38,34 @@ impl Default for ConnectionOptions {
 
 const READ_CHUNK: usize = 64 * 1024;
 
-/// Accepts connections forever, one task per connection.
+/// Accepts connections forever, one task per connection, with no caps.
 pub async fn serve_with(
     listener: TcpListener,
     kind: SmtpListenerKind,
     ctx: Arc<SmtpContext>,
     options: ConnectionOptions,
+) {
+    let mut limits = ListenerLimits::unlimited("smtp");
+    if kind == SmtpListenerKind::Inbound {
+        limits.session.login_timeout = None;
+    }
+    serve_limited(listener, kind, ctx, options, limits).await
+}
+
+/// Refusal of a connection over a cap (RFC 3463 4.7.0: a security or policy status).
+fn too_many(hostname: &str) -> Vec<u8> {
+    format!("421 4.7.0 {hostname} Too many connections, try again later\r\n").into_bytes()
+}
+
+/// Accepts connections until shutdown, one task per connection holding a connection permit.
+/// Session tasks live in a `JoinSet` owned by this future, so aborting it ends them; on
+/// shutdown it stops accepting and waits for its sessions' goodbyes.
+pub async fn serve_limited(
+    listener: TcpListener,
+    kind: SmtpListenerKind,
+    ctx: Arc<SmtpContext>,
+    options: ConnectionOptions,
+    limits: ListenerLimits,
 ) {
     let max_message_size = match kind {
         SmtpListenerKind::Inbound => ctx.inbound.max_message_size,
@@ -67,19 +92,34 @@ pub async fn serve_with(
         tracing::error!("implicit-TLS submission listener without a TLS certificate; not serving");
         return;
     }
+    let mut sessions = JoinSet::new();
+    let mut shutdown = limits.session.shutdown.clone();
     loop {
-        match listener.accept().await {
+        while sessions.try_join_next().is_some() {}
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.requested() => break,
+        };
+        match accepted {
             Ok((stream, peer)) => {
+                let Some(permit) = limits.admit(peer) else {
+                    if kind != SmtpListenerKind::SubmissionImplicitTls {
+                        crate::limits::refuse(&stream, &too_many(&ctx.hostname));
+                    }
+                    continue;
+                };
                 // Replies are small writes; without NODELAY each one can wait for a delayed ACK.
                 let _ = stream.set_nodelay(true);
                 let span = tracing::info_span!("smtp", %peer, ?kind);
                 let conn = Connection {
                     ctx: ctx.clone(),
                     options,
+                    limits: limits.session.clone(),
                 };
                 let config = config.clone();
-                tokio::spawn(
+                sessions.spawn(
                     async move {
+                        let _permit = permit;
                         tracing::debug!("connected");
                         conn.run(stream, peer, kind, config).await;
                         tracing::debug!("disconnected");
@@ -94,11 +134,14 @@ pub async fn serve_with(
             }
         }
     }
+    drop(listener);
+    while sessions.join_next().await.is_some() {}
 }
 
 struct Connection {
     ctx: Arc<SmtpContext>,
     options: ConnectionOptions,
+    limits: SessionLimits,
 }
 
 /// How a connection ends abnormally.
@@ -156,12 +199,21 @@ impl Connection {
         let mut pending = Vec::new();
         let mut buf = vec![0u8; READ_CHUNK];
         let mut live: Option<SessionHandle> = None;
+        let mut deadlines = self.limits.read_deadlines();
+        let mut shutdown = self.limits.shutdown.clone();
         loop {
             if live.is_none() {
                 live = self.register(&session);
             }
+            if session.identity().is_some() {
+                deadlines.logged_in();
+            }
             match session.next_interrupt() {
-                Interrupt::Io(Io::Output(bytes)) => pending.extend_from_slice(&bytes),
+                Interrupt::Io(Io::Output(bytes)) => {
+                    // An answer: the command it answers has arrived.
+                    deadlines.answered();
+                    pending.extend_from_slice(&bytes);
+                }
                 Interrupt::Io(Io::Close) => {
                     transport
                         .flush_pending(&mut pending, self.options.io_timeout)
@@ -173,21 +225,32 @@ impl Connection {
                     transport
                         .flush_pending(&mut pending, self.options.io_timeout)
                         .await?;
+                    let (by, expiry) = deadlines.next(self.options.idle_timeout);
                     let read = tokio::select! {
-                        read = tokio::time::timeout(self.options.idle_timeout, transport.read(&mut buf)) => read,
+                        read = tokio::time::timeout_at(by, transport.read(&mut buf)) => read,
                         // At once, also in the middle of DATA: that message is not accepted.
                         reason = ended(&mut live) => {
                             session.ended(&reason);
                             continue;
                         }
+                        () = shutdown.requested() => {
+                            session.shutting_down();
+                            continue;
+                        }
                     };
                     match read {
-                        Err(_) => session.timed_out(),
+                        Err(_) => {
+                            tracing::info!(reason = expiry.what(), "read deadline passed");
+                            session.timed_out();
+                        }
                         Ok(Ok(0)) => {
                             tracing::debug!("client closed the connection");
                             return Ok(());
                         }
-                        Ok(Ok(n)) => session.enqueue_input(&buf[..n]),
+                        Ok(Ok(n)) => {
+                            deadlines.input();
+                            session.enqueue_input(&buf[..n]);
+                        }
                         Ok(Err(e)) => return Err(e.into()),
                     }
                 }

@@ -24,7 +24,7 @@ use crate::auth::sasl::SaslRegistry;
 use crate::config::{SmtpSection, SubmissionSection};
 use crate::store::MailStore;
 
-pub use connection::{ConnectionOptions, serve_with};
+pub use connection::{ConnectionOptions, serve_limited, serve_with};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SmtpListenerKind {

@@ -116,6 +116,10 @@ impl Reply {
     pub fn timeout() -> Self {
         Self::new(421, "4.4.2 Timeout")
     }
+    /// RFC 3463 4.3.2: the system is not accepting network messages.
+    pub fn shutting_down() -> Self {
+        Self::new(421, "4.3.2 Server shutting down, try again later")
+    }
     pub fn auth_required() -> Self {
         Self::new(530, "5.7.0 Authentication required")
     }

@@ -6,6 +6,7 @@
 //! auth layer ([`crate::auth::request_auth::require_auth`]).
 
 pub mod admin;
+mod listener;
 pub mod logout;
 mod well_known;
 
@@ -13,10 +14,12 @@ mod well_known;
 mod tests;
 
 pub use crate::public_url::{BaseUrl, PublicBase};
+pub use listener::{HttpLimits, serve_limited};
 pub use well_known::{issuer_from_discovery_url, resource_metadata};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{Next, from_fn_with_state};
@@ -35,6 +38,7 @@ use crate::auth::request_auth::{
 };
 use crate::auth::revocation::{LogoutReceiver, LogoutSettings, RevocationService};
 use crate::config::{Config, ConfigError};
+use crate::limits::{ShutdownSignal, StreamLimits};
 use crate::server::{Services, StartError};
 
 /// Everything the HTTP routes share, built once at start-up.
@@ -58,6 +62,16 @@ impl HttpContext {
         bound: SocketAddr,
         services: &Services,
     ) -> Result<Self, StartError> {
+        Self::new_with(config, bound, services, ShutdownSignal::never())
+    }
+
+    /// [`HttpContext::new`] whose WebSocket and EventSource streams end on `shutdown`.
+    pub fn new_with(
+        config: &Config,
+        bound: SocketAddr,
+        services: &Services,
+        shutdown: ShutdownSignal,
+    ) -> Result<Self, StartError> {
         let authenticator = HttpAuthenticator::new(&config.http.auth, &services.backends)?;
         let default_base = match &config.http.public_url {
             Some(url) => BaseUrl::parse(url).map_err(|message| ConfigError::Invalid {
@@ -74,7 +88,12 @@ impl HttpContext {
             config.http.max_upload_size,
         )
         .with_sessions(services.revocation.registry().clone())
-        .with_filter(services.filter.clone());
+        .with_filter(services.filter.clone())
+        .with_stream_limits(StreamLimits {
+            ping: Duration::from_secs(config.limits.http.websocket_ping_seconds),
+            idle: Duration::from_secs(config.limits.http.websocket_idle_seconds),
+            shutdown,
+        });
         let mut ctx = Self::from_parts(authenticator, default_base, config.http.max_upload_size);
         ctx.auth.gateway_base = gateway_base.map(Arc::new);
         ctx.jmap = Some(Arc::new(jmap));

@@ -234,6 +234,21 @@ impl Session {
         self.closing = true;
     }
 
+    /// The server is shutting down.
+    pub fn shutting_down(&mut self) {
+        tracing::info!(
+            user = ?self.identity.as_ref().map(|i| &i.authorization_id),
+            "session ended: shutdown"
+        );
+        self.output.clear();
+        self.event = None;
+        self.awaiting = None;
+        self.mode = Mode::Command;
+        self.sasl.cancel();
+        self.respond(Response::shutting_down());
+        self.closing = true;
+    }
+
     /// The connection was idle too long.
     pub fn timed_out(&mut self) {
         tracing::info!(authenticated = self.identity.is_some(), "idle timeout");

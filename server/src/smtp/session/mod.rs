@@ -313,6 +313,18 @@ impl Session {
         self.closing = true;
     }
 
+    /// The server is shutting down: a message not yet accepted is not accepted.
+    pub fn shutting_down(&mut self) {
+        tracing::info!(user = ?self.identity.as_ref().map(|i| &i.authorization_id), "session ended: shutdown");
+        self.output.clear();
+        self.event = None;
+        self.awaiting = None;
+        self.transaction = None;
+        self.mode = Mode::Command;
+        self.reply(Reply::shutting_down());
+        self.closing = true;
+    }
+
     /// The connection was idle too long.
     pub fn timed_out(&mut self) {
         tracing::info!("idle timeout");
