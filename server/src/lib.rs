@@ -8,6 +8,8 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+#[cfg(test)]
+mod fuzz;
 pub mod imap;
 pub mod jmap;
 pub mod log_escape;
