@@ -8,7 +8,7 @@
 //! users but accept no password, token or SCRAM proof.
 
 mod engine;
-// mod imap;
+mod imap;
 // mod jmap;
 // mod jwt;
 // mod managesieve;
@@ -93,26 +93,21 @@ pub fn check_password(user: &[u8], password: &[u8]) -> Result<String, SaslFailur
         .expect("fuzz backends answer without waiting")
 }
 
-/// Splits server output into CRLF-terminated lines, asserting there is no bare CR or LF.
+/// Splits server output into lines, asserting each ends with CRLF and has no other CR or LF.
 pub fn crlf_lines(output: &[u8]) -> Vec<&[u8]> {
-    assert!(
-        output.ends_with(b"\r\n"),
-        "output does not end with CRLF: {:?}",
-        String::from_utf8_lossy(output)
-    );
-    let lines: Vec<&[u8]> = output[..output.len() - 2].split(|&b| b == b'\n').collect();
-    for line in &lines {
-        let line = line.strip_suffix(b"\r").unwrap_or_else(|| {
-            panic!("bare LF in output: {:?}", String::from_utf8_lossy(output))
-        });
-        assert!(
-            !line.contains(&b'\r'),
-            "bare CR in output: {:?}",
-            String::from_utf8_lossy(output)
-        );
-    }
-    lines
-        .into_iter()
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+    let text = || String::from_utf8_lossy(output);
+    output
+        .split_inclusive(|&b| b == b'\n')
+        .map(|line| {
+            let content = line
+                .strip_suffix(b"\r\n")
+                .unwrap_or_else(|| panic!("line without CRLF in output {:?}", text()));
+            assert!(
+                !content.contains(&b'\r'),
+                "bare CR in output {:?}",
+                text()
+            );
+            content
+        })
         .collect()
 }

@@ -4,11 +4,11 @@
 
 mod commands;
 mod connection;
-mod framing;
+pub(crate) mod framing;
 mod mime;
 mod response;
 mod selected;
-mod session;
+pub(crate) mod session;
 mod structure;
 #[cfg(test)]
 mod tests;
