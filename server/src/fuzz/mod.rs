@@ -15,7 +15,7 @@ mod imap;
 // mod pop3;
 mod sasl;
 // mod sieve;
-// mod smtp;
+mod smtp;
 
 use std::sync::Arc;
 
