@@ -77,7 +77,8 @@ fn check_replies(out: &[u8]) {
 fn session(config: &Arc<SessionConfig>, input: &[u8]) {
     let mut session = Session::new(config.clone(), None, false);
     let mut output = Vec::new();
-    for chunk in chunks(input) {
+    // The greeting first, then the input in pieces.
+    for chunk in std::iter::once(&b""[..]).chain(chunks(input)) {
         session.enqueue_input(chunk);
         loop {
             match session.next_interrupt() {
