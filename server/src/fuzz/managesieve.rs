@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::engine::{Target, chunks};
-use super::{backends, crlf_lines, registry, run_auth};
+use super::{backends, registry, run_auth};
 use crate::auth::sasl::Protocol;
 use crate::managesieve::parser::{Command, Limits, Parser, Word};
 use crate::managesieve::session::{Event, Interrupt, Io, Session, SessionConfig};

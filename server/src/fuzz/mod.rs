@@ -10,7 +10,7 @@
 mod engine;
 mod imap;
 // mod jmap;
-// mod jwt;
+mod jwt;
 mod managesieve;
 mod pop3;
 mod sasl;
