@@ -9,12 +9,12 @@
 
 mod engine;
 mod imap;
-// mod jmap;
+mod jmap;
 mod jwt;
 mod managesieve;
 mod pop3;
 mod sasl;
-// mod sieve;
+mod sieve;
 mod smtp;
 
 use std::sync::Arc;
