@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 /// Bytes that often flip a parser's decision.
 const INTERESTING: &[u8] = b"\0\x01\r\n \t\"\\{}()[]<>+-*=,.:;@/%~\x7f\x80\xc3\xff0";
 
+/// Mutated inputs per target in a plain `cargo test` run: a few seconds each.
+const CI_ITERATIONS: u64 = 2_000;
+
 /// Numbers at the edges of common integer types and limits.
 const NUMBERS: &[&[u8]] = &[
     b"0",
@@ -31,11 +34,10 @@ const NUMBERS: &[&[u8]] = &[
     b"99999999999999999999999",
 ];
 
-/// One fuzz target: its corpus directory name, a protocol dictionary and its CI budget.
+/// One fuzz target: its corpus directory name, a protocol dictionary and its longest input.
 pub struct Target {
     name: &'static str,
     dictionary: &'static [&'static [u8]],
-    iterations: u64,
     max_len: usize,
 }
 
@@ -44,7 +46,6 @@ impl Target {
         Self {
             name,
             dictionary: &[],
-            iterations: 2_000,
             max_len: 64 * 1024,
         }
     }
@@ -52,12 +53,6 @@ impl Target {
     /// Protocol words the mutator inserts (command names, keys, separators).
     pub fn dictionary(mut self, words: &'static [&'static [u8]]) -> Self {
         self.dictionary = words;
-        self
-    }
-
-    /// Mutated inputs in a CI run (kept to a few seconds per target).
-    pub fn iterations(mut self, n: u64) -> Self {
-        self.iterations = n;
         self
     }
 
@@ -82,9 +77,9 @@ impl Target {
         }
         let seed = env_u64("MAIL_OIDC_FUZZ_SEED").unwrap_or(0);
         let mut rng = Rng::new(fnv(self.name.as_bytes()) ^ seed);
-        let deadline = env_u64("MAIL_OIDC_FUZZ_SECONDS")
-            .map(|s| Instant::now() + Duration::from_secs(s));
-        let iterations = env_u64("MAIL_OIDC_FUZZ_ITERATIONS").unwrap_or(self.iterations);
+        let deadline =
+            env_u64("MAIL_OIDC_FUZZ_SECONDS").map(|s| Instant::now() + Duration::from_secs(s));
+        let iterations = env_u64("MAIL_OIDC_FUZZ_ITERATIONS").unwrap_or(CI_ITERATIONS);
         let mut ran = corpus.len() as u64;
         let mut i = 0u64;
         loop {
@@ -109,7 +104,9 @@ impl Target {
                 self.name,
                 input.len(),
                 saved.display(),
-                String::from_utf8_lossy(&crate::log_escape::escape(&input[..input.len().min(2048)]))
+                String::from_utf8_lossy(&crate::log_escape::escape(
+                    &input[..input.len().min(2048)]
+                ))
             );
             resume_unwind(panic);
         }
@@ -161,7 +158,7 @@ impl Target {
                 if !other.is_empty() {
                     let start = rng.below(other.len());
                     let end = (start + 1 + rng.below(other.len() - start)).min(other.len());
-                    insert(data, pos, &other[start..end].to_vec());
+                    insert(data, pos, &other[start..end]);
                 }
             }
             8 => {
@@ -228,10 +225,7 @@ fn load_corpus(target: &str) -> Vec<Vec<u8>> {
     };
     let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
     paths.sort();
-    paths
-        .iter()
-        .filter_map(|p| std::fs::read(p).ok())
-        .collect()
+    paths.iter().filter_map(|p| std::fs::read(p).ok()).collect()
 }
 
 fn save_crash(target: &str, input: &[u8]) -> PathBuf {

@@ -94,18 +94,28 @@ fn check_frame(frame: &Frame, limits: &Limits) {
         .max(limits.auth_line);
     match frame {
         Frame::Command(bytes) => {
-            assert!(bytes.len() <= command_limit, "command of {} bytes", bytes.len());
+            assert!(
+                bytes.len() <= command_limit,
+                "command of {} bytes",
+                bytes.len()
+            );
             assert!(bytes.ends_with(b"\r\n"), "command without CRLF");
         }
         Frame::Line(bytes) => {
-            assert!(bytes.len() <= limits.auth_line, "line of {} bytes", bytes.len());
+            assert!(
+                bytes.len() <= limits.auth_line,
+                "line of {} bytes",
+                bytes.len()
+            );
             assert!(bytes.ends_with(b"\r\n"), "line without CRLF");
         }
         _ => {}
     }
 }
 
-fn session(ctx: &Arc<ImapContext>, input: &[u8]) {
+/// Runs one session; returns how many SASL steps and password checks it ran.
+fn session(ctx: &Arc<ImapContext>, input: &[u8]) -> usize {
+    let mut auth = 0;
     let mut session = Session::new(ctx.clone(), None, false);
     session.greeting();
     check_output(&session.take_output());
@@ -125,6 +135,7 @@ fn session(ctx: &Arc<ImapContext>, input: &[u8]) {
             );
             let mut next = session.handle(frame);
             while let Next::Event(event) = next {
+                auth += 1;
                 next = match event {
                     Event::Auth(work) => session.auth_done(run_auth(work)),
                     Event::CheckPassword { user, password } => {
@@ -143,18 +154,22 @@ fn session(ctx: &Arc<ImapContext>, input: &[u8]) {
                 Next::AcceptLiteral => framer.accept_literal(),
                 Next::RejectLiteral => framer.reject_literal(),
                 // No TLS acceptor: STARTTLS is refused, so this ends the session too.
-                Next::Close | Next::StartTls => return,
+                Next::Close | Next::StartTls => return auth,
             }
         }
     }
+    auth
 }
 
 #[test]
 fn fuzz_imap_preauth() {
     let ctx = context();
+    let mut auth = 0;
     Target::new("imap_preauth")
         .dictionary(WORDS)
-        .run(|input| session(&ctx, input));
+        .run(|input| auth += session(&ctx, input));
+    // The target reaches the SASL mechanisms, not only the command parser.
+    assert!(auth > 0, "no input reached authentication");
 }
 
 /// The framer alone under tiny limits, in both modes: frames never exceed them.
@@ -165,38 +180,36 @@ fn fuzz_imap_framer() {
         auth_line: 128,
         literal: 32,
     };
-    Target::new("imap_preauth")
-        .dictionary(WORDS)
-        .run(|input| {
-            let mut framer = Framer::new();
-            let mut line_mode = false;
-            for chunk in chunks(input) {
-                framer.enqueue(chunk);
-                loop {
-                    let mode = if line_mode {
-                        crate::imap::framing::Mode::Line
-                    } else {
-                        crate::imap::framing::Mode::Command
-                    };
-                    let frame = framer.next(mode, &limits);
-                    check_frame(&frame, &limits);
-                    match frame {
-                        Frame::NeedMore => break,
-                        Frame::LineTooLong => {
-                            assert_eq!(framer.next(mode, &limits), Frame::LineTooLong);
-                            return;
-                        }
-                        Frame::Literal { too_big, .. } => {
-                            if too_big {
-                                framer.reject_literal();
-                            } else {
-                                framer.accept_literal();
-                            }
-                        }
-                        Frame::Command(c) => line_mode = c.len() % 3 == 0,
-                        Frame::Line(_) => line_mode = false,
+    Target::new("imap_preauth").dictionary(WORDS).run(|input| {
+        let mut framer = Framer::new();
+        let mut line_mode = false;
+        for chunk in chunks(input) {
+            framer.enqueue(chunk);
+            loop {
+                let mode = if line_mode {
+                    crate::imap::framing::Mode::Line
+                } else {
+                    crate::imap::framing::Mode::Command
+                };
+                let frame = framer.next(mode, &limits);
+                check_frame(&frame, &limits);
+                match frame {
+                    Frame::NeedMore => break,
+                    Frame::LineTooLong => {
+                        assert_eq!(framer.next(mode, &limits), Frame::LineTooLong);
+                        return;
                     }
+                    Frame::Literal { too_big, .. } => {
+                        if too_big {
+                            framer.reject_literal();
+                        } else {
+                            framer.accept_literal();
+                        }
+                    }
+                    Frame::Command(c) => line_mode = c.len() % 3 == 0,
+                    Frame::Line(_) => line_mode = false,
                 }
             }
-        });
+        }
+    });
 }

@@ -106,7 +106,8 @@ fn check_token(token: &str) -> Option<jws::JwsHeader> {
 
 /// The access-token checks: whatever passes has the right issuer, is live at NOW, and has the
 /// accepted audience.
-fn access_token_claims(claims: &Map<String, Value>, header_typ: Option<&str>) {
+fn access_token_claims(claims: &Map<String, Value>, header_typ: Option<&str>) -> usize {
+    let mut passed = 0;
     let audience = ["mail".to_string()];
     for audience in [&audience[..], &[]] {
         let rules = ClaimRules {
@@ -118,8 +119,12 @@ fn access_token_claims(claims: &Map<String, Value>, header_typ: Option<&str>) {
         let Ok(checked) = claims::check(claims, &rules, NOW) else {
             continue;
         };
+        passed += 1;
         assert_eq!(checked.issuer, ISSUER);
-        assert!(checked.expires_at.saturating_add(LEEWAY) >= NOW, "expired token accepted");
+        assert!(
+            checked.expires_at.saturating_add(LEEWAY) >= NOW,
+            "expired token accepted"
+        );
         assert!(!checked.subject.is_empty() || claims.get("sub") == Some(&Value::from("")));
         if let Some(Value::Number(nbf)) = claims.get("nbf")
             && let Some(nbf) = nbf.as_u64()
@@ -137,11 +142,12 @@ fn access_token_claims(claims: &Map<String, Value>, header_typ: Option<&str>) {
         }
     }
     let _ = claims::check_access_token(header_typ, claims);
+    passed
 }
 
 /// The back-channel logout checks: whatever passes is a logout event from our issuer, for
 /// us, recent, naming a session or subject, and never an ID token.
-fn logout_claims(claims: &Map<String, Value>) {
+fn logout_claims(claims: &Map<String, Value>) -> bool {
     let audiences = ["mail".to_string()];
     let rules = LogoutRules {
         issuer: ISSUER,
@@ -150,13 +156,16 @@ fn logout_claims(claims: &Map<String, Value>) {
         leeway: LEEWAY,
     };
     let Ok(event) = logout_token::check(claims, &rules, NOW) else {
-        return;
+        return false;
     };
     assert_eq!(event.issuer, ISSUER);
     assert!(event.issued_at <= NOW + LEEWAY && event.issued_at.saturating_add(120) >= NOW);
     assert!(!event.jti.is_empty());
     assert!(event.sid.is_some() || event.subject.is_some());
-    assert!(!claims.contains_key("nonce"), "ID token accepted as logout token");
+    assert!(
+        !claims.contains_key("nonce"),
+        "ID token accepted as logout token"
+    );
     assert!(
         claims
             .get("events")
@@ -164,17 +173,27 @@ fn logout_claims(claims: &Map<String, Value>) {
             .is_some_and(Value::is_object),
         "no logout event"
     );
-    assert!(revocation_for(&event).is_some(), "accepted but revokes nothing");
+    assert!(
+        revocation_for(&event).is_some(),
+        "accepted but revokes nothing"
+    );
+    true
 }
 
 /// Claim sets as JSON: both the access-token and the logout-token checks.
 #[test]
 fn fuzz_jwt_claims() {
+    let (mut access, mut logout) = (0, 0);
     Target::new("jwt_claims").dictionary(WORDS).run(|input| {
         if let Ok(Value::Object(claims)) = serde_json::from_slice(input) {
-            access_token_claims(&claims, None);
-            access_token_claims(&claims, Some("at+jwt"));
-            logout_claims(&claims);
+            access += access_token_claims(&claims, None);
+            access += access_token_claims(&claims, Some("at+jwt"));
+            logout += usize::from(logout_claims(&claims));
         }
     });
+    // Both checks see claim sets they accept, so their invariants are exercised.
+    assert!(
+        access > 0 && logout > 0,
+        "accepted: {access} access, {logout} logout"
+    );
 }

@@ -84,7 +84,11 @@ fn check_output(out: &[u8]) {
         );
         rest = &rest[lf + 1..];
         if let Some(n) = literal_length(line) {
-            assert!(n <= rest.len(), "literal longer than the output in {:?}", text());
+            assert!(
+                n <= rest.len(),
+                "literal longer than the output in {:?}",
+                text()
+            );
             rest = &rest[n..];
         }
     }
@@ -94,7 +98,9 @@ fn check_output(out: &[u8]) {
 fn literal_length(line: &[u8]) -> Option<usize> {
     let inner = line.strip_suffix(b"}")?;
     let open = inner.iter().rposition(|&b| b == b'{')?;
-    let digits = inner[open + 1..].strip_suffix(b"+").unwrap_or(&inner[open + 1..]);
+    let digits = inner[open + 1..]
+        .strip_suffix(b"+")
+        .unwrap_or(&inner[open + 1..]);
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
@@ -115,7 +121,10 @@ fn session(config: &Arc<SessionConfig>, input: &[u8]) {
                 Interrupt::Event(Event::StartTls) => panic!("STARTTLS without a TLS acceptor"),
                 Interrupt::Event(Event::Auth(work)) => session.auth_done(run_auth(work)),
             }
-            assert!(session.identity().is_none(), "logged in without credentials");
+            assert!(
+                session.identity().is_none(),
+                "logged in without credentials"
+            );
         }
     }
     check_output(&output);

@@ -102,11 +102,7 @@ pub fn crlf_lines(output: &[u8]) -> Vec<&[u8]> {
             let content = line
                 .strip_suffix(b"\r\n")
                 .unwrap_or_else(|| panic!("line without CRLF in output {:?}", text()));
-            assert!(
-                !content.contains(&b'\r'),
-                "bare CR in output {:?}",
-                text()
-            );
+            assert!(!content.contains(&b'\r'), "bare CR in output {:?}", text());
             content
         })
         .collect()

@@ -84,7 +84,10 @@ fn session(config: &Arc<SessionConfig>, input: &[u8]) {
                     panic!("maildrop reached without credentials")
                 }
             }
-            assert!(session.identity().is_none(), "logged in without credentials");
+            assert!(
+                session.identity().is_none(),
+                "logged in without credentials"
+            );
         }
     }
     assert!(output.starts_with(b"+OK"), "no greeting");

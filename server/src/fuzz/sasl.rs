@@ -187,7 +187,9 @@ fn fuzz_sasl_scram_client_first() {
                 if let Some(SaslStep::Challenge(server_first)) = steps.first() {
                     // Only a well-formed client-first gets a server-first, which extends the
                     // client's nonce.
-                    let first = parsed.as_ref().expect("challenge for an unparsable message");
+                    let first = parsed
+                        .as_ref()
+                        .expect("challenge for an unparsable message");
                     let text = String::from_utf8(server_first.clone()).expect("UTF-8");
                     let expected = format!("r={}{SERVER_NONCE},s=", first.nonce);
                     assert!(text.starts_with(&expected), "server-first {text:?}");
@@ -204,8 +206,14 @@ fn fuzz_sasl_scram_client_final() {
         .run(|input| {
             let _ = parse_client_final(input);
             for (mech, first) in [
-                (&plain, &b"n,,n=alice@example.com,r=rOprNGfwEbeRWgbNEkqO"[..]),
-                (&plus, &b"p=tls-exporter,,n=alice@example.com,r=rOprNGfwEbeRWgbNEkqO"[..]),
+                (
+                    &plain,
+                    &b"n,,n=alice@example.com,r=rOprNGfwEbeRWgbNEkqO"[..],
+                ),
+                (
+                    &plus,
+                    &b"p=tls-exporter,,n=alice@example.com,r=rOprNGfwEbeRWgbNEkqO"[..],
+                ),
             ] {
                 let steps = exchange(mech, first, &[input, b""]);
                 assert!(

@@ -52,6 +52,7 @@ const MESSAGE: &[u8] = b"From: Bob <bob@example.com>\r\nTo: alice@example.com\r\
 
 #[test]
 fn fuzz_sieve_compile() {
+    let mut compiled = 0;
     Target::new("sieve_script")
         .dictionary(WORDS)
         .max_len(16 * 1024)
@@ -67,6 +68,7 @@ fn fuzz_sieve_compile() {
                     );
                 }
                 Ok(script) => {
+                    compiled += 1;
                     let envelope = Envelope {
                         from: "bob@example.com",
                         to: "alice@example.com",
@@ -80,4 +82,6 @@ fn fuzz_sieve_compile() {
                 }
             }
         });
+    // Mutations keep enough scripts valid to exercise the interpreter too.
+    assert!(compiled > 0, "no script compiled");
 }

@@ -346,7 +346,11 @@ mod tests {
         for (i, byte) in line.iter().enumerate() {
             f.enqueue(std::slice::from_ref(byte));
             assert_eq!(f.next(Mode::Command, &limits), Frame::NeedMore);
-            assert_eq!(f.scanned, i + 1, "bytes already searched are not searched again");
+            assert_eq!(
+                f.scanned,
+                i + 1,
+                "bytes already searched are not searched again"
+            );
         }
         f.enqueue(b"\r\n");
         assert_eq!(
