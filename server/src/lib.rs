@@ -9,6 +9,8 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+#[cfg(test)]
+mod fuzz;
 pub mod imap;
 pub mod inflight;
 pub mod jmap;

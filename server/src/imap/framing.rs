@@ -73,6 +73,9 @@ pub struct Framer {
     message: Vec<u8>,
     /// Literal bytes in `message`.
     literal_bytes: u64,
+    /// Leading bytes of `input` already searched for a line end: a line arriving a byte at a
+    /// time is scanned once, not once per byte (quadratic, found by fuzzing).
+    scanned: usize,
     state: State,
 }
 
@@ -88,6 +91,7 @@ impl Framer {
             input: Vec::new(),
             message: Vec::new(),
             literal_bytes: 0,
+            scanned: 0,
             state: State::Line,
         }
     }
@@ -106,6 +110,7 @@ impl Framer {
     /// be taken as if it came through TLS (CVE-2011-0411 style injection).
     pub fn discard_input(&mut self) {
         self.input.clear();
+        self.scanned = 0;
         self.message.clear();
         self.literal_bytes = 0;
         if self.state != State::Poisoned {
@@ -156,6 +161,7 @@ impl Framer {
                     }
                     let take = clamp(remaining, self.input.len());
                     self.message.extend(self.input.drain(..take));
+                    self.scanned = 0;
                     let remaining = remaining - take as u64;
                     self.state = if remaining == 0 {
                         State::Line
@@ -169,6 +175,7 @@ impl Framer {
                 State::SkipLiteral { remaining } => {
                     let take = clamp(remaining, self.input.len());
                     self.input.drain(..take);
+                    self.scanned = 0;
                     let remaining = remaining - take as u64;
                     if remaining > 0 {
                         self.state = State::SkipLiteral { remaining };
@@ -183,6 +190,7 @@ impl Framer {
                         return Frame::NeedMore;
                     };
                     let line: Vec<u8> = self.input.drain(..=end).collect();
+                    self.scanned = 0;
                     self.state = match announcement(strip_eol(&line)) {
                         Some((length, false)) => State::SkipLiteral { remaining: length },
                         _ => State::Line,
@@ -199,7 +207,8 @@ impl Framer {
             Mode::Command if is_authenticate(&self.message, &self.input) => limits.auth_line,
             Mode::Command => limits.line,
         };
-        let Some(end) = find_lf(&self.input) else {
+        let Some(end) = find_lf(&self.input[self.scanned..]).map(|i| i + self.scanned) else {
+            self.scanned = self.input.len();
             if self.input.len() >= limit {
                 self.poison();
                 return Frame::LineTooLong;
@@ -213,6 +222,7 @@ impl Framer {
             return Frame::LineTooLong;
         }
         let raw: Vec<u8> = self.input.drain(..=end).collect();
+        self.scanned = 0;
         let content = strip_eol(&raw);
         let line_start = self.message.len();
         self.message.extend_from_slice(content);
@@ -236,6 +246,7 @@ impl Framer {
     fn poison(&mut self) {
         self.state = State::Poisoned;
         self.input.clear();
+        self.scanned = 0;
         self.message.clear();
     }
 }
@@ -286,13 +297,19 @@ pub fn tag_of(message: &[u8]) -> Option<String> {
     valid.then(|| String::from_utf8_lossy(tag).into_owned())
 }
 
+/// Where `<tag> AUTHENTICATE ` must end to get the AUTHENTICATE line limit.
+const AUTHENTICATE_PREFIX: usize = 128;
+
 /// Whether the command being read is `<tag> AUTHENTICATE ...` (its line may be longer).
 fn is_authenticate(message: &[u8], input: &[u8]) -> bool {
     // Only the first line of a command can be AUTHENTICATE (it takes no literals).
     if !message.is_empty() {
         return false;
     }
-    let mut words = input.splitn(3, |&b| b == b' ');
+    // Looking at the start only keeps the check cheap on a long line arriving in pieces; a tag
+    // longer than this gets the shorter command limit.
+    let head = &input[..input.len().min(AUTHENTICATE_PREFIX)];
+    let mut words = head.splitn(3, |&b| b == b' ');
     let _tag = words.next();
     words
         .next()
@@ -313,6 +330,34 @@ mod tests {
         let mut f = Framer::new();
         f.enqueue(bytes);
         f
+    }
+
+    /// Regression (fuzzing): each `next` rescanned the whole buffered line, so a long line sent
+    /// a byte at a time cost quadratic time. The scan now resumes where it stopped.
+    #[test]
+    fn a_line_arriving_byte_by_byte_is_scanned_once() {
+        let mut f = Framer::new();
+        let limits = Limits {
+            line: 4096,
+            auth_line: 4096,
+            literal: 10,
+        };
+        let line = [b"a AUTHENTICATE PLAIN ".as_slice(), &[b'A'; 3000]].concat();
+        for (i, byte) in line.iter().enumerate() {
+            f.enqueue(std::slice::from_ref(byte));
+            assert_eq!(f.next(Mode::Command, &limits), Frame::NeedMore);
+            assert_eq!(
+                f.scanned,
+                i + 1,
+                "bytes already searched are not searched again"
+            );
+        }
+        f.enqueue(b"\r\n");
+        assert_eq!(
+            f.next(Mode::Command, &limits),
+            Frame::Command([line.as_slice(), b"\r\n"].concat())
+        );
+        assert_eq!(f.scanned, 0);
     }
 
     #[test]

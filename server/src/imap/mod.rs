@@ -4,12 +4,12 @@
 
 mod commands;
 mod connection;
-mod framing;
+pub(crate) mod framing;
 mod list_pattern;
 mod mime;
 mod response;
 mod selected;
-mod session;
+pub(crate) mod session;
 mod structure;
 #[cfg(test)]
 mod tests;

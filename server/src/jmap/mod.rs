@@ -7,7 +7,7 @@
 //! the WebSocket and EventSource endpoints, `blob` uploads and downloads, `mime` the message
 //! builder for Email/set.
 
-mod api;
+pub(crate) mod api;
 mod blob;
 mod error;
 mod eventsource;

@@ -1,12 +1,12 @@
 //! Bearer-token validation: discovery, JWKS cache, claim checks, optional introspection.
 
-mod claims;
+pub(crate) mod claims;
 mod config;
 mod discovery;
 mod idp_client;
 mod introspection;
 mod jwks;
-mod jws;
+pub(crate) mod jws;
 mod validator;
 
 #[cfg(test)]

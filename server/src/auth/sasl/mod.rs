@@ -5,7 +5,7 @@
 pub mod driver;
 mod login;
 mod oauthbearer;
-mod parse;
+pub(crate) mod parse;
 mod plain;
 mod registry;
 pub(crate) mod scram;

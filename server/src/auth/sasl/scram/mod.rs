@@ -4,7 +4,7 @@
 
 pub(crate) mod crypto;
 mod mechanism;
-mod messages;
+pub(crate) mod messages;
 #[cfg(test)]
 mod tests;
 
