@@ -61,6 +61,8 @@ fn context() -> Arc<ImapContext> {
         backends,
         store: Arc::new(MemoryStore::new()),
         tls: None,
+        offload: crate::offload::Offload::default(),
+        inflight: crate::inflight::InFlight::new(1 << 30),
     })
 }
 
@@ -141,6 +143,7 @@ fn session(ctx: &Arc<ImapContext>, input: &[u8]) -> usize {
                     Event::CheckPassword { user, password } => {
                         session.password_checked(check_password(&user, &password))
                     }
+                    Event::Heavy(_) => panic!("heavy work (LIST, SEARCH) before login"),
                 };
             }
             assert!(session.user.is_none(), "logged in without credentials");

@@ -63,6 +63,7 @@ pub fn backends() -> AuthBackends {
         validator: Some(TestValidator::new()),
         admins: Arc::from(vec!["admin@example.com".to_string()]),
         revocation: None,
+        throttle: None,
     }
 }
 

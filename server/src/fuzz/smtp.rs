@@ -60,6 +60,9 @@ fn config(kind: SmtpListenerKind) -> Arc<SessionConfig> {
         local_domains: vec!["example.com".into()],
         starttls_available: false,
         registry: registry(Protocol::Smtp, &backends),
+        max_recipient_refusals: 10,
+        inflight: crate::inflight::InFlight::new(1 << 30),
+        address_refusals: Arc::new(crate::smtp::refusals::RecipientRefusals::new(1000)),
     })
 }
 
