@@ -16,7 +16,7 @@ use crate::auth::revocation::{
     RevocationCheckingValidator, RevocationService, RevocationStore, SessionRegistry,
 };
 use crate::auth::sasl::{Protocol, SaslMechanism, SaslRegistry, default_mechanisms};
-use crate::config::{Config, ConfigError, DirectorySection, RevocationStoreKind, StoreSection};
+use crate::config::{Config, ConfigError, DirectorySection, RevocationStoreKind, StoreKind};
 use crate::imap::{ImapContext, ImapListenerKind};
 use crate::managesieve::{ScriptCheck, SieveContext};
 use crate::pop3::{MaildropLocks, Pop3Context, Pop3ListenerKind};
@@ -182,8 +182,14 @@ pub fn build_services(config: &Config) -> Result<Services, StartError> {
     let validator = raw_validator.clone().map(|v| {
         Arc::new(RevocationCheckingValidator::new(v, revocation.clone())) as Arc<dyn TokenValidator>
     });
-    let store: Arc<dyn MailStore> = match config.store {
-        StoreSection::Memory => Arc::new(MemoryStore::new()),
+    let quota = Some(config.store.quota_bytes);
+    let store: Arc<dyn MailStore> = match config.store.kind {
+        StoreKind::Memory => Arc::new(MemoryStore::with_quota(quota)),
+        StoreKind::Disk => {
+            return Err(StartError::Other(
+                "store.kind = \"disk\" is not built yet".into(),
+            ));
+        }
     };
     let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let scripts = Arc::new(SieveScripts::new(ScriptLimits {

@@ -1,5 +1,6 @@
 //! Connection-level tests: a real session over an in-memory pipe, scripted like RFC transcripts.
 
+mod quota;
 mod revocation;
 
 use std::collections::BTreeSet;
@@ -78,6 +79,10 @@ struct Setup {
 }
 
 fn setup(config: ImapSection) -> Setup {
+    setup_with_store(config, Arc::new(MemoryStore::new()))
+}
+
+fn setup_with_store(config: ImapSection, store: Arc<dyn crate::store::MailStore>) -> Setup {
     let dir = TestDirectory::new();
     let backends = backends(dir.clone(), None, &[]);
     let mut registry = SaslRegistry::with_builtins(&backends);
@@ -90,7 +95,7 @@ fn setup(config: ImapSection) -> Setup {
         config,
         registry,
         backends,
-        store: Arc::new(MemoryStore::new()),
+        store,
         tls: None,
     });
     Setup { ctx, dir }

@@ -1,6 +1,7 @@
 //! Mailboxes and messages, behind a trait so a persistent store can replace the in-memory one;
 //! per-user Sieve scripts in [`scripts`].
 
+pub mod journal;
 mod memory;
 pub mod scripts;
 
@@ -22,6 +23,16 @@ pub enum StoreError {
     InvalidName(String),
     #[error("message too large ({0} bytes)")]
     TooLarge(usize),
+    /// The user's stored bytes would exceed `store.quota_bytes`.
+    #[error("quota of {user} exceeded ({needed} bytes needed, {free} free)")]
+    OverQuota {
+        user: String,
+        needed: u64,
+        free: u64,
+    },
+    /// The durable store failed (disk full, I/O error); nothing was changed.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// One message as stored. `data` is the exact bytes received (CRLF line ends).
@@ -68,6 +79,31 @@ pub trait MailStore: Send + Sync {
         flags: BTreeSet<String>,
         internal_date: Option<i64>,
     ) -> Result<u32, StoreError>;
+    /// Stores a message whose bytes are shared: every recipient and mailbox of one delivery (and
+    /// COPY) keeps the same `Arc`, so a message is held once however many copies it has. The
+    /// default copies, for stores that cannot share.
+    fn append_shared(
+        &self,
+        user: &str,
+        mailbox: &str,
+        data: Arc<Vec<u8>>,
+        flags: BTreeSet<String>,
+        internal_date: Option<i64>,
+    ) -> Result<u32, StoreError> {
+        self.append(user, mailbox, data.as_ref().clone(), flags, internal_date)
+    }
+    /// The per-user limit on stored bytes (`store.quota_bytes`); `None` = none.
+    fn quota(&self) -> Option<u64> {
+        None
+    }
+    /// Bytes the user's messages take, every mailbox copy counted (what the quota limits).
+    fn usage(&self, _user: &str) -> u64 {
+        0
+    }
+    /// Whether the user has no room left at all (SMTP refuses such a recipient at RCPT).
+    fn over_quota(&self, user: &str) -> bool {
+        self.quota().is_some_and(|q| self.usage(user) >= q)
+    }
     /// All messages of a mailbox, ordered by UID (sequence number = index + 1).
     fn messages(&self, user: &str, mailbox: &str) -> Result<Vec<StoredMessage>, StoreError>;
     /// Replaces the flags of one message.

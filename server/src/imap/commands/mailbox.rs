@@ -73,7 +73,7 @@ impl Session {
         name
     }
 
-    fn store_error(&mut self, tag: &str, error: &StoreError) {
+    pub(in crate::imap) fn store_error(&mut self, tag: &str, error: &StoreError) {
         tracing::info!(peer = ?self.peer, user = ?self.user, error = %error, "IMAP mailbox operation refused");
         match error {
             StoreError::NoSuchMailbox(_) => {
@@ -84,6 +84,12 @@ impl Session {
             }
             StoreError::InvalidName(_) => self.no_code(tag, "CANNOT", "Invalid mailbox name."),
             StoreError::TooLarge(_) => self.no_code(tag, "TOOBIG", "Message too large."),
+            StoreError::OverQuota { .. } => self.no_code(tag, "OVERQUOTA", "Quota exceeded."),
+            StoreError::Unavailable(_) => self.no_code(
+                tag,
+                "UNAVAILABLE",
+                "Try again later, the store is unavailable.",
+            ),
         }
     }
 
