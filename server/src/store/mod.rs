@@ -1,6 +1,7 @@
 //! Mailboxes and messages, behind a trait so a persistent store can replace the in-memory one;
 //! per-user Sieve scripts in [`scripts`].
 
+pub mod disk;
 pub mod journal;
 mod memory;
 pub mod scripts;
