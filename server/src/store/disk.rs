@@ -506,6 +506,46 @@ mod tests {
         ));
     }
 
+    /// Commits leave the async worker on the multi-threaded runtime, and run in place on a
+    /// single-threaded one (where `block_in_place` would panic) and on blocking threads.
+    #[test]
+    fn commits_run_from_any_runtime_thread() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, scripts) = open(&tmp.path().join("m"), None, LIMITS).unwrap();
+        let store = Arc::new(store);
+        let scripts = Arc::new(scripts);
+        let multi = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let single = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for (i, rt) in [multi, single].into_iter().enumerate() {
+            let (s, sc) = (store.clone(), scripts.clone());
+            rt.block_on(async move {
+                let (s2, sc2) = (s.clone(), sc.clone());
+                tokio::spawn(async move {
+                    s2.ensure_user("u");
+                    s2.append("u", "INBOX", vec![1], BTreeSet::new(), None)
+                        .unwrap();
+                    sc2.put("u", &format!("s{i}"), "keep;".into()).unwrap();
+                })
+                .await
+                .unwrap();
+                tokio::task::spawn_blocking(move || {
+                    s.append("u", "INBOX", vec![2], BTreeSet::new(), None)
+                        .unwrap();
+                    sc.set_active("u", "s0").unwrap();
+                })
+                .await
+                .unwrap();
+            });
+        }
+        assert_eq!(store.messages("u", "INBOX").unwrap().len(), 4);
+        assert_eq!(scripts.list("u").len(), 2);
+    }
+
     #[test]
     fn a_directory_others_can_read_is_refused() {
         use std::os::unix::fs::PermissionsExt;

@@ -120,6 +120,19 @@ impl Default for MemoryStore {
     }
 }
 
+/// Runs a call that waits for the disk (a commit and its sync). Protocol sessions call the store
+/// synchronously from async tasks (IMAP and JMAP are sans-IO state machines), so on the
+/// multi-threaded runtime the worker hands its other tasks to another thread while it waits;
+/// elsewhere (a `spawn_blocking` thread, a single-threaded test runtime) it just runs.
+pub(super) fn off_the_workers<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 /// `INBOX` in any case is the inbox; every other name is kept as given.
 fn normalize(name: &str) -> String {
     if name.eq_ignore_ascii_case("INBOX") {
@@ -216,7 +229,7 @@ impl MemoryStore {
 
     fn commit(&self, change: &Change<'_>) -> Result<(), StoreError> {
         match &self.journal {
-            Some(j) => j.commit(change),
+            Some(j) => off_the_workers(|| j.commit(change)),
             None => Ok(()),
         }
     }

@@ -126,8 +126,7 @@ impl SieveScripts {
             return Ok(out);
         }
         if let Some(journal) = &self.journal {
-            journal
-                .save(&key, &state)
+            super::memory::off_the_workers(|| journal.save(&key, &state))
                 .map_err(ScriptError::Unavailable)?;
         }
         users.insert(key, state);
