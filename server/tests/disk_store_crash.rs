@@ -120,7 +120,7 @@ fn connect(addr: SocketAddr) -> std::io::Result<(TcpStream, BufReader<TcpStream>
 fn smtp_stream(addr: SocketAddr, acked: &Mutex<Vec<String>>, stop: &AtomicBool) {
     let run = || -> std::io::Result<()> {
         let (mut w, mut r) = connect(addr)?;
-        let mut reply = |r: &mut BufReader<TcpStream>| -> std::io::Result<String> {
+        let reply = |r: &mut BufReader<TcpStream>| -> std::io::Result<String> {
             loop {
                 let line = Line(r).read()?;
                 if line.as_bytes().get(3) != Some(&b'-') {
