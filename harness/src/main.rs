@@ -215,7 +215,32 @@ fn state_env_path() -> PathBuf {
     .join("up.env")
 }
 
+/// Where the demo keeps its mail between runs: `$XDG_STATE_HOME/mail-oidc/mail`, else
+/// `~/.local/state/mail-oidc/mail`, else beside the state file. Owner-only.
+fn demo_mail_dir() -> PathBuf {
+    let state_home = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .map(|h| h.join(".local/state"))
+        });
+    match state_home {
+        Some(dir) => dir.join("mail-oidc"),
+        None => state_env_path()
+            .parent()
+            .map_or_else(std::env::temp_dir, Path::to_path_buf),
+    }
+    .join("mail")
+}
+
 async fn up(env_file: Option<PathBuf>, idp: Idp) -> anyhow::Result<()> {
+    // The demo's mail survives a restart: the disk store in a directory of this user's own.
+    let mail_dir = demo_mail_dir();
+    private::private_dir(&mail_dir)?;
+    let store_path = mail_dir.clone();
     let mut env_paths = vec![state_env_path()];
     env_paths.extend(env_file);
     // A script waiting for the file must not see the previous run's.
@@ -226,6 +251,10 @@ async fn up(env_file: Option<PathBuf>, idp: Idp) -> anyhow::Result<()> {
         .backend(Backend::Auto)
         .idp(idp)
         .dedicated_idp()
+        .server_config(move |c| {
+            c.store.kind = mail_oidc_server::config::StoreKind::Disk;
+            c.store.path = Some(store_path);
+        })
         .start()
         .await?;
     let realm = stack.realm();
@@ -301,6 +330,7 @@ async fn up(env_file: Option<PathBuf>, idp: Idp) -> anyhow::Result<()> {
         ("Demo user", format!("{} / {}", demo.mail, demo.password)),
         ("Administrator", admin),
         ("Logs", stack.dir().join("logs").display().to_string()),
+        ("Mail store (kept)", mail_dir.display().to_string()),
     ];
     for (name, value) in rows {
         println!("  {name:<22} {value}");

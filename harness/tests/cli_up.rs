@@ -76,6 +76,7 @@ async fn up_writes_env_file_and_token_logs_in() {
         .args(["up", "--env-file"])
         .arg(&env_file)
         .env("XDG_RUNTIME_DIR", dir.path())
+        .env("XDG_STATE_HOME", dir.path().join("state"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -110,6 +111,21 @@ async fn up_writes_env_file_and_token_logs_in() {
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(&state).expect("state dir").permissions()
+        ) & 0o777,
+        0o700
+    );
+    // The demo's mail lives in the disk store, in an owner-only directory it names.
+    let mail_dir = dir.path().join("state/mail-oidc/mail");
+    assert!(
+        mail_dir.join("mail.redb").is_file(),
+        "no disk store in {}",
+        mail_dir.display()
+    );
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&mail_dir)
+                .expect("mail dir")
+                .permissions()
         ) & 0o777,
         0o700
     );

@@ -571,12 +571,42 @@ pub struct StaticSection {
     pub path: PathBuf,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum StoreSection {
+/// Where mail is kept, and how much of it per user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    #[serde(default)]
+    pub kind: StoreKind,
+    /// (disk) directory of the database; created owner-only if absent. Required with `disk`.
+    pub path: Option<PathBuf>,
+    /// Most bytes one user's messages may take, every mailbox copy counted.
+    #[serde(default = "default_quota_bytes")]
+    pub quota_bytes: u64,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            kind: StoreKind::default(),
+            path: None,
+            quota_bytes: default_quota_bytes(),
+        }
+    }
+}
+
+/// 1 GiB.
+fn default_quota_bytes() -> u64 {
+    1 << 30
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
     /// Messages live in memory and are lost at exit.
     #[default]
     Memory,
+    /// Messages, flags, UIDs, mailboxes and Sieve scripts survive restarts.
+    Disk,
 }
 
 /// Where the deny-list lives.
@@ -971,6 +1001,7 @@ impl Config {
         self.validate_sieve()?;
         self.validate_in_flight()?;
         self.limits.validate()?;
+        self.validate_store()?;
         if let Some(bad) = self.server.admins.iter().find(|a| a.trim().is_empty()) {
             return Err(ConfigError::Invalid {
                 key: "server.admins".into(),
@@ -1022,6 +1053,28 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    fn validate_store(&self) -> Result<(), ConfigError> {
+        let s = &self.store;
+        if s.quota_bytes == 0 {
+            return Err(ConfigError::Invalid {
+                key: "store.quota_bytes".into(),
+                message: "must be at least 1".into(),
+            });
+        }
+        match (s.kind, &s.path) {
+            (StoreKind::Disk, None) => Err(ConfigError::Invalid {
+                key: "store.path".into(),
+                message: "required with store.kind = \"disk\": the directory mail is kept in"
+                    .into(),
+            }),
+            (StoreKind::Memory, Some(_)) => Err(ConfigError::Invalid {
+                key: "store.path".into(),
+                message: "only used with store.kind = \"disk\"".into(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn validate_pop3(&self) -> Result<(), ConfigError> {

@@ -1,6 +1,7 @@
 //! Builds every service from the config, binds the listeners and runs them.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -20,7 +21,7 @@ use crate::auth::throttle::{
     FailureBudget, LoginThrottle, MemoryBudget, Policy, RedisBudget, ThrottleSettings,
 };
 use crate::config::ThrottleStoreKind;
-use crate::config::{Config, ConfigError, DirectorySection, RevocationStoreKind, StoreSection};
+use crate::config::{Config, ConfigError, DirectorySection, RevocationStoreKind, StoreKind};
 use crate::imap::{ImapContext, ImapListenerKind};
 use crate::limits::{ListenerLimits, Shutdown};
 use crate::managesieve::{ScriptCheck, SieveContext};
@@ -265,14 +266,25 @@ pub fn build_services(config: &Config) -> Result<Services, StartError> {
     let validator = raw_validator.clone().map(|v| {
         Arc::new(RevocationCheckingValidator::new(v, revocation.clone())) as Arc<dyn TokenValidator>
     });
-    let store: Arc<dyn MailStore> = match config.store {
-        StoreSection::Memory => Arc::new(MemoryStore::new()),
-    };
-    let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
-    let scripts = Arc::new(SieveScripts::new(ScriptLimits {
+    let quota = Some(config.store.quota_bytes);
+    let limits = ScriptLimits {
         max_script_size: config.sieve.max_script_size,
         max_scripts: config.sieve.max_scripts,
-    }));
+    };
+    let (store, scripts): (Arc<dyn MailStore>, Arc<SieveScripts>) = match config.store.kind {
+        StoreKind::Memory => (
+            Arc::new(MemoryStore::with_quota(quota)),
+            Arc::new(SieveScripts::new(limits)),
+        ),
+        StoreKind::Disk => {
+            // Validation makes the path present with this kind.
+            let path = config.store.path.as_deref().unwrap_or(Path::new("."));
+            let (store, scripts) = crate::store::disk::open(path, quota, limits)
+                .map_err(|e| StartError::Other(format!("store.path: {e}")))?;
+            (Arc::new(store), Arc::new(scripts))
+        }
+    };
+    let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
     Ok(Services {
         backends: AuthBackends {
             directory,

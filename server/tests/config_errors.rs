@@ -351,3 +351,20 @@ fn login_throttle_keys_are_checked_and_named() {
     ));
     assert!(ok, "must pass: {text}");
 }
+
+#[test]
+fn store_section_is_checked_and_old_configs_still_parse() {
+    // The memory store as configured before `[store]` grew keys.
+    let (ok, text) = run_check(&format!("{DIRECTORY}[store]\nkind = \"memory\"\n"));
+    assert!(ok, "{text}");
+    let (ok, text) = run_check(&format!("{DIRECTORY}[store]\nkind = \"disk\"\n"));
+    assert!(!ok && text.contains("store.path"), "{text}");
+    let (ok, text) = run_check(&format!(
+        "{DIRECTORY}[store]\nkind = \"memory\"\npath = \"/tmp/x\"\n"
+    ));
+    assert!(!ok && text.contains("store.path"), "{text}");
+    let (ok, text) = run_check(&format!("{DIRECTORY}[store]\nquota_bytes = 0\n"));
+    assert!(!ok && text.contains("store.quota_bytes"), "{text}");
+    let (ok, text) = run_check(&format!("{DIRECTORY}[store]\nkind = \"tape\"\n"));
+    assert!(!ok && text.contains("tape"), "{text}");
+}

@@ -542,12 +542,10 @@ impl Session {
             CommandBody::Select { mailbox, .. } => self.select(&tag, &mailbox, false),
             CommandBody::Examine { mailbox, .. } => self.select(&tag, &mailbox, true),
             CommandBody::Create { mailbox } => self.create(&tag, &mailbox),
-            CommandBody::Delete { .. } | CommandBody::Rename { .. } => {
-                self.no_code(&tag, "CANNOT", "Not supported by this server.");
-            }
-            CommandBody::Subscribe { mailbox } | CommandBody::Unsubscribe { mailbox } => {
-                self.subscribe(&tag, &mailbox)
-            }
+            CommandBody::Delete { mailbox } => self.delete(&tag, &mailbox),
+            CommandBody::Rename { from, to } => self.rename(&tag, &from, &to),
+            CommandBody::Subscribe { mailbox } => self.subscribe(&tag, &mailbox, true),
+            CommandBody::Unsubscribe { mailbox } => self.subscribe(&tag, &mailbox, false),
             CommandBody::List {
                 reference,
                 mailbox_wildcard,

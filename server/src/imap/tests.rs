@@ -1,5 +1,7 @@
 //! Connection-level tests: a real session over an in-memory pipe, scripted like RFC transcripts.
 
+mod manage;
+mod quota;
 mod revocation;
 mod volume;
 
@@ -79,6 +81,10 @@ struct Setup {
 }
 
 fn setup(config: ImapSection) -> Setup {
+    setup_with_store(config, Arc::new(MemoryStore::new()))
+}
+
+fn setup_with_store(config: ImapSection, store: Arc<dyn crate::store::MailStore>) -> Setup {
     let dir = TestDirectory::new();
     let backends = backends(dir.clone(), None, &[]);
     let mut registry = SaslRegistry::with_builtins(&backends);
@@ -91,7 +97,7 @@ fn setup(config: ImapSection) -> Setup {
         config,
         registry,
         backends,
-        store: Arc::new(MemoryStore::new()),
+        store,
         tls: None,
         offload: crate::offload::Offload::default(),
         inflight: crate::inflight::InFlight::new(1 << 30),
@@ -717,6 +723,11 @@ async fn append_create_list_status_copy_move() {
     assert_eq!(
         c.cmd("h", "LIST \"\" \"\"").await,
         "* LIST (\\Noselect) \"/\" \"\"\r\nh OK LIST completed.\r\n"
+    );
+    // LSUB lists what was subscribed, no longer every mailbox.
+    assert_eq!(
+        c.cmd("i0", "SUBSCRIBE Work/2024").await,
+        "i0 OK Subscription updated.\r\n"
     );
     assert_eq!(
         c.cmd("i", "LSUB \"Work/\" %").await,

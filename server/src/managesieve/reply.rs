@@ -337,6 +337,11 @@ impl Response {
                 Some(Code::QuotaMaxScripts),
                 format!("Too many scripts (at most {max})."),
             ),
+            ScriptError::Unavailable(_) => Self::new(
+                Status::No,
+                Some(Code::TryLater),
+                "The script store is unavailable, try again later.",
+            ),
         }
     }
 }

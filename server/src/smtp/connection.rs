@@ -271,7 +271,13 @@ impl Connection {
                 }
                 Interrupt::Event(Event::CheckRecipient(address)) => {
                     let result = self.ctx.backends.directory.lookup(&address).await;
-                    session.recipient_checked(result);
+                    match &result {
+                        // A quick read of the index, no disk: fine on the async worker.
+                        Ok(Some(user)) if self.ctx.store.over_quota(user) => {
+                            session.recipient_full(user)
+                        }
+                        _ => session.recipient_checked(result),
+                    }
                 }
                 Interrupt::Event(Event::Deliver(envelope)) => {
                     // Ended while the message arrived: it is not accepted.

@@ -1,6 +1,9 @@
 //! Local delivery: trace headers, then each recipient's Sieve script (if active) says which
-//! mailboxes get a copy, INBOX otherwise. All or nothing: if one append fails, the copies
-//! already stored are expunged so a retry cannot duplicate them.
+//! mailboxes get a copy, INBOX otherwise. Every copy shares one `Arc` of the bytes. All or
+//! nothing: if one append fails, the copies already stored are expunged so a retry cannot
+//! duplicate them. That includes a recipient's quota: when the message does not fit one of
+//! several recipients, nobody gets it and the client sees `552 5.2.2`, so mail is never
+//! acknowledged for some and silently dropped for others.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -124,6 +127,8 @@ pub fn store_all(
     recipients: &[String],
     data: Vec<u8>,
 ) -> Result<(), DeliveryError> {
+    // One copy of the bytes for every recipient and mailbox.
+    let data = Arc::new(data);
     let mut stored: Vec<(&str, String, u32)> = Vec::with_capacity(recipients.len());
     for user in recipients {
         store.ensure_user(user);
@@ -131,7 +136,7 @@ pub fn store_all(
             let flags: BTreeSet<String> = placement.flags.into_iter().collect();
             let result = ensure_mailbox(store, user, &placement.mailbox).and_then(|mailbox| {
                 store
-                    .append(user, &mailbox, data.clone(), flags, None)
+                    .append_shared(user, &mailbox, data.clone(), flags, None)
                     .map(|uid| (mailbox, uid))
             });
             match result {

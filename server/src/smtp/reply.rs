@@ -159,6 +159,17 @@ impl Reply {
     pub fn directory_failure() -> Self {
         Self::new(451, "4.3.0 Temporary directory failure")
     }
+    /// RCPT of a user whose quota is used up (RFC 3463 X.2.2, mailbox full): try later.
+    pub fn mailbox_full(address: &str) -> Self {
+        Self::new(452, format!("4.2.2 <{address}>: Mailbox full"))
+    }
+    /// After DATA: the message does not fit in a recipient's quota; nothing was stored.
+    pub fn over_quota(user: &str) -> Self {
+        Self::new(
+            552,
+            format!("5.2.2 <{user}>: Mailbox full, message not delivered to any recipient"),
+        )
+    }
     pub fn store_failure() -> Self {
         Self::new(
             451,

@@ -4,6 +4,10 @@
 //! but SMTP recipients and IMAP logins may differ in case). `INBOX` is case-insensitive.
 //! `\Recent` is approximated per mailbox: messages appended since the last [`MemoryStore::take_recent`]
 //! (called by IMAP SELECT) are recent, whichever session looks first claims them.
+//!
+//! A message's bytes are one `Arc` shared by every copy (recipients, Sieve `fileinto`, COPY).
+//! With a [`Journal`] (the disk store) this is the index of what is on disk: every change is
+//! committed there first, under the lock, and applied here only once durable.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -11,6 +15,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::broadcast;
 
+use super::journal::{Change, Journal, RestoredMailbox};
 use super::{MailStore, MailboxStatus, StoreError, StoreEvent, StoredMessage};
 use crate::time::now_unix;
 
@@ -67,6 +72,10 @@ struct UserData {
     /// Keyed by normalized name (`INBOX` upper case).
     mailboxes: BTreeMap<String, Mailbox>,
     events: broadcast::Sender<StoreEvent>,
+    /// Bytes of every message copy in every mailbox (what the quota limits).
+    used: u64,
+    /// Subscribed names (normalized), which may outlive their mailbox.
+    subscriptions: BTreeSet<String>,
 }
 
 impl UserData {
@@ -74,6 +83,8 @@ impl UserData {
         Self {
             mailboxes: BTreeMap::new(),
             events: broadcast::channel(EVENT_CAPACITY).0,
+            used: 0,
+            subscriptions: BTreeSet::new(),
         }
     }
 
@@ -100,11 +111,39 @@ pub struct MemoryStore {
     users: RwLock<HashMap<String, UserData>>,
     /// Next UIDVALIDITY; seeded from the clock so a restarted server never reuses one.
     next_validity: AtomicU32,
+    /// `store.quota_bytes`: most bytes one user may store.
+    quota: Option<u64>,
+    /// Where changes are made durable first; none for the pure memory store.
+    journal: Option<Box<dyn Journal>>,
 }
 
 impl Default for MemoryStore {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+fn target_push(d: &mut UserData, mailbox: &str, message: StoredMessage) {
+    if let Some(mb) = d.mailboxes.get_mut(mailbox) {
+        let uid = message.uid;
+        mb.messages.push(message);
+        d.emit(StoreEvent::Appended {
+            mailbox: mailbox.to_string(),
+            uid,
+        });
+    }
+}
+
+/// Runs a call that waits for the disk (a commit and its sync). Protocol sessions call the store
+/// synchronously from async tasks (IMAP and JMAP are sans-IO state machines), so on the
+/// multi-threaded runtime the worker hands its other tasks to another thread while it waits;
+/// elsewhere (a `spawn_blocking` thread, a single-threaded test runtime) it just runs.
+pub(super) fn off_the_workers<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 
@@ -156,6 +195,106 @@ impl MemoryStore {
         Self {
             users: RwLock::new(HashMap::new()),
             next_validity: AtomicU32::new(seed),
+            quota: None,
+            journal: None,
+        }
+    }
+
+    /// A memory store that refuses appends past `quota` bytes per user.
+    pub fn with_quota(quota: Option<u64>) -> Self {
+        Self {
+            quota,
+            ..Self::new()
+        }
+    }
+
+    /// The index of a durable store: `mailboxes` as read back, later changes committed to
+    /// `journal` first.
+    pub fn restore(
+        quota: Option<u64>,
+        journal: Box<dyn Journal>,
+        mailboxes: Vec<RestoredMailbox>,
+        subscriptions: HashMap<String, BTreeSet<String>>,
+    ) -> Self {
+        let mut users: HashMap<String, UserData> = HashMap::new();
+        for (user, names) in subscriptions {
+            users
+                .entry(user_key(&user))
+                .or_insert_with(UserData::new)
+                .subscriptions = names;
+        }
+        let mut max_validity = 0;
+        for r in mailboxes {
+            let data = users.entry(user_key(&r.user)).or_insert_with(UserData::new);
+            data.used += r.messages.iter().map(|m| m.data.len() as u64).sum::<u64>();
+            max_validity = max_validity.max(r.uid_validity);
+            let mut mb = Mailbox::new(r.uid_validity);
+            mb.uid_next = r.uid_next;
+            // Nothing survives a restart as recent to a session that already saw it.
+            mb.recent_from = r.uid_next;
+            mb.messages = r.messages;
+            data.mailboxes.insert(normalize(&r.mailbox), mb);
+        }
+        let store = Self::with_quota(quota);
+        // A validity handed out before the restart is never handed out again.
+        let seed = store.next_validity.load(Ordering::Relaxed);
+        store
+            .next_validity
+            .store(seed.max(max_validity.saturating_add(1)), Ordering::Relaxed);
+        *store.write() = users;
+        Self {
+            journal: Some(journal),
+            ..store
+        }
+    }
+
+    /// RENAME INBOX: a new mailbox gets INBOX's messages, INBOX stays, empty. Each step is its
+    /// own commit: a crash in between can leave a message in both, never in neither.
+    /// A move, so the quota is not checked.
+    fn rename_inbox(&self, user: &str, to: &str) -> Result<(), StoreError> {
+        self.create_mailbox(user, to)?;
+        let (ukey, to_key) = (user_key(user), normalize(to));
+        self.with_user_mut(user, "INBOX", |d| {
+            let messages = d.mailbox("INBOX")?.messages.clone();
+            let mut moved = Vec::with_capacity(messages.len());
+            for m in messages {
+                let target = d.mailbox_mut(to)?;
+                let uid = target.uid_next;
+                self.commit(&Change::Append {
+                    user: &ukey,
+                    mailbox: &to_key,
+                    uid,
+                    flags: &m.flags,
+                    internal_date: m.internal_date,
+                    data: &m.data,
+                })?;
+                target.uid_next = uid.saturating_add(1);
+                d.used = d.used.saturating_add(m.data.len() as u64);
+                moved.push(m.uid);
+                target_push(d, &to_key, StoredMessage { uid, ..m });
+            }
+            Ok(moved)
+        })
+        .and_then(|moved| self.expunge(user, "INBOX", &moved))
+        .map(|_| ())
+    }
+
+    fn commit(&self, change: &Change<'_>) -> Result<(), StoreError> {
+        match &self.journal {
+            Some(j) => off_the_workers(|| j.commit(change)),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses `size` more bytes for a user who has `used`.
+    fn check_quota(&self, user: &str, used: u64, size: u64) -> Result<(), StoreError> {
+        match self.quota {
+            Some(quota) if used.saturating_add(size) > quota => Err(StoreError::OverQuota {
+                user: user.to_string(),
+                needed: size,
+                free: quota.saturating_sub(used),
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -204,9 +343,20 @@ impl MemoryStore {
 impl MailStore for MemoryStore {
     fn ensure_user(&self, user: &str) {
         let mut users = self.write();
-        let data = users.entry(user_key(user)).or_insert_with(UserData::new);
+        let key = user_key(user);
+        let data = users.entry(key.clone()).or_insert_with(UserData::new);
         if !data.mailboxes.contains_key("INBOX") {
             let validity = self.new_validity();
+            let change = Change::CreateMailbox {
+                user: &key,
+                mailbox: "INBOX",
+                uid_validity: validity,
+            };
+            if let Err(e) = self.commit(&change) {
+                // Callers then see no INBOX and refuse with a temporary error.
+                tracing::error!(user, error = %e, "cannot create the INBOX");
+                return;
+            }
             data.mailboxes
                 .insert("INBOX".to_string(), Mailbox::new(validity));
         }
@@ -223,11 +373,17 @@ impl MailStore for MemoryStore {
         validate_name(mailbox)?;
         let validity = self.new_validity();
         let mut users = self.write();
-        let data = users.entry(user_key(user)).or_insert_with(UserData::new);
+        let ukey = user_key(user);
+        let data = users.entry(ukey.clone()).or_insert_with(UserData::new);
         let key = normalize(mailbox);
         if data.mailboxes.contains_key(&key) {
             return Err(StoreError::MailboxExists(mailbox.to_string()));
         }
+        self.commit(&Change::CreateMailbox {
+            user: &ukey,
+            mailbox: &key,
+            uid_validity: validity,
+        })?;
         data.mailboxes.insert(key, Mailbox::new(validity));
         Ok(())
     }
@@ -244,22 +400,54 @@ impl MailStore for MemoryStore {
         flags: BTreeSet<String>,
         internal_date: Option<i64>,
     ) -> Result<u32, StoreError> {
+        self.append_shared(user, mailbox, Arc::new(data), flags, internal_date)
+    }
+
+    fn append_shared(
+        &self,
+        user: &str,
+        mailbox: &str,
+        data: Arc<Vec<u8>>,
+        flags: BTreeSet<String>,
+        internal_date: Option<i64>,
+    ) -> Result<u32, StoreError> {
+        let ukey = user_key(user);
         self.with_user_mut(user, mailbox, |d| {
+            let size = data.len() as u64;
+            let used = d.used;
+            let name = normalize(mailbox);
             let mb = d.mailbox_mut(mailbox)?;
+            self.check_quota(user, used, size)?;
             let uid = mb.uid_next;
+            let flags = storable(flags);
+            let internal_date = internal_date.unwrap_or_else(now_unix);
+            self.commit(&Change::Append {
+                user: &ukey,
+                mailbox: &name,
+                uid,
+                flags: &flags,
+                internal_date,
+                data: &data,
+            })?;
             mb.uid_next = uid.saturating_add(1);
             mb.messages.push(StoredMessage {
                 uid,
-                flags: storable(flags),
-                internal_date: internal_date.unwrap_or_else(now_unix),
-                data: Arc::new(data),
+                flags,
+                internal_date,
+                data,
             });
-            d.emit(StoreEvent::Appended {
-                mailbox: normalize(mailbox),
-                uid,
-            });
+            d.used = used.saturating_add(size);
+            d.emit(StoreEvent::Appended { mailbox: name, uid });
             Ok(uid)
         })
+    }
+
+    fn quota(&self) -> Option<u64> {
+        self.quota
+    }
+
+    fn usage(&self, user: &str) -> u64 {
+        self.read().get(&user_key(user)).map_or(0, |d| d.used)
     }
 
     fn messages(&self, user: &str, mailbox: &str) -> Result<Vec<StoredMessage>, StoreError> {
@@ -273,6 +461,7 @@ impl MailStore for MemoryStore {
         uid: u32,
         flags: BTreeSet<String>,
     ) -> Result<(), StoreError> {
+        let ukey = user_key(user);
         self.with_user_mut(user, mailbox, |d| {
             let mb = d.mailbox_mut(mailbox)?;
             // A message expunged meanwhile by another session: nothing to change, not an error.
@@ -281,6 +470,12 @@ impl MailStore for MemoryStore {
             };
             let flags = storable(flags);
             if msg.flags != flags {
+                self.commit(&Change::Flags {
+                    user: &ukey,
+                    mailbox: &normalize(mailbox),
+                    uid,
+                    flags: &flags,
+                })?;
                 msg.flags = flags;
                 d.emit(StoreEvent::FlagsChanged {
                     mailbox: normalize(mailbox),
@@ -292,18 +487,37 @@ impl MailStore for MemoryStore {
     }
 
     fn expunge(&self, user: &str, mailbox: &str, uids: &[u32]) -> Result<Vec<u32>, StoreError> {
+        let ukey = user_key(user);
         self.with_user_mut(user, mailbox, |d| {
-            let wanted: BTreeSet<u32> = uids.iter().copied().collect();
+            let name = normalize(mailbox);
             let mb = d.mailbox_mut(mailbox)?;
+            let present: Vec<u32> = uids
+                .iter()
+                .copied()
+                .collect::<BTreeSet<u32>>()
+                .into_iter()
+                .filter(|&uid| mb.find_mut(uid).is_some())
+                .collect();
+            if present.is_empty() {
+                return Ok(present);
+            }
+            self.commit(&Change::Expunge {
+                user: &ukey,
+                mailbox: &name,
+                uids: &present,
+            })?;
+            let wanted: BTreeSet<u32> = present.iter().copied().collect();
             let mut removed = Vec::new();
+            let mut freed = 0u64;
             mb.messages.retain(|m| {
                 let gone = wanted.contains(&m.uid);
                 if gone {
                     removed.push(m.uid);
+                    freed += m.data.len() as u64;
                 }
                 !gone
             });
-            let name = normalize(mailbox);
+            d.used = d.used.saturating_sub(freed);
             for &uid in &removed {
                 d.emit(StoreEvent::Expunged {
                     mailbox: name.clone(),
@@ -311,6 +525,127 @@ impl MailStore for MemoryStore {
                 });
             }
             Ok(removed)
+        })
+    }
+
+    fn delete_mailbox(&self, user: &str, mailbox: &str) -> Result<(), StoreError> {
+        let key = normalize(mailbox);
+        if key == "INBOX" {
+            return Err(StoreError::CannotDelete(mailbox.to_string()));
+        }
+        let ukey = user_key(user);
+        self.with_user_mut(user, mailbox, |d| {
+            let mb = d.mailbox(mailbox)?;
+            let prefix = format!("{key}{DELIMITER}");
+            if d.mailboxes.keys().any(|k| k.starts_with(&prefix)) {
+                return Err(StoreError::CannotDelete(mailbox.to_string()));
+            }
+            let freed: u64 = mb.messages.iter().map(|m| m.data.len() as u64).sum();
+            let uids: Vec<u32> = mb.messages.iter().map(|m| m.uid).collect();
+            self.commit(&Change::DeleteMailbox {
+                user: &ukey,
+                mailbox: &key,
+            })?;
+            d.mailboxes.remove(&key);
+            d.used = d.used.saturating_sub(freed);
+            for uid in uids {
+                d.emit(StoreEvent::Expunged {
+                    mailbox: key.clone(),
+                    uid,
+                });
+            }
+            Ok(())
+        })
+    }
+
+    fn rename_mailbox(&self, user: &str, from: &str, to: &str) -> Result<(), StoreError> {
+        validate_name(to)?;
+        let (from_key, to_key) = (normalize(from), normalize(to));
+        if from_key == "INBOX" {
+            return self.rename_inbox(user, to);
+        }
+        let ukey = user_key(user);
+        let validity = self.new_validity();
+        self.with_user_mut(user, from, |d| {
+            d.mailbox(from)?;
+            if d.mailboxes.contains_key(&to_key) {
+                return Err(StoreError::MailboxExists(to.to_string()));
+            }
+            let prefix = format!("{from_key}{DELIMITER}");
+            if to_key.starts_with(&prefix) {
+                // Into its own inferior: the hierarchy would loop.
+                return Err(StoreError::InvalidName(to.to_string()));
+            }
+            // The mailbox and its inferiors, each with its new name.
+            let moves: Vec<(String, String)> = d
+                .mailboxes
+                .keys()
+                .filter(|k| **k == from_key || k.starts_with(&prefix))
+                .map(|k| (k.clone(), format!("{to_key}{}", &k[from_key.len()..])))
+                .collect();
+            if let Some((_, taken)) = moves.iter().find(|(_, n)| d.mailboxes.contains_key(n)) {
+                return Err(StoreError::MailboxExists(taken.clone()));
+            }
+            // Superiors of the new name, so the hierarchy has no holes.
+            let mut superior = String::new();
+            let levels: Vec<&str> = to_key.split(DELIMITER).collect();
+            for level in &levels[..levels.len() - 1] {
+                if !superior.is_empty() {
+                    superior.push(DELIMITER);
+                }
+                superior.push_str(level);
+                if !d.mailboxes.contains_key(&superior) {
+                    self.commit(&Change::CreateMailbox {
+                        user: &ukey,
+                        mailbox: &superior,
+                        uid_validity: validity,
+                    })?;
+                    d.mailboxes.insert(superior.clone(), Mailbox::new(validity));
+                }
+            }
+            for (old, new) in moves {
+                self.commit(&Change::RenameMailbox {
+                    user: &ukey,
+                    from: &old,
+                    to: &new,
+                })?;
+                if let Some(mb) = d.mailboxes.remove(&old) {
+                    d.mailboxes.insert(new, mb);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn subscriptions(&self, user: &str) -> Vec<String> {
+        self.read()
+            .get(&user_key(user))
+            .map(|d| d.subscriptions.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn set_subscribed(&self, user: &str, mailbox: &str, on: bool) -> Result<(), StoreError> {
+        let key = normalize(mailbox);
+        let ukey = user_key(user);
+        self.with_user_mut(user, mailbox, |d| {
+            if on {
+                // Only existing mailboxes: the list cannot grow past the mailboxes.
+                d.mailbox(mailbox)?;
+            }
+            if d.subscriptions.contains(&key) == on {
+                return Ok(());
+            }
+            self.commit(&Change::Subscribe {
+                user: &ukey,
+                mailbox: &key,
+                on,
+            })?;
+            if on {
+                d.subscriptions.insert(key);
+            } else {
+                d.subscriptions.remove(&key);
+            }
+            Ok(())
         })
     }
 
@@ -503,6 +838,49 @@ mod tests {
             StoreEvent::Expunged { mailbox, uid }
         );
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn quota_counts_every_copy_and_expunge_frees_it() {
+        let store = MemoryStore::with_quota(Some(10));
+        store.ensure_user("eve");
+        store.create_mailbox("eve", "Archive").unwrap();
+        let data = Arc::new(b"12345".to_vec());
+        store
+            .append_shared("eve", "INBOX", data.clone(), flags(&[]), None)
+            .unwrap();
+        store
+            .append_shared("Eve", "Archive", data.clone(), flags(&[]), None)
+            .unwrap();
+        assert_eq!(store.usage("eve"), 10);
+        assert!(store.over_quota("EVE"));
+        let stored = store.messages("eve", "Archive").unwrap();
+        assert!(
+            Arc::ptr_eq(&stored[0].data, &data),
+            "the copy shares the bytes"
+        );
+        assert_eq!(
+            store.append("eve", "INBOX", b"x".to_vec(), flags(&[]), None),
+            Err(StoreError::OverQuota {
+                user: "eve".into(),
+                needed: 1,
+                free: 0
+            })
+        );
+        assert_eq!(
+            store.status("eve", "INBOX").unwrap().uid_next,
+            2,
+            "no UID used"
+        );
+        store.expunge("eve", "INBOX", &[1]).unwrap();
+        assert_eq!(store.usage("eve"), 5);
+        assert!(!store.over_quota("eve"));
+        store
+            .append("eve", "INBOX", b"x".to_vec(), flags(&[]), None)
+            .unwrap();
+        // Other users are not affected; the plain memory store has no quota.
+        assert_eq!(store.usage("nobody"), 0);
+        assert_eq!(MemoryStore::new().quota(), None);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Mailboxes and messages, behind a trait so a persistent store can replace the in-memory one;
 //! per-user Sieve scripts in [`scripts`].
 
+pub mod disk;
+pub mod journal;
 mod memory;
 pub mod scripts;
 
@@ -22,6 +24,21 @@ pub enum StoreError {
     InvalidName(String),
     #[error("message too large ({0} bytes)")]
     TooLarge(usize),
+    /// The user's stored bytes would exceed `store.quota_bytes`.
+    #[error("quota of {user} exceeded ({needed} bytes needed, {free} free)")]
+    OverQuota {
+        user: String,
+        needed: u64,
+        free: u64,
+    },
+    /// The durable store failed (disk full, I/O error); nothing was changed.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The mailbox has inferiors, or it is INBOX, which cannot be deleted.
+    #[error("cannot delete {0:?}")]
+    CannotDelete(String),
+    #[error("not supported by this store: {0}")]
+    Unsupported(String),
 }
 
 /// One message as stored. `data` is the exact bytes received (CRLF line ends).
@@ -68,6 +85,31 @@ pub trait MailStore: Send + Sync {
         flags: BTreeSet<String>,
         internal_date: Option<i64>,
     ) -> Result<u32, StoreError>;
+    /// Stores a message whose bytes are shared: every recipient and mailbox of one delivery (and
+    /// COPY) keeps the same `Arc`, so a message is held once however many copies it has. The
+    /// default copies, for stores that cannot share.
+    fn append_shared(
+        &self,
+        user: &str,
+        mailbox: &str,
+        data: Arc<Vec<u8>>,
+        flags: BTreeSet<String>,
+        internal_date: Option<i64>,
+    ) -> Result<u32, StoreError> {
+        self.append(user, mailbox, data.as_ref().clone(), flags, internal_date)
+    }
+    /// The per-user limit on stored bytes (`store.quota_bytes`); `None` = none.
+    fn quota(&self) -> Option<u64> {
+        None
+    }
+    /// Bytes the user's messages take, every mailbox copy counted (what the quota limits).
+    fn usage(&self, _user: &str) -> u64 {
+        0
+    }
+    /// Whether the user has no room left at all (SMTP refuses such a recipient at RCPT).
+    fn over_quota(&self, user: &str) -> bool {
+        self.quota().is_some_and(|q| self.usage(user) >= q)
+    }
     /// All messages of a mailbox, ordered by UID (sequence number = index + 1).
     fn messages(&self, user: &str, mailbox: &str) -> Result<Vec<StoredMessage>, StoreError>;
     /// Replaces the flags of one message.
@@ -82,6 +124,24 @@ pub trait MailStore: Send + Sync {
     fn expunge(&self, user: &str, mailbox: &str, uids: &[u32]) -> Result<Vec<u32>, StoreError>;
     /// Changes to this user's mailboxes from now on.
     fn subscribe(&self, user: &str) -> broadcast::Receiver<StoreEvent>;
+    /// Deletes a mailbox and its messages (never INBOX; not one with inferiors, which this store
+    /// cannot keep as `\Noselect`). Subscriptions stay (RFC 3501 6.3.6).
+    fn delete_mailbox(&self, _user: &str, mailbox: &str) -> Result<(), StoreError> {
+        Err(StoreError::Unsupported(format!("DELETE {mailbox}")))
+    }
+    /// Renames a mailbox with its inferiors, keeping UIDs and UIDVALIDITY. Renaming INBOX moves
+    /// its messages to the new mailbox and leaves INBOX empty (RFC 3501 6.3.5).
+    fn rename_mailbox(&self, _user: &str, from: &str, _to: &str) -> Result<(), StoreError> {
+        Err(StoreError::Unsupported(format!("RENAME {from}")))
+    }
+    /// Subscribed mailbox names, sorted (IMAP LSUB).
+    fn subscriptions(&self, _user: &str) -> Vec<String> {
+        Vec::new()
+    }
+    /// Adds (an existing mailbox) to or removes a name from the subscriptions.
+    fn set_subscribed(&self, _user: &str, mailbox: &str, _on: bool) -> Result<(), StoreError> {
+        Err(StoreError::Unsupported(format!("SUBSCRIBE {mailbox}")))
+    }
     /// UIDs that arrived since the last call (IMAP `\Recent`, claimed by the SELECTing session).
     /// Stores that do not track it report none.
     fn take_recent(&self, _user: &str, _mailbox: &str) -> Result<BTreeSet<u32>, StoreError> {

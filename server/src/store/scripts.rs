@@ -40,19 +40,32 @@ pub enum ScriptError {
     /// `QUOTA/MAXSCRIPTS`.
     #[error("no room for another script (at most {max})")]
     TooManyScripts { max: usize },
+    /// `TRYLATER`: the disk store could not commit the change; nothing changed.
+    #[error("script store unavailable: {0}")]
+    Unavailable(String),
 }
 
-#[derive(Default)]
-struct UserScripts {
+/// One user's scripts, as kept in memory and saved whole by a [`ScriptJournal`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserScriptsState {
     /// Ordered by name, so LISTSCRIPTS is stable.
-    scripts: BTreeMap<String, String>,
-    active: Option<String>,
+    pub scripts: BTreeMap<String, String>,
+    pub active: Option<String>,
+}
+
+type UserScripts = UserScriptsState;
+
+/// Where a durable store saves a user's scripts before the change is applied in memory.
+pub trait ScriptJournal: Send + Sync {
+    /// Replaces everything saved for `user` (lower-cased) with `state`, durably.
+    fn save(&self, user: &str, state: &UserScriptsState) -> Result<(), String>;
 }
 
 /// Every user's scripts. Shared through an `Arc` by ManageSieve sessions and delivery.
 pub struct SieveScripts {
     limits: ScriptLimits,
     users: Mutex<HashMap<String, UserScripts>>,
+    journal: Option<Box<dyn ScriptJournal>>,
 }
 
 impl std::fmt::Debug for SieveScripts {
@@ -82,7 +95,42 @@ impl SieveScripts {
         Self {
             limits,
             users: Mutex::new(HashMap::new()),
+            journal: None,
         }
+    }
+
+    /// Scripts read back from a durable store; later changes are saved to `journal` first.
+    pub fn restore(
+        limits: ScriptLimits,
+        journal: Box<dyn ScriptJournal>,
+        users: HashMap<String, UserScriptsState>,
+    ) -> Self {
+        Self {
+            limits,
+            users: Mutex::new(users),
+            journal: Some(journal),
+        }
+    }
+
+    /// Applies `f` to a copy of the user's scripts, saves it durably, then keeps it.
+    fn mutate<T>(
+        &self,
+        user: &str,
+        f: impl FnOnce(&mut UserScripts) -> Result<T, ScriptError>,
+    ) -> Result<T, ScriptError> {
+        let mut users = self.users();
+        let key = user_key(user);
+        let mut state = users.get(&key).cloned().unwrap_or_default();
+        let out = f(&mut state)?;
+        if users.get(&key) == Some(&state) {
+            return Ok(out);
+        }
+        if let Some(journal) = &self.journal {
+            super::memory::off_the_workers(|| journal.save(&key, &state))
+                .map_err(ScriptError::Unavailable)?;
+        }
+        users.insert(key, state);
+        Ok(out)
     }
 
     pub fn limits(&self) -> ScriptLimits {
@@ -127,15 +175,11 @@ impl SieveScripts {
     /// The caller has checked the script itself.
     pub fn put(&self, user: &str, name: &str, source: String) -> Result<(), ScriptError> {
         validate_name(name)?;
-        let mut users = self.users();
-        let key = user_key(user);
-        self.space_in(users.get(&key), name, source.len() as u64)?;
-        users
-            .entry(key)
-            .or_default()
-            .scripts
-            .insert(name.to_string(), source);
-        Ok(())
+        self.mutate(user, |s| {
+            self.space_in(Some(s), name, source.len() as u64)?;
+            s.scripts.insert(name.to_string(), source);
+            Ok(())
+        })
     }
 
     pub fn get(&self, user: &str, name: &str) -> Result<String, ScriptError> {
@@ -159,58 +203,51 @@ impl SieveScripts {
 
     /// Makes `name` the active script; an empty name deactivates whichever is active.
     pub fn set_active(&self, user: &str, name: &str) -> Result<(), ScriptError> {
-        let mut users = self.users();
-        if name.is_empty() {
-            if let Some(s) = users.get_mut(&user_key(user)) {
+        self.mutate(user, |s| {
+            if name.is_empty() {
                 s.active = None;
+                return Ok(());
             }
-            return Ok(());
-        }
-        match users.get_mut(&user_key(user)) {
-            Some(s) if s.scripts.contains_key(name) => {
-                s.active = Some(name.to_string());
-                Ok(())
+            if !s.scripts.contains_key(name) {
+                return Err(ScriptError::NonExistent(name.to_string()));
             }
-            _ => Err(ScriptError::NonExistent(name.to_string())),
-        }
+            s.active = Some(name.to_string());
+            Ok(())
+        })
     }
 
     /// Deletes an inactive script (RFC 5804 2.10: the active one is refused with `ACTIVE`).
     pub fn delete(&self, user: &str, name: &str) -> Result<(), ScriptError> {
-        let mut users = self.users();
-        let Some(s) = users.get_mut(&user_key(user)) else {
-            return Err(ScriptError::NonExistent(name.to_string()));
-        };
-        if !s.scripts.contains_key(name) {
-            return Err(ScriptError::NonExistent(name.to_string()));
-        }
-        if s.active.as_deref() == Some(name) {
-            return Err(ScriptError::Active(name.to_string()));
-        }
-        s.scripts.remove(name);
-        Ok(())
+        self.mutate(user, |s| {
+            if !s.scripts.contains_key(name) {
+                return Err(ScriptError::NonExistent(name.to_string()));
+            }
+            if s.active.as_deref() == Some(name) {
+                return Err(ScriptError::Active(name.to_string()));
+            }
+            s.scripts.remove(name);
+            Ok(())
+        })
     }
 
     /// Renames a script; the active script stays active under its new name (RFC 5804 2.11.1).
     pub fn rename(&self, user: &str, old: &str, new: &str) -> Result<(), ScriptError> {
         validate_name(new)?;
-        let mut users = self.users();
-        let Some(s) = users.get_mut(&user_key(user)) else {
-            return Err(ScriptError::NonExistent(old.to_string()));
-        };
-        if !s.scripts.contains_key(old) {
-            return Err(ScriptError::NonExistent(old.to_string()));
-        }
-        if s.scripts.contains_key(new) {
-            return Err(ScriptError::AlreadyExists(new.to_string()));
-        }
-        if let Some(source) = s.scripts.remove(old) {
-            s.scripts.insert(new.to_string(), source);
-        }
-        if s.active.as_deref() == Some(old) {
-            s.active = Some(new.to_string());
-        }
-        Ok(())
+        self.mutate(user, |s| {
+            if !s.scripts.contains_key(old) {
+                return Err(ScriptError::NonExistent(old.to_string()));
+            }
+            if s.scripts.contains_key(new) {
+                return Err(ScriptError::AlreadyExists(new.to_string()));
+            }
+            if let Some(source) = s.scripts.remove(old) {
+                s.scripts.insert(new.to_string(), source);
+            }
+            if s.active.as_deref() == Some(old) {
+                s.active = Some(new.to_string());
+            }
+            Ok(())
+        })
     }
 
     /// The active script of `user` as (name, source), if any: what delivery runs.

@@ -214,7 +214,7 @@ async fn failures_over_several_connections_throttle_a_fresh_connection() {
         c.line().await,
         "* BYE Too many invalid authentication attempts."
     );
-    server.shutdown();
+    server.shutdown().await;
 }
 
 #[tokio::test]
@@ -262,7 +262,7 @@ async fn imap_failures_throttle_pop3_smtp_sieve_and_http_basic() {
         .and_then(|v| v.parse().ok())
         .expect("Retry-After in seconds");
     assert!(retry_after > 0 && retry_after <= 600, "{retry_after}");
-    server.shutdown();
+    server.shutdown().await;
 }
 
 #[tokio::test]
@@ -283,7 +283,7 @@ async fn http_basic_failures_count_for_imap() {
         imap_login("127.0.0.1", &server, "alice", "alicepw").await,
         THROTTLED_IMAP
     );
-    server.shutdown();
+    server.shutdown().await;
 }
 
 #[tokio::test]
@@ -312,7 +312,7 @@ async fn a_user_name_is_throttled_from_another_address() {
             .await
             .starts_with("a OK")
     );
-    server.shutdown();
+    server.shutdown().await;
 }
 
 #[tokio::test]
@@ -352,7 +352,7 @@ async fn success_after_the_delay_logs_in_and_forgives_only_its_own_failures() {
             .await
             .starts_with("a OK")
     );
-    server.shutdown();
+    server.shutdown().await;
 }
 
 #[tokio::test]
@@ -379,8 +379,8 @@ async fn two_instances_sharing_redis_share_the_budget() {
     );
     let r = http_basic("127.0.0.1", &b, "alice@example.com", "alicepw").await;
     assert_eq!(r.status(), reqwest::StatusCode::TOO_MANY_REQUESTS);
-    a.shutdown();
-    b.shutdown();
+    a.shutdown().await;
+    b.shutdown().await;
 }
 
 #[tokio::test]
@@ -404,6 +404,6 @@ async fn redis_down_is_a_temporary_failure_unless_fail_open() {
             .await
             .starts_with("a OK")
     );
-    closed.shutdown();
-    opened.shutdown();
+    closed.shutdown().await;
+    opened.shutdown().await;
 }

@@ -43,8 +43,11 @@ pub fn flag_names(flags: &[Flag<'_>]) -> BTreeSet<String> {
 
 /// The untagged LIST/LSUB responses for the names matching `pattern` (`inbox_pattern` is its
 /// upper-case form: INBOX matches in any case).
+/// `listed`: the names to match (all mailboxes, or the subscriptions for LSUB); `names`: every
+/// mailbox, for the children attributes.
 fn list_responses(
     names: &[String],
+    listed: &[String],
     pattern: &ListPattern,
     inbox_pattern: &ListPattern,
     verb: &str,
@@ -52,7 +55,7 @@ fn list_responses(
     // Sorted, so "has children" is one range lookup instead of a scan of every name.
     let sorted: BTreeSet<&str> = names.iter().map(String::as_str).collect();
     let mut out = Vec::new();
-    for name in names {
+    for name in listed {
         let matched = if name == "INBOX" {
             inbox_pattern.matches(b"INBOX")
         } else {
@@ -79,11 +82,15 @@ fn list_responses(
 }
 
 impl Session {
-    fn user_name(&self) -> String {
+    pub(in crate::imap) fn user_name(&self) -> String {
         self.user.clone().unwrap_or_default()
     }
 
-    fn name_or_bad(&mut self, tag: &str, mailbox: &Mailbox<'_>) -> Option<String> {
+    pub(in crate::imap) fn name_or_bad(
+        &mut self,
+        tag: &str,
+        mailbox: &Mailbox<'_>,
+    ) -> Option<String> {
         let name = mailbox_name(mailbox);
         if name.is_none() {
             if self.bad_log.allow() {
@@ -94,7 +101,7 @@ impl Session {
         name
     }
 
-    fn store_error(&mut self, tag: &str, error: &StoreError) {
+    pub(in crate::imap) fn store_error(&mut self, tag: &str, error: &StoreError) {
         if self.bad_log.allow() {
             tracing::info!(peer = ?self.peer, user = ?self.user, error = %error, "IMAP mailbox operation refused");
         }
@@ -107,6 +114,18 @@ impl Session {
             }
             StoreError::InvalidName(_) => self.no_code(tag, "CANNOT", "Invalid mailbox name."),
             StoreError::TooLarge(_) => self.no_code(tag, "TOOBIG", "Message too large."),
+            StoreError::OverQuota { .. } => self.no_code(tag, "OVERQUOTA", "Quota exceeded."),
+            StoreError::CannotDelete(_) => self.no_code(
+                tag,
+                "CANNOT",
+                "INBOX, or a mailbox with inferiors, cannot be deleted.",
+            ),
+            StoreError::Unsupported(_) => self.no_code(tag, "CANNOT", "Not supported."),
+            StoreError::Unavailable(_) => self.no_code(
+                tag,
+                "UNAVAILABLE",
+                "Try again later, the store is unavailable.",
+            ),
         }
     }
 
@@ -201,10 +220,14 @@ impl Session {
         }
     }
 
-    /// Every mailbox counts as subscribed; (UN)SUBSCRIBE only checks the name.
-    pub(in crate::imap) fn subscribe(&mut self, tag: &str, mailbox: &Mailbox<'_>) {
-        if self.name_or_bad(tag, mailbox).is_some() {
-            self.ok(tag, "Subscription updated.");
+    /// SUBSCRIBE (an existing mailbox) or UNSUBSCRIBE (any name), kept by the store.
+    pub(in crate::imap) fn subscribe(&mut self, tag: &str, mailbox: &Mailbox<'_>, on: bool) {
+        let Some(name) = self.name_or_bad(tag, mailbox) else {
+            return;
+        };
+        match self.ctx.store.set_subscribed(&self.user_name(), &name, on) {
+            Ok(()) => self.ok(tag, "Subscription updated."),
+            Err(e) => self.store_error(tag, &e),
         }
     }
 
@@ -256,7 +279,13 @@ impl Session {
         });
         Next::Event(Event::Heavy(Box::new(move || {
             let names = store.list_mailboxes(&user);
-            list_responses(&names, &pattern, &inbox_pattern, verb)
+            // LSUB lists the subscribed names (which may outlive their mailbox).
+            let listed = if verb == "LSUB" {
+                store.subscriptions(&user)
+            } else {
+                names.clone()
+            };
+            list_responses(&names, &listed, &pattern, &inbox_pattern, verb)
         })))
     }
 

@@ -3,5 +3,6 @@
 pub mod auth;
 pub mod fetch;
 pub mod mailbox;
+pub mod manage;
 pub mod search;
 pub mod store;

@@ -159,10 +159,11 @@ impl Session {
                 continue;
             };
             let m = &messages[i];
-            match store.append(
+            // The copy shares the source's bytes.
+            match store.append_shared(
                 &user,
                 &target,
-                m.data.as_ref().clone(),
+                m.data.clone(),
                 m.flags.clone(),
                 Some(m.internal_date),
             ) {
@@ -171,8 +172,17 @@ impl Session {
                     to.push(new_uid);
                 }
                 Err(e) => {
-                    tracing::warn!(peer = ?self.peer, error = %e, "IMAP {verb} failed midway");
-                    return self.no(tag, &format!("{verb} failed."));
+                    // All or nothing (RFC 3501 6.4.7): the copies made so far go again.
+                    if let Err(e) = store.expunge(&user, &target, &to) {
+                        tracing::error!(peer = ?self.peer, error = %e, "IMAP {verb} rollback failed");
+                    }
+                    tracing::info!(peer = ?self.peer, error = %e, "IMAP {verb} failed midway, undone");
+                    return match e {
+                        StoreError::OverQuota { .. } | StoreError::Unavailable(_) => {
+                            self.store_error(tag, &e)
+                        }
+                        _ => self.no(tag, &format!("{verb} failed.")),
+                    };
                 }
             }
         }

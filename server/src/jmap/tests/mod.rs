@@ -3,6 +3,7 @@
 
 mod api;
 mod mail;
+mod quota;
 mod revocation;
 mod router;
 mod submission;
@@ -31,7 +32,10 @@ pub fn harness() -> Harness {
 }
 
 pub fn harness_with(directory_down: bool) -> Harness {
-    let store = Arc::new(MemoryStore::new());
+    harness_over(Arc::new(MemoryStore::new()), directory_down)
+}
+
+pub fn harness_over(store: Arc<MemoryStore>, directory_down: bool) -> Harness {
     let ctx = Arc::new(JmapContext::new(
         store.clone(),
         {

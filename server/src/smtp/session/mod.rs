@@ -21,6 +21,7 @@ use super::command::{self, Command, MailParams, ReversePath};
 use super::data::{DataOutcome, DataReader};
 use super::delivery::{DeliveryError, Envelope, Trace, protocol_keyword};
 use super::reply::Reply;
+use crate::store::StoreError;
 
 /// Longest command line, without CRLF (RFC 5321 says 512; extensions and lenient clients go over).
 pub const MAX_COMMAND_LINE: usize = 4 * 1024;
@@ -280,6 +281,18 @@ impl Session {
         }
     }
 
+    /// Answer to [`Event::CheckRecipient`] when the directory knows the user but their quota is
+    /// used up: `452 4.2.2`, the recipient is not added.
+    pub fn recipient_full(&mut self, canonical: &str) {
+        let Some(Awaiting::Recipient(address)) = self.awaiting.take() else {
+            tracing::error!("recipient answer without a pending lookup");
+            self.closing = true;
+            return;
+        };
+        tracing::info!(recipient = %address, user = canonical, "recipient over quota");
+        self.refuse(Reply::mailbox_full(&address), "recipient over quota");
+    }
+
     /// Answer to [`Event::Deliver`]: the queue id once every copy is stored.
     pub fn delivered(&mut self, result: Result<String, DeliveryError>) {
         if !self.answer(Awaiting::Delivery) {
@@ -291,6 +304,15 @@ impl Session {
             Ok(id) => {
                 tracing::info!(id, "message delivered");
                 self.reply(Reply::queued(&id));
+            }
+            // All or nothing: the copies stored for recipients with room were rolled back, so
+            // the sender keeps the message and no accepted mail is lost.
+            Err(DeliveryError::Store {
+                user,
+                source: StoreError::OverQuota { .. },
+            }) => {
+                tracing::info!(user, "message refused: a recipient's quota is exceeded");
+                self.reply(Reply::over_quota(&user));
             }
             Err(e) => {
                 tracing::error!(error = %e, "delivery failed");

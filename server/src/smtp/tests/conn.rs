@@ -1,6 +1,7 @@
 //! Connection-level tests: a real listener on 127.0.0.1:0, TLS, the real PLAIN/LOGIN mechanisms
 //! over an in-test directory, and the MemoryStore.
 
+mod quota;
 mod revocation;
 
 use std::net::SocketAddr;

@@ -24,6 +24,7 @@ fn store_error(e: StoreError) -> SetError {
         StoreError::TooLarge(n) => {
             SetError::new("tooLarge", format!("message of {n} bytes is too large"))
         }
+        StoreError::OverQuota { .. } => SetError::new("overQuota", e.to_string()),
         StoreError::NoSuchMailbox(m) => {
             SetError::invalid_properties(&["mailboxIds"], format!("mailbox {m:?} vanished"))
         }
@@ -95,16 +96,17 @@ fn flags_for(keywords: &BTreeSet<String>) -> BTreeSet<String> {
 fn append_all(
     call: &Call<'_>,
     mailboxes: &BTreeMap<String, String>,
-    data: &[u8],
+    data: &Arc<Vec<u8>>,
     flags: &BTreeSet<String>,
     received_at: i64,
 ) -> Result<(), SetError> {
     let mut done: Vec<(&str, u32)> = Vec::new();
     for name in mailboxes.values() {
-        match call.store().append(
+        // Every mailbox shares the one copy of the bytes.
+        match call.store().append_shared(
             call.user(),
             name,
-            data.to_vec(),
+            data.clone(),
             flags.clone(),
             Some(received_at),
         ) {
@@ -131,8 +133,9 @@ fn store_new(
     keywords: &BTreeSet<String>,
     received_at: i64,
 ) -> Result<Value, SetError> {
+    let data = Arc::new(data);
     append_all(call, mailboxes, &data, &flags_for(keywords), received_at)?;
-    let meta = MessageMeta::parse(Arc::new(data), received_at);
+    let meta = MessageMeta::parse(data, received_at);
     call.created_ids
         .insert(creation_id.to_string(), meta.email_id.clone());
     Ok(json!({
