@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -9,7 +10,9 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::AuthBackends;
-use crate::auth::directory::{Directory, LdapDirectory, LdapDirectoryConfig, StaticDirectory};
+use crate::auth::directory::{
+    CachingDirectory, Directory, LdapDirectory, LdapDirectoryConfig, StaticDirectory,
+};
 use crate::auth::oidc::{OidcValidator, OidcValidatorConfig, TokenValidator};
 use crate::auth::revocation::{
     MemoryRevocationStore, RedisRevocationConfig, RedisRevocationStore,
@@ -140,9 +143,11 @@ pub fn build_services(config: &Config) -> Result<Services, StartError> {
     tls::install_crypto_provider();
     let directory: Arc<dyn Directory> =
         match &config.directory {
-            DirectorySection::Ldap(ldap) => {
-                Arc::new(LdapDirectory::new(LdapDirectoryConfig::from(ldap)))
-            }
+            DirectorySection::Ldap(ldap) => Arc::new(CachingDirectory::new(
+                Arc::new(LdapDirectory::new(LdapDirectoryConfig::from(ldap))),
+                Duration::from_secs(ldap.cache_seconds),
+                ldap.cache_capacity,
+            )),
             DirectorySection::Static(s) => Arc::new(StaticDirectory::load(&s.path).map_err(
                 |e| ConfigError::Invalid {
                     key: "directory.path".into(),
