@@ -1,6 +1,9 @@
 //! `mail-oidc bench`: measures the stack and the server on this machine, in one run, with
 //! bounded loops. Numbers are printed, never asserted (timings do not belong in tests).
 
+pub mod login_rate;
+pub mod validation;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
