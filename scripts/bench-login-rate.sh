@@ -11,6 +11,9 @@
 # dovecot-imapd (`apt-get install -y dovecot-imapd`; its own service is not used). Everything
 # runs from a temporary directory on loopback ports and is stopped on exit, by PID.
 # PIN_SERVERS=0 PIN_CLIENT=1 pin the servers and the load generator to those CPUs (taskset).
+# DOVECOT_IMAP_SERVICE_COUNT / DOVECOT_IMAP_MIN_AVAIL tune Dovecot's imap processes (defaults 1
+# and 0, Dovecot's own: a new imap process per login); DOVECOT_DEBUG=yes logs its auth steps;
+# KEEP=1 keeps the work dir (configs, logs).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -34,9 +37,9 @@ for b in mail-oidc-server mail-oidc; do
     [ -x "$BIN/$b" ] || { echo "$BIN/$b missing: cargo build --release first" >&2; exit 2; }
 done
 
-pin() { # pin CPUS CMD...: run CMD on CPUS when set
+pin() { # pin CPUS CMD...: run CMD on CPUS when set (exec: `(pin ...) &` gives $! = CMD's PID)
     local cpus="$1"; shift
-    if [ -n "$cpus" ]; then taskset -c "$cpus" "$@"; else "$@"; fi
+    if [ -n "$cpus" ]; then exec taskset -c "$cpus" "$@"; else exec "$@"; fi
 }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
@@ -46,13 +49,14 @@ PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    rm -rf "$WORK"
+    if [ -n "${KEEP:-}" ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 echo "work dir: $WORK"
 
-# The issuer: an RSA key, its JWKS served over HTTP, and one token (typ JWT: Dovecot 2.3
-# refuses at+jwt) for bench@example.com, valid for two hours.
+# The issuer: an RSA key, its JWKS served over HTTP, and one token for bench@example.com, valid
+# for two hours. `typ` is JWT (Dovecot 2.3 refuses at+jwt) and `aud` a string (Dovecot 2.3.19's
+# auth process crashes with signal 11 on an array).
 USER=bench@example.com
 KID=bench-1
 JWKS_PORT="$(free_port)"
@@ -65,7 +69,7 @@ printf '{"keys":[{"kty":"RSA","use":"sig","alg":"RS256","kid":"%s","n":"%s","e":
     "$KID" "$N" > "$WORK/www/jwks"
 NOW="$(date +%s)"
 HEADER="$(printf '{"alg":"RS256","typ":"JWT","kid":"%s"}' "$KID" | b64url)"
-CLAIMS="$(printf '{"iss":"%s","sub":"bench","aud":["mail"],"iat":%d,"nbf":%d,"exp":%d,"sid":"bench-sid","email":"%s","scope":"openid email"}' \
+CLAIMS="$(printf '{"iss":"%s","sub":"bench","aud":"mail","iat":%d,"nbf":%d,"exp":%d,"sid":"bench-sid","email":"%s","scope":"openid email"}' \
     "$ISSUER" "$NOW" "$((NOW - 5))" "$((NOW + 7200))" "$USER" | b64url)"
 SIG="$(printf '%s.%s' "$HEADER" "$CLAIMS" | openssl dgst -sha256 -sign "$WORK/key.pem" | b64url)"
 printf '%s.%s.%s' "$HEADER" "$CLAIMS" "$SIG" > "$WORK/token"
@@ -90,8 +94,8 @@ audience = ["mail"]
 log = "warn"
 EOF
 ulimit -n "$(ulimit -Hn)"
-pin "${PIN_SERVERS:-}" "$BIN/mail-oidc-server" --config "$WORK/server.toml" \
-    --ready-file "$WORK/ready.json" > "$WORK/server.log" 2>&1 &
+(pin "${PIN_SERVERS:-}" "$BIN/mail-oidc-server" --config "$WORK/server.toml" \
+    --ready-file "$WORK/ready.json" > "$WORK/server.log" 2>&1) &
 SERVER_PID=$!
 PIDS+=($SERVER_PID)
 for _ in $(seq 100); do [ -s "$WORK/ready.json" ] && break; sleep 0.1; done
@@ -99,8 +103,8 @@ OURS="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["imap"])
 
 bench() { # bench ADDR ARGS...
     local addr="$1"; shift
-    pin "${PIN_CLIENT:-}" "$BIN/mail-oidc" bench --imap "$addr" --user "$USER" \
-        --token-file "$WORK/token" "$@"
+    (pin "${PIN_CLIENT:-}" "$BIN/mail-oidc" bench --imap "$addr" --user "$USER" \
+        --token-file "$WORK/token" "$@")
 }
 
 echo "== mail-oidc-server $OURS"
@@ -113,6 +117,8 @@ if [ "$SKIP_DOVECOT" = 0 ]; then
     DOVECOT_PORT="$(free_port)"
     mkdir -p "$WORK/dovecot/keys/default/RS256" "$WORK/dovecot/run" "$WORK/dovecot/home"
     cp "$WORK/pub.pem" "$WORK/dovecot/keys/default/RS256/$KID"
+    # Dovecot's auth process runs unprivileged: it must reach the (public) key file.
+    chmod 711 "$WORK"
     chmod -R a+rX "$WORK/dovecot"
     chown nobody "$WORK/dovecot/home"
     cat > "$WORK/dovecot/oauth2.conf.ext" <<EOF
@@ -120,6 +126,7 @@ introspection_mode = local
 local_validation_key_dict = fs:posix:prefix=$WORK/dovecot/keys/
 issuers = $ISSUER
 username_attribute = email
+debug = ${DOVECOT_DEBUG:-no}
 EOF
     cat > "$WORK/dovecot/dovecot.conf" <<EOF
 base_dir = $WORK/dovecot/run
@@ -131,6 +138,7 @@ ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = oauthbearer xoauth2
 auth_cache_size = $AUTH_CACHE
+auth_debug = ${DOVECOT_DEBUG:-no}
 default_client_limit = 20000
 default_process_limit = 2000
 first_valid_uid = 1
@@ -155,13 +163,17 @@ service imap-login {
   service_count = 0
   process_min_avail = 2
 }
+service imap {
+  service_count = ${DOVECOT_IMAP_SERVICE_COUNT:-1}
+  process_min_avail = ${DOVECOT_IMAP_MIN_AVAIL:-0}
+}
 service stats {
   unix_listener stats-writer {
     mode = 0666
   }
 }
 EOF
-    pin "${PIN_SERVERS:-}" dovecot -F -c "$WORK/dovecot/dovecot.conf" > "$WORK/dovecot/stdout.log" 2>&1 &
+    (pin "${PIN_SERVERS:-}" dovecot -F -c "$WORK/dovecot/dovecot.conf" > "$WORK/dovecot/stdout.log" 2>&1) &
     PIDS+=($!)
     for _ in $(seq 100); do
         python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1",int(sys.argv[1])),1)' \

@@ -240,19 +240,23 @@ async fn bench_imap(
             "mail-oidc: WARNING: --insecure-skip-tls-verify: the server's certificate is not checked"
         );
     }
-    println!(
-        "IMAP {} logins ({:?}, {}) against {}:{}, {:.1} s per level",
+    let what = format!(
+        "IMAP {} ({:?}, {}) against {}:{}",
         plan.mechanism.name(),
         plan.security,
         plan.user,
         plan.host,
-        plan.port,
-        plan.duration.as_secs_f64()
+        plan.port
     );
     if let Some(n) = plan.hold {
+        println!("{what}: {n} connections held");
         println!("{}", login_rate::hold(&plan, n).await?);
         return Ok(());
     }
+    println!(
+        "{what}: whole logins, {:.1} s per level",
+        plan.duration.as_secs_f64()
+    );
     for level in login_rate::login_rate(&plan).await? {
         println!("{level}");
     }
