@@ -13,11 +13,14 @@
 # PIN_SERVERS=0 PIN_CLIENT=1 pin the servers and the load generator to those CPUs (taskset).
 # DOVECOT_IMAP_SERVICE_COUNT / DOVECOT_IMAP_MIN_AVAIL tune Dovecot's imap processes (defaults 1
 # and 0, Dovecot's own: a new imap process per login); DOVECOT_DEBUG=yes logs its auth steps;
-# KEEP=1 keeps the work dir (configs, logs).
+# KEEP=1 keeps the work dir (configs, logs). SERVER_BIN=path measures another build of our
+# server (a before/after); TOKEN_CACHE_SECONDS=0 turns its validated-token cache off.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BIN="${BIN:-$ROOT/target/release}"
+# The server measured (e.g. an older build, for a before/after); the load generator is $BIN's.
+SERVER_BIN="${SERVER_BIN:-$BIN/mail-oidc-server}"
 DURATION=10
 CONCURRENCY=1,8,32
 HOLD=10000
@@ -33,8 +36,8 @@ while [ $# -gt 0 ]; do
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
-for b in mail-oidc-server mail-oidc; do
-    [ -x "$BIN/$b" ] || { echo "$BIN/$b missing: cargo build --release first" >&2; exit 2; }
+for b in "$SERVER_BIN" "$BIN/mail-oidc"; do
+    [ -x "$b" ] || { echo "$b missing: cargo build --release first" >&2; exit 2; }
 done
 
 pin() { # pin CPUS CMD...: run CMD on CPUS when set (exec: `(pin ...) &` gives $! = CMD's PID)
@@ -90,11 +93,12 @@ allow_plaintext_auth = true
 issuer = "$ISSUER"
 jwks_url = "$ISSUER/jwks"
 audience = ["mail"]
+${TOKEN_CACHE_SECONDS:+token_cache_seconds = $TOKEN_CACHE_SECONDS}
 [server]
 log = "warn"
 EOF
 ulimit -n "$(ulimit -Hn)"
-(pin "${PIN_SERVERS:-}" "$BIN/mail-oidc-server" --config "$WORK/server.toml" \
+(pin "${PIN_SERVERS:-}" "$SERVER_BIN" --config "$WORK/server.toml" \
     --ready-file "$WORK/ready.json" > "$WORK/server.log" 2>&1) &
 SERVER_PID=$!
 PIDS+=($SERVER_PID)
