@@ -147,6 +147,10 @@ default_client_limit = 20000
 default_process_limit = 2000
 first_valid_uid = 1
 mail_location = maildir:~/Maildir
+# One user logs in from one address many times at once (the default 10 refuses the 11th).
+protocol imap {
+  mail_max_userip_connections = 100000
+}
 passdb {
   driver = oauth2
   mechanisms = oauthbearer xoauth2
