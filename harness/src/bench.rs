@@ -1,6 +1,9 @@
 //! `mail-oidc bench`: measures the stack and the server on this machine, in one run, with
 //! bounded loops. Numbers are printed, never asserted (timings do not belong in tests).
 
+pub mod login_rate;
+pub mod validation;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -55,6 +58,10 @@ impl std::fmt::Display for Stats {
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
+
+/// Names of the two JMAP figures (their requests/s are derived from them).
+const JMAP_DIRECT: &str = "JMAP Mailbox/get direct (Bearer)";
+const JMAP_GATEWAY: &str = "JMAP Mailbox/get through the gateway";
 
 /// Sessions of one IdP session the logout-latency runs end.
 pub const LOGOUT_IMAP_SESSIONS: usize = 100;
@@ -120,6 +127,18 @@ impl std::fmt::Display for BenchReport {
             writeln!(
                 f,
                 "JMAP through the gateway / direct (medians): {ratio:.2}x"
+            )?;
+        }
+        let per_second = |name: &str| {
+            self.stats
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| 1.0 / s.mean.as_secs_f64().max(1e-9))
+        };
+        if let (Some(direct), Some(gateway)) = (per_second(JMAP_DIRECT), per_second(JMAP_GATEWAY)) {
+            writeln!(
+                f,
+                "JMAP requests/s (one client, 1 / mean): direct {direct:.0}, through the gateway {gateway:.0}"
             )?;
         }
         if let Some(k) = &self.keycloak {
@@ -281,14 +300,14 @@ pub async fn run(runs: usize) -> anyhow::Result<BenchReport> {
     let direct_api = direct.session().await?;
     let gateway_api = via_gateway.session().await?;
     let calls = |account: &str| serde_json::json!([["Mailbox/get", {"accountId": account, "ids": null}, "0"]]);
-    let direct_stats = measure("JMAP Mailbox/get direct (Bearer)", runs, || async {
+    let direct_stats = measure(JMAP_DIRECT, runs, || async {
         direct
             .call_at(&direct_api.api_url, calls(&direct_api.account_id))
             .await?;
         Ok(())
     })
     .await?;
-    let gateway_stats = measure("JMAP Mailbox/get through the gateway", runs, || async {
+    let gateway_stats = measure(JMAP_GATEWAY, runs, || async {
         via_gateway
             .call_at(&gateway_api.api_url, calls(&gateway_api.account_id))
             .await?;

@@ -65,11 +65,18 @@ enum Command {
         #[arg(long, default_value = ".")]
         root: PathBuf,
     },
-    /// Start a private stack, measure logins and submissions, print the figures, stop.
+    /// Start a private stack, measure logins and submissions, print the figures, stop. With
+    /// --imap HOST:PORT: the IMAP login rate of that server (any IMAP server) instead.
     Bench {
         /// Measured runs per operation (after one warm-up run).
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, default_value_t = 50, conflicts_with = "imap")]
         runs: usize,
+        /// Only time one bearer-token validation in the server's validator (token cache off
+        /// and on, and the bare signature check), in process, `runs` times each.
+        #[arg(long, conflicts_with = "imap")]
+        validation: bool,
+        #[command(flatten)]
+        imap: mail_oidc_harness::bench::login_rate::ImapBenchArgs,
     },
     /// Print an access token from the running environment's IdP (password grant).
     Token {
@@ -173,7 +180,15 @@ async fn main() -> ExitCode {
                 }
             })
         }
-        Command::Bench { runs } => mail_oidc_harness::bench::run(runs)
+        Command::Bench { imap, .. } if imap.imap.is_some() => bench_imap(&imap).await,
+        Command::Bench {
+            runs,
+            validation: true,
+            ..
+        } => mail_oidc_harness::bench::validation::validation_cost(runs)
+            .await
+            .map(|cost| println!("{cost}")),
+        Command::Bench { runs, .. } => mail_oidc_harness::bench::run(runs)
             .await
             .map(|report| print!("{report}")),
         Command::Token {
@@ -199,6 +214,53 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `bench --imap`: user, token and CA from the options, else from the env file (`--env-file`,
+/// else the state file when it exists).
+async fn bench_imap(
+    args: &mail_oidc_harness::bench::login_rate::ImapBenchArgs,
+) -> anyhow::Result<()> {
+    use mail_oidc_harness::bench::login_rate;
+
+    let env_path = args
+        .env_file
+        .clone()
+        .or_else(|| Some(state_env_path()).filter(|p| p.is_file()));
+    let env = match &env_path {
+        Some(path) => Some(envfile::parse(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        )),
+        None => None,
+    };
+    let plan = args.plan(env.as_ref())?;
+    if plan.tls == Some(login_rate::TlsTrust::Insecure) {
+        eprintln!(
+            "mail-oidc: WARNING: --insecure-skip-tls-verify: the server's certificate is not checked"
+        );
+    }
+    let what = format!(
+        "IMAP {} ({:?}, {}) against {}:{}",
+        plan.mechanism.name(),
+        plan.security,
+        plan.user,
+        plan.host,
+        plan.port
+    );
+    if let Some(n) = plan.hold {
+        println!("{what}: {n} connections held");
+        println!("{}", login_rate::hold(&plan, n).await?);
+        return Ok(());
+    }
+    println!(
+        "{what}: whole logins, {:.1} s per level",
+        plan.duration.as_secs_f64()
+    );
+    for level in login_rate::login_rate(&plan).await? {
+        println!("{level}");
+    }
+    Ok(())
 }
 
 /// `$XDG_RUNTIME_DIR/mail-oidc/up.env`, else `<temp dir>/mail-oidc-<uid>/up.env`: a directory of

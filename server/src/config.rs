@@ -479,6 +479,24 @@ pub struct OidcSection {
     pub ca_cert: Option<PathBuf>,
     /// RFC 7662 introspection of every token (after local JWT checks).
     pub introspection: Option<IntrospectionSection>,
+    /// How long a token whose signature and claims verified is remembered (by its SHA-256),
+    /// never past its `exp`; 0 = verify every time. The directory lookup, introspection and
+    /// the revocation check still run on every login.
+    #[serde(default = "default_token_cache_seconds")]
+    pub token_cache_seconds: u64,
+    /// Most tokens remembered at once.
+    #[serde(default = "default_cache_capacity")]
+    pub token_cache_capacity: usize,
+}
+
+fn default_token_cache_seconds() -> u64 {
+    300
+}
+fn default_cache_capacity() -> usize {
+    10_000
+}
+fn default_directory_cache_seconds() -> u64 {
+    10
 }
 
 fn default_true() -> bool {
@@ -555,6 +573,13 @@ pub struct LdapSection {
     /// Timeout of each LDAP operation, in seconds.
     #[serde(default = "default_http_timeout")]
     pub timeout_seconds: u64,
+    /// How long a user found by `lookup` is remembered (users not found and errors never
+    /// are; password checks always ask LDAP); 0 = off.
+    #[serde(default = "default_directory_cache_seconds")]
+    pub cache_seconds: u64,
+    /// Most users remembered at once.
+    #[serde(default = "default_cache_capacity")]
+    pub cache_capacity: usize,
 }
 
 fn default_user_filter() -> String {

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -10,7 +11,9 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::AuthBackends;
-use crate::auth::directory::{Directory, LdapDirectory, LdapDirectoryConfig, StaticDirectory};
+use crate::auth::directory::{
+    CachingDirectory, Directory, LdapDirectory, LdapDirectoryConfig, StaticDirectory,
+};
 use crate::auth::oidc::{OidcValidator, OidcValidatorConfig, TokenValidator};
 use crate::auth::revocation::{
     MemoryRevocationStore, RedisRevocationConfig, RedisRevocationStore,
@@ -30,7 +33,6 @@ use crate::sieve::SieveFilter;
 use crate::smtp::{SmtpContext, SmtpListenerKind};
 use crate::store::{MailStore, MemoryStore, ScriptLimits, SieveScripts};
 use crate::tls;
-use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -224,9 +226,11 @@ pub fn build_services(config: &Config) -> Result<Services, StartError> {
     tls::install_crypto_provider();
     let directory: Arc<dyn Directory> =
         match &config.directory {
-            DirectorySection::Ldap(ldap) => {
-                Arc::new(LdapDirectory::new(LdapDirectoryConfig::from(ldap)))
-            }
+            DirectorySection::Ldap(ldap) => Arc::new(CachingDirectory::new(
+                Arc::new(LdapDirectory::new(LdapDirectoryConfig::from(ldap))),
+                Duration::from_secs(ldap.cache_seconds),
+                ldap.cache_capacity,
+            )),
             DirectorySection::Static(s) => Arc::new(StaticDirectory::load(&s.path).map_err(
                 |e| ConfigError::Invalid {
                     key: "directory.path".into(),

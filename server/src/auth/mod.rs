@@ -1,5 +1,6 @@
 //! Protocol-neutral authentication: nothing here knows IMAP, SMTP or HTTP.
 
+pub mod bounded_cache;
 pub mod directory;
 pub mod oidc;
 pub mod request_auth;

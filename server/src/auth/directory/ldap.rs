@@ -192,6 +192,8 @@ mod tests {
             user_filter: "(&(objectClass=inetOrgPerson)(|(mail={user})(uid={user})))".into(),
             mail_attribute: "mail".into(),
             timeout_seconds: 0,
+            cache_seconds: 10,
+            cache_capacity: 10,
         }
     }
 

@@ -1,9 +1,11 @@
 //! Who exists: the directory, not the token, decides (a user who never logged in still gets mail).
 
+mod cache;
 mod ldap;
 mod scram;
 mod static_file;
 
+pub use cache::CachingDirectory;
 pub use ldap::{LdapDirectory, LdapDirectoryConfig};
 pub use scram::{ScramSecret, ScramSecretError, ScramUser};
 pub use static_file::StaticDirectory;

@@ -34,6 +34,10 @@ pub struct OidcValidatorConfig {
     /// Extra PEM root certificate(s) for the IdP's HTTPS.
     pub ca_cert_pem: Option<Vec<u8>>,
     pub introspection: Option<IntrospectionConfig>,
+    /// How long a token whose signature and claims verified is remembered (never past its
+    /// `exp`); zero = off.
+    pub token_cache_ttl: Duration,
+    pub token_cache_capacity: usize,
 }
 
 /// RFC 7662 introspection with `client_secret_basic`.
@@ -186,6 +190,8 @@ impl OidcValidatorConfig {
             http_timeout: Duration::from_secs(section.http_timeout_seconds),
             ca_cert_pem,
             introspection,
+            token_cache_ttl: Duration::from_secs(section.token_cache_seconds),
+            token_cache_capacity: section.token_cache_capacity,
         })
     }
 

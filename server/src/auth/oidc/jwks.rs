@@ -4,12 +4,13 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 use super::TokenError;
 use super::idp_client::IdpClient;
 use super::jws::JwsHeader;
+use super::public_key::PublicKey;
 
 /// What a key can verify: the algorithm family follows `kty` and, for EC, the curve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +39,7 @@ pub struct JwkKey {
     pub kind: KeyKind,
     /// The JWK's own `alg` member, if it has one.
     pub alg: Option<String>,
-    pub key: DecodingKey,
+    pub key: PublicKey,
 }
 
 /// The signature keys of a JWKS. Keys we cannot use (`use: enc`, `oct`, P-521, ...) are left out
@@ -60,24 +61,18 @@ fn parse_key(jwk: &Map<String, Value>) -> Result<JwkKey, String> {
     }
     let required = |name: &str| member(jwk, name).ok_or_else(|| format!("no {name}"));
     let (kind, key) = match member(jwk, "kty") {
-        Some("RSA") => (
-            KeyKind::Rsa,
-            DecodingKey::from_rsa_components(required("n")?, required("e")?),
-        ),
+        Some("RSA") => (KeyKind::Rsa, PublicKey::rsa(required("n")?, required("e")?)),
         Some("EC") => {
             let kind = match member(jwk, "crv") {
                 Some("P-256") => KeyKind::EcP256,
                 Some("P-384") => KeyKind::EcP384,
                 other => return Err(format!("EC curve {other:?}")),
             };
-            let key = DecodingKey::from_ec_components(required("x")?, required("y")?);
+            let key = PublicKey::ec(required("x")?, required("y")?);
             (kind, key)
         }
         Some("OKP") => match member(jwk, "crv") {
-            Some("Ed25519") => (
-                KeyKind::Ed25519,
-                DecodingKey::from_ed_components(required("x")?),
-            ),
+            Some("Ed25519") => (KeyKind::Ed25519, PublicKey::ed25519(required("x")?)),
             other => return Err(format!("OKP curve {other:?}")),
         },
         // `oct` (shared secrets) never belongs in a public key set.

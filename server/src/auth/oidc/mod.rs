@@ -7,6 +7,7 @@ mod idp_client;
 mod introspection;
 mod jwks;
 pub(crate) mod jws;
+mod public_key;
 mod validator;
 
 #[cfg(test)]

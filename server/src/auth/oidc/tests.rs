@@ -330,6 +330,8 @@ async fn idp_down_warm_keeps_serving_cached_keys() {
     let mut cfg = config(&idp);
     // Every use finds the cached set stale, so each would refresh.
     cfg.jwks_max_age = Duration::ZERO;
+    // This is about the key cache: the same token must reach it each time.
+    cfg.token_cache_ttl = Duration::ZERO;
     let v = validator(cfg);
     let token = good_token(&idp);
     assert!(v.validate(&token).await.is_ok());
@@ -497,4 +499,83 @@ async fn garbage_is_malformed_without_asking_the_idp() {
         }
     }
     assert_eq!(idp.total_hits(), 0);
+}
+
+#[tokio::test]
+async fn verified_tokens_are_remembered_but_the_directory_is_asked_every_time() {
+    let idp = FakeIdp::start(&[&keys().idp]).await;
+    let directory = TestDirectory::new();
+    let v = validator_with(config(&idp), directory.clone());
+    let token = good_token(&idp);
+    for round in 1..=3 {
+        let t = v.validate(&token).await.expect("valid");
+        assert_eq!(t.username, USER);
+        assert_eq!(t.sid.as_deref(), Some("session-1"));
+        assert_eq!(directory.calls(), round, "directory lookup on every login");
+    }
+    assert_eq!(v.verified_tokens_len(), 1);
+    // A refused token is never remembered, and stays refused.
+    let forged = signed(&keys().foreign, &claims(&idp));
+    for _ in 0..2 {
+        assert_eq!(v.validate(&forged).await, Err(TokenError::BadSignature));
+    }
+    assert_eq!(v.verified_tokens_len(), 1);
+    // The user's directory entry still decides, even for a remembered token.
+    directory.set_down(true);
+    let err = v.validate(&token).await.expect_err("directory down");
+    assert!(err.is_temporary(), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_token_past_its_exp_is_never_remembered() {
+    let idp = FakeIdp::start(&[&keys().idp]).await;
+    let v = validator(config(&idp));
+    // Within the 30 s leeway: accepted, but its `exp` has passed, so it is not kept.
+    let late = signed(&keys().idp, &claims_with(&idp, "exp", json!(now() - 5)));
+    assert!(v.validate(&late).await.is_ok());
+    assert_eq!(v.verified_tokens_len(), 0);
+    assert!(v.validate(&good_token(&idp)).await.is_ok());
+    assert_eq!(v.verified_tokens_len(), 1);
+}
+
+#[tokio::test]
+async fn token_cache_off_remembers_nothing() {
+    let idp = FakeIdp::start(&[&keys().idp]).await;
+    let mut cfg = config(&idp);
+    assert_eq!(cfg.token_cache_ttl, Duration::from_secs(300), "default");
+    assert_eq!(cfg.token_cache_capacity, 10_000, "default");
+    cfg.token_cache_ttl = Duration::ZERO;
+    let v = validator(cfg);
+    for _ in 0..2 {
+        assert!(v.validate(&good_token(&idp)).await.is_ok());
+    }
+    assert_eq!(v.verified_tokens_len(), 0);
+}
+
+#[tokio::test]
+async fn revocation_still_refuses_a_remembered_token() {
+    use crate::auth::revocation::{
+        MemoryRevocationStore, Revocation, RevocationCheckingValidator, RevocationService,
+        RevocationStore, SessionRegistry,
+    };
+    let idp = FakeIdp::start(&[&keys().idp]).await;
+    let inner = Arc::new(validator(config(&idp)));
+    let store = Arc::new(MemoryRevocationStore::new(Duration::from_secs(60)));
+    let service = RevocationService::new(store.clone(), SessionRegistry::new(false), false);
+    let v = RevocationCheckingValidator::new(inner.clone(), service);
+    let token = good_token(&idp);
+    assert!(v.validate(&token).await.is_ok());
+    assert!(v.validate(&token).await.is_ok());
+    assert_eq!(inner.verified_tokens_len(), 1);
+    store
+        .revoke(&Revocation::Session {
+            issuer: idp.issuer(),
+            sid: "session-1".into(),
+        })
+        .await
+        .expect("revoke");
+    assert!(matches!(
+        v.validate(&token).await,
+        Err(TokenError::Revoked(_))
+    ));
 }

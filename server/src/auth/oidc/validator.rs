@@ -2,18 +2,20 @@
 //! then (optionally) introspection.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use jsonwebtoken::Algorithm;
+use sha2::{Digest, Sha256};
 
-use super::claims::{self, ClaimRules};
+use super::claims::{self, CheckedClaims, ClaimRules};
 use super::config::OidcValidatorConfig;
 use super::discovery::{Discovery, Endpoints, Overrides};
 use super::idp_client::IdpClient;
 use super::introspection::Introspector;
 use super::jwks::JwksCache;
 use super::{SignedJwt, TokenError, TokenValidator, ValidatedToken, jws};
+use crate::auth::bounded_cache::BoundedCache;
 use crate::auth::directory::Directory;
 use crate::config::ConfigError;
 
@@ -28,7 +30,12 @@ pub struct OidcValidator {
     jwks: JwksCache,
     introspection: Option<Introspector>,
     directory: Arc<dyn Directory>,
+    /// Tokens whose signature and claims verified (RSA verification dominated a login's CPU).
+    verified_tokens: BoundedCache<TokenHash, CheckedClaims>,
 }
+
+/// A token's SHA-256: the cache never holds a usable token.
+type TokenHash = [u8; 32];
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -86,6 +93,7 @@ impl OidcValidator {
             algorithms: config.algorithms,
             discovery,
             directory,
+            verified_tokens: BoundedCache::new(config.token_cache_ttl, config.token_cache_capacity),
         })
     }
 
@@ -105,7 +113,21 @@ impl OidcValidator {
         Ok((jws, endpoints))
     }
 
-    async fn check(&self, token: &str) -> Result<ValidatedToken, TokenError> {
+    /// Tokens currently remembered as verified.
+    #[cfg(test)]
+    pub(super) fn verified_tokens_len(&self) -> usize {
+        self.verified_tokens.len()
+    }
+
+    /// Structure, type, signature and claims: everything that depends on the token alone,
+    /// so its outcome is remembered (by hash, until `exp` at the latest) in `verified_tokens`.
+    async fn checked_claims(&self, token: &str) -> Result<CheckedClaims, TokenError> {
+        let hash: TokenHash = Sha256::digest(token.as_bytes()).into();
+        if let Some(checked) = self.verified_tokens.get(&hash, Instant::now())
+            && checked.expires_at > unix_now()
+        {
+            return Ok(checked);
+        }
         // The header `typ` is refused before any I/O: no key fetch for a logout token.
         jws::check_type(jws::parse(token)?.header.typ.as_deref())?;
         let (jws, endpoints) = self.verified(token).await?;
@@ -122,12 +144,25 @@ impl OidcValidator {
             },
             now,
         )?;
+        self.verified_tokens.put(
+            hash,
+            checked.clone(),
+            Duration::from_secs(checked.expires_at.saturating_sub(now)),
+            Instant::now(),
+        );
+        Ok(checked)
+    }
+
+    async fn check(&self, token: &str) -> Result<ValidatedToken, TokenError> {
+        let checked = self.checked_claims(token).await?;
+        let now = unix_now();
         let username = match self.directory.lookup(&checked.username).await {
             Ok(Some(canonical)) => canonical,
             Ok(None) => return Err(TokenError::UnknownUser(checked.username)),
             Err(e) => return Err(TokenError::Unavailable(e.to_string())),
         };
         if let Some(introspector) = &self.introspection {
+            let endpoints = self.discovery.endpoints().await?;
             let lifetime = Duration::from_secs(checked.expires_at.saturating_sub(now));
             introspector
                 .check(endpoints.introspection_endpoint.as_deref(), token, lifetime)
