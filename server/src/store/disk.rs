@@ -34,6 +34,12 @@ const SCRIPTS: TableDefinition<(&str, &str), &str> = TableDefinition::new("scrip
 /// user -> name of the active script.
 const ACTIVE_SCRIPT: TableDefinition<&str, &str> = TableDefinition::new("active_script");
 
+/// (user, mailbox) -> HIGHESTMODSEQ (RFC 7162). A table of its own, so databases written before
+/// mod-sequences still open: a missing value reads as 1.
+const HIGHEST_MODSEQ: TableDefinition<(&str, &str), u64> = TableDefinition::new("highest_modseq");
+/// (user, mailbox, uid) -> the message's modseq; missing reads as 1.
+const MESSAGE_MODSEQ: TableDefinition<MessageKey, u64> = TableDefinition::new("message_modseq");
+
 /// File name of the database inside `store.path`.
 pub const DATABASE_FILE: &str = "mail.redb";
 
@@ -154,6 +160,8 @@ impl DiskJournal {
             txn.open_table(BLOB_REFS)?;
             txn.open_table(SCRIPTS)?;
             txn.open_table(ACTIVE_SCRIPT)?;
+            txn.open_table(HIGHEST_MODSEQ)?;
+            txn.open_table(MESSAGE_MODSEQ)?;
         }
         f(&txn)?;
         // Durability::Immediate is redb's default: commit returns once the data is synced.
@@ -166,6 +174,8 @@ impl DiskJournal {
         let boxes = txn.open_table(MAILBOXES)?;
         let messages = txn.open_table(MESSAGES)?;
         let blobs = txn.open_table(BLOBS)?;
+        let highest = txn.open_table(HIGHEST_MODSEQ)?;
+        let modseqs = txn.open_table(MESSAGE_MODSEQ)?;
         // One Arc per content, so copies stay shared after a restart too.
         let mut shared: HashMap<Vec<u8>, Arc<Vec<u8>>> = HashMap::new();
         let mut out = Vec::new();
@@ -192,11 +202,13 @@ impl DiskJournal {
                         d
                     }
                 };
+                let modseq = modseqs.get((user, mailbox, uid))?.map_or(1, |m| m.value());
                 list.push(StoredMessage {
                     uid,
                     flags: split_flags(flags),
                     internal_date,
                     data,
+                    modseq,
                 });
             }
             out.push(RestoredMailbox {
@@ -204,6 +216,7 @@ impl DiskJournal {
                 mailbox: mailbox.to_string(),
                 uid_validity,
                 uid_next,
+                highest_modseq: highest.get((user, mailbox))?.map_or(1, |m| m.value()),
                 messages: list,
             });
         }
@@ -270,6 +283,7 @@ fn apply(txn: &WriteTransaction, change: &Change<'_>) -> Result<(), redb::Error>
             user,
             mailbox,
             uid,
+            modseq,
             flags,
             internal_date,
             data,
@@ -286,11 +300,16 @@ fn apply(txn: &WriteTransaction, change: &Change<'_>) -> Result<(), redb::Error>
                 (user, mailbox, uid),
                 (internal_date, join_flags(flags).as_str(), digest.as_slice()),
             )?;
+            txn.open_table(MESSAGE_MODSEQ)?
+                .insert((user, mailbox, uid), modseq)?;
+            txn.open_table(HIGHEST_MODSEQ)?
+                .insert((user, mailbox), modseq)?;
         }
         Change::Flags {
             user,
             mailbox,
             uid,
+            modseq,
             flags,
         } => {
             let mut messages = txn.open_table(MESSAGES)?;
@@ -303,15 +322,24 @@ fn apply(txn: &WriteTransaction, change: &Change<'_>) -> Result<(), redb::Error>
                     (user, mailbox, uid),
                     (date, join_flags(flags).as_str(), digest.as_slice()),
                 )?;
+                txn.open_table(MESSAGE_MODSEQ)?
+                    .insert((user, mailbox, uid), modseq)?;
+                txn.open_table(HIGHEST_MODSEQ)?
+                    .insert((user, mailbox), modseq)?;
             }
         }
         Change::Expunge {
             user,
             mailbox,
+            modseq,
             uids,
         } => {
             let mut messages = txn.open_table(MESSAGES)?;
+            let mut modseqs = txn.open_table(MESSAGE_MODSEQ)?;
+            txn.open_table(HIGHEST_MODSEQ)?
+                .insert((user, mailbox), modseq)?;
             for &uid in uids {
+                modseqs.remove((user, mailbox, uid))?;
                 let removed = messages
                     .remove((user, mailbox, uid))?
                     .map(|v| v.value().2.to_vec());
@@ -504,6 +532,70 @@ mod tests {
             ),
             Err(StoreError::OverQuota { .. })
         ));
+    }
+
+    #[test]
+    fn modseqs_survive_a_reopen_and_keep_increasing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("mail");
+        let highest = {
+            let (store, _) = open(&dir, None, LIMITS).unwrap();
+            store.ensure_user("u");
+            for _ in 0..3 {
+                store
+                    .append("u", "INBOX", b"m".to_vec(), flags(&[]), None)
+                    .unwrap();
+            }
+            store
+                .set_flags("u", "INBOX", 1, flags(&["\\Seen"]))
+                .unwrap();
+            store.expunge("u", "INBOX", &[2]).unwrap();
+            store.status("u", "INBOX").unwrap().highest_modseq
+        };
+        assert_eq!(highest, 6);
+        let (store, _) = open(&dir, None, LIMITS).unwrap();
+        assert_eq!(store.status("u", "INBOX").unwrap().highest_modseq, 6);
+        let modseqs: Vec<(u32, u64)> = store
+            .messages("u", "INBOX")
+            .unwrap()
+            .iter()
+            .map(|m| (m.uid, m.modseq))
+            .collect();
+        assert_eq!(modseqs, vec![(1, 5), (3, 4)]);
+        // Expunges before the restart are forgotten, later ones known.
+        assert_eq!(store.expunged_since("u", "INBOX", 5), Ok(None));
+        store.set_flags("u", "INBOX", 3, flags(&["$x"])).unwrap();
+        assert_eq!(store.status("u", "INBOX").unwrap().highest_modseq, 7);
+        store.expunge("u", "INBOX", &[3]).unwrap();
+        assert_eq!(store.expunged_since("u", "INBOX", 6), Ok(Some(vec![3])));
+    }
+
+    /// A database written before mod-sequences existed opens with every modseq at 1.
+    #[test]
+    fn a_database_without_modseqs_opens() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("mail");
+        {
+            let (store, _) = open(&dir, None, LIMITS).unwrap();
+            store.ensure_user("u");
+            store
+                .append("u", "INBOX", b"old".to_vec(), flags(&[]), None)
+                .unwrap();
+        }
+        {
+            let db = Database::create(dir.join(DATABASE_FILE)).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.delete_table(HIGHEST_MODSEQ).unwrap();
+            txn.delete_table(MESSAGE_MODSEQ).unwrap();
+            txn.commit().unwrap();
+        }
+        let (store, _) = open(&dir, None, LIMITS).unwrap();
+        assert_eq!(store.messages("u", "INBOX").unwrap()[0].modseq, 1);
+        assert_eq!(store.status("u", "INBOX").unwrap().highest_modseq, 1);
+        store
+            .append("u", "INBOX", b"new".to_vec(), flags(&[]), None)
+            .unwrap();
+        assert_eq!(store.messages("u", "INBOX").unwrap()[1].modseq, 2);
     }
 
     /// Commits leave the async worker on the multi-threaded runtime, and run in place on a

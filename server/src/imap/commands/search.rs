@@ -276,6 +276,7 @@ mod tests {
             flags: flags.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
             internal_date: date,
             data: Arc::new(data.to_vec()),
+            modseq: 1,
         }
     }
 
