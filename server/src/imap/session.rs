@@ -95,6 +95,10 @@ pub struct Session {
     pub mode: Mode,
     pub sasl: SaslDriver,
     pub out: Vec<u8>,
+    /// CONDSTORE is on for the session (RFC 7162 3.1: ENABLE, or a CONDSTORE-enabling command).
+    pub condstore: bool,
+    /// QRESYNC is on (only through ENABLE, RFC 7162 3.2.3).
+    pub qresync: bool,
     /// Offsets in `out` where one response ends and another begins (long FETCH output), so a
     /// session can be ended between responses while the output is still being written.
     cuts: Vec<usize>,
@@ -116,6 +120,8 @@ impl Session {
             mode: Mode::Command,
             sasl: SaslDriver::new(Protocol::Imap, peer, max_failures, SuccessData::AsChallenge),
             out: Vec::new(),
+            condstore: false,
+            qresync: false,
             cuts: Vec::new(),
         }
     }
@@ -184,6 +190,9 @@ impl Session {
             "UNSELECT",
             "CHILDREN",
             "MOVE",
+            "ENABLE",
+            "CONDSTORE",
+            "QRESYNC",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -415,8 +424,15 @@ impl Session {
                 tracing::info!(peer = ?self.peer, "IMAP command before login refused");
                 self.bad(&tag, "Log in first.");
             }
-            CommandBody::Select { mailbox, .. } => self.select(&tag, &mailbox, false),
-            CommandBody::Examine { mailbox, .. } => self.select(&tag, &mailbox, true),
+            CommandBody::Select {
+                mailbox,
+                parameters,
+            } => self.select(&tag, &mailbox, false, &parameters),
+            CommandBody::Examine {
+                mailbox,
+                parameters,
+            } => self.select(&tag, &mailbox, true, &parameters),
+            CommandBody::Enable { capabilities } => self.enable(&tag, capabilities.as_ref()),
             CommandBody::Create { mailbox } => self.create(&tag, &mailbox),
             CommandBody::Delete { .. } | CommandBody::Rename { .. } => {
                 self.no_code(&tag, "CANNOT", "Not supported by this server.");
@@ -464,16 +480,23 @@ impl Session {
                 sequence_set,
                 macro_or_item_names,
                 uid,
-                ..
-            } => self.fetch(&tag, &sequence_set, macro_or_item_names, uid),
+                modifiers,
+            } => self.fetch(&tag, &sequence_set, macro_or_item_names, uid, &modifiers),
             CommandBody::Store {
                 sequence_set,
                 kind,
                 response,
                 flags,
                 uid,
-                ..
-            } => self.store(&tag, &sequence_set, &kind, &response, &flags, uid),
+                modifiers,
+            } => {
+                let change = super::commands::store::FlagChange {
+                    kind: &kind,
+                    reply: &response,
+                    flags: &flags,
+                };
+                self.store(&tag, &sequence_set, change, uid, &modifiers)
+            }
             CommandBody::Copy {
                 sequence_set,
                 mailbox,
@@ -610,6 +633,7 @@ const KNOWN_COMMANDS: &[&str] = &[
     "IDLE",
     "ID",
     "UNSELECT",
+    "ENABLE",
 ];
 
 /// imap-codec hands over the decoded initial response; the driver takes wire text (`=` empty).

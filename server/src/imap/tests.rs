@@ -1,5 +1,6 @@
 //! Connection-level tests: a real session over an in-memory pipe, scripted like RFC transcripts.
 
+mod condstore;
 mod quota;
 mod revocation;
 
@@ -261,7 +262,7 @@ async fn greeting_capabilities_without_tls() {
     let (mut c, greeting) = Client::connect(&s.ctx).await;
     assert_eq!(
         greeting,
-        "* OK [CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID IDLE UIDPLUS UNSELECT CHILDREN MOVE LOGINDISABLED AUTH=XTEST] mail.test mail-oidc ready.\r\n"
+        "* OK [CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID IDLE UIDPLUS UNSELECT CHILDREN MOVE ENABLE CONDSTORE QRESYNC LOGINDISABLED AUTH=XTEST] mail.test mail-oidc ready.\r\n"
     );
     let reply = c.cmd("a", "CAPABILITY").await;
     assert!(reply.contains("LOGINDISABLED AUTH=XTEST\r\n"), "{reply}");
@@ -289,14 +290,16 @@ async fn plain_with_initial_response_and_continuation() {
     let s = setup(plaintext_config());
     let (mut c, greeting) = Client::connect(&s.ctx).await;
     assert!(
-        greeting.contains("ID IDLE UIDPLUS UNSELECT CHILDREN MOVE AUTH=PLAIN AUTH=XTEST]"),
+        greeting.contains(
+            "ID IDLE UIDPLUS UNSELECT CHILDREN MOVE ENABLE CONDSTORE QRESYNC AUTH=PLAIN AUTH=XTEST]"
+        ),
         "{greeting}"
     );
     let ir = b64(b"\0alice\0alicepw");
     let reply = c.cmd("a", &format!("AUTHENTICATE PLAIN {ir}")).await;
     assert_eq!(
         reply,
-        "a OK [CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID IDLE UIDPLUS UNSELECT CHILDREN MOVE] Logged in\r\n"
+        "a OK [CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID IDLE UIDPLUS UNSELECT CHILDREN MOVE ENABLE CONDSTORE QRESYNC] Logged in\r\n"
     );
     assert_eq!(
         c.cmd("b", "AUTHENTICATE PLAIN").await,
@@ -423,7 +426,7 @@ async fn login_when_directory_is_down() {
     s.dir.set_down(false);
     c.login().await;
     assert!(c.cmd("b", "CAPABILITY").await.contains(
-        "* CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID IDLE UIDPLUS UNSELECT CHILDREN MOVE\r\n"
+        "* CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID IDLE UIDPLUS UNSELECT CHILDREN MOVE ENABLE CONDSTORE QRESYNC\r\n"
     ));
 }
 
@@ -509,6 +512,7 @@ async fn select_fetch_store_search_expunge() {
              * OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted.\r\n\
              * 2 EXISTS\r\n* 2 RECENT\r\n* OK [UNSEEN 1] First unseen.\r\n\
              * OK [UIDVALIDITY {validity}] UIDs valid.\r\n* OK [UIDNEXT 3] Predicted next UID.\r\n\
+             * OK [HIGHESTMODSEQ 3] Highest\r\n\
              a OK [READ-WRITE] Select completed.\r\n"
         )
     );
@@ -910,7 +914,7 @@ async fn starttls_discards_pipelined_commands_and_enables_plain() {
     let ctx = with_tls(&setup(ImapSection::default()), &tls);
     let (mut c, greeting) = Client::connect(&ctx).await;
     assert!(
-        greeting.contains("MOVE STARTTLS LOGINDISABLED AUTH=XTEST]"),
+        greeting.contains("QRESYNC STARTTLS LOGINDISABLED AUTH=XTEST]"),
         "{greeting}"
     );
     assert_eq!(
@@ -923,7 +927,7 @@ async fn starttls_discards_pipelined_commands_and_enables_plain() {
     let mut c = c.start_tls(&tls).await;
     assert_eq!(
         c.cmd("c", "CAPABILITY").await,
-        "* CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID IDLE UIDPLUS UNSELECT CHILDREN MOVE AUTH=PLAIN AUTH=XTEST\r\nc OK Capability completed.\r\n"
+        "* CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID IDLE UIDPLUS UNSELECT CHILDREN MOVE ENABLE CONDSTORE QRESYNC AUTH=PLAIN AUTH=XTEST\r\nc OK Capability completed.\r\n"
     );
     assert_eq!(
         c.cmd("d", "STARTTLS").await,
@@ -946,7 +950,7 @@ async fn implicit_tls_listener() {
     let stream = tls.connector.connect(name, tcp).await.expect("handshake");
     let (mut c, greeting) = Client::over(Box::new(stream)).await;
     assert!(
-        greeting.contains("MOVE AUTH=PLAIN AUTH=XTEST]"),
+        greeting.contains("QRESYNC AUTH=PLAIN AUTH=XTEST]"),
         "{greeting}"
     );
     let ir = b64(b"\0alice\0alicepw");

@@ -186,8 +186,10 @@ fn matches(key: &SearchKey<'_>, c: &mut Candidate<'_>, depth: usize) -> bool {
         }
         SearchKey::Body(v) => body_contains(c, v.as_ref()),
         SearchKey::Text(v) => contains_ci(c.header(), v.as_ref()) || body_contains(c, v.as_ref()),
-        // Extensions not offered (WITHIN, CONDSTORE) never match; they exist only when another
-        // crate of the build turns those imap-types features on.
+        // RFC 7162 3.1.5: per-flag entries are not kept apart, the message's modseq counts.
+        SearchKey::ModSequence { modseq, .. } => c.msg.modseq >= *modseq,
+        // Extensions not offered (WITHIN) never match; they exist only when another crate of
+        // the build turns those imap-types features on.
         #[allow(unreachable_patterns)]
         _ => false,
     }
@@ -200,6 +202,17 @@ fn body_contains(c: &mut Candidate<'_>, needle: &[u8]) -> bool {
 fn matches_sent(c: &mut Candidate<'_>, date: &NaiveDate, cmp: fn(i64, i64) -> bool) -> bool {
     match (c.sent_day(), day_of(date)) {
         (Some(sent), Some(day)) => cmp(sent, day),
+        _ => false,
+    }
+}
+
+/// Whether a search key holds a MODSEQ criterion anywhere.
+fn uses_modseq(key: &SearchKey<'_>) -> bool {
+    match key {
+        SearchKey::ModSequence { .. } => true,
+        SearchKey::And(keys) => keys.as_ref().iter().any(uses_modseq),
+        SearchKey::Or(a, b) => uses_modseq(a) || uses_modseq(b),
+        SearchKey::Not(k) => uses_modseq(k),
         _ => false,
     }
 }
@@ -229,6 +242,7 @@ impl Session {
         let largest_seq = u32::try_from(sel.exists()).unwrap_or(u32::MAX);
         let largest_uid = sel.uids.last().copied().unwrap_or(0);
         let mut found = Vec::new();
+        let mut highest = 0;
         for msg in &messages {
             // Only messages the client knows have sequence numbers.
             let Some(seq) = sel.seq_of(msg.uid) else {
@@ -245,11 +259,19 @@ impl Session {
             };
             if criteria.iter().all(|k| matches(k, &mut c, 0)) {
                 found.push(if uid { msg.uid } else { c.seq });
+                highest = highest.max(msg.modseq);
             }
         }
         let list: Vec<String> = found.iter().map(u32::to_string).collect();
+        let by_modseq = criteria.iter().any(uses_modseq);
+        if by_modseq {
+            self.enable_condstore();
+        }
         let line = if list.is_empty() {
             "SEARCH".to_string()
+        } else if by_modseq {
+            // RFC 7162 3.1.5: the highest modseq of the messages found.
+            format!("SEARCH {} (MODSEQ {highest})", list.join(" "))
         } else {
             format!("SEARCH {}", list.join(" "))
         };
