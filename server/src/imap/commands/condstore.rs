@@ -78,8 +78,13 @@ impl Session {
     }
 
     /// RFC 5161 ENABLE: CONDSTORE and QRESYNC (which implies CONDSTORE); other names are
-    /// ignored, as the RFC asks. `ENABLED` lists what this command turned on.
+    /// ignored, as the RFC asks. `ENABLED` lists what this command turned on. Only before
+    /// SELECT (authenticated state), so a selected mailbox never changes its reporting midway.
     pub(in crate::imap) fn enable(&mut self, tag: &str, requested: &[CapabilityEnable<'_>]) {
+        if self.selected.is_some() {
+            tracing::info!(peer = ?self.peer, "IMAP ENABLE while a mailbox is selected refused");
+            return self.bad(tag, "ENABLE is not allowed while a mailbox is selected.");
+        }
         let mut enabled = Vec::new();
         for cap in requested {
             let name = cap.to_string().to_ascii_uppercase();
@@ -90,9 +95,6 @@ impl Session {
                 }
                 "QRESYNC" if !self.qresync => {
                     self.qresync = true;
-                    if let Some(sel) = self.selected.as_mut() {
-                        sel.qresync = true;
-                    }
                     if !self.condstore {
                         self.enable_condstore();
                     }
