@@ -8,7 +8,6 @@ use imap_codec::imap_types::extensions::enable::CapabilityEnable;
 use imap_codec::imap_types::sequence::SequenceSet;
 
 use crate::imap::response::{self, flag_list, sequence_set};
-use crate::imap::selected::contains;
 use crate::imap::session::Session;
 use crate::store::{MailStore, StoreError, StoredMessage};
 
@@ -39,6 +38,46 @@ pub fn qresync_parameter(parameters: &[SelectParameter]) -> Option<Qresync<'_>> 
     })
 }
 
+/// A UID set as sorted, merged inclusive ranges (`*` being `largest`), so membership is a
+/// binary search: a client's set of thousands of ranges against thousands of UIDs stays cheap.
+pub struct UidRanges(Vec<(u32, u32)>);
+
+impl UidRanges {
+    pub fn new(set: &SequenceSet, largest: u32) -> Self {
+        use imap_codec::imap_types::sequence::{SeqOrUid, Sequence};
+        let value = |v: &SeqOrUid| match v {
+            SeqOrUid::Value(n) => n.get(),
+            SeqOrUid::Asterisk => largest,
+        };
+        let mut ranges: Vec<(u32, u32)> = set
+            .0
+            .as_ref()
+            .iter()
+            .map(|s| match s {
+                Sequence::Single(v) => (value(v), value(v)),
+                Sequence::Range(a, b) => {
+                    let (a, b) = (value(a), value(b));
+                    (a.min(b), a.max(b))
+                }
+            })
+            .collect();
+        ranges.sort_unstable();
+        let mut merged: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
+        for (low, high) in ranges {
+            match merged.last_mut() {
+                Some(last) if low <= last.1.saturating_add(1) => last.1 = last.1.max(high),
+                _ => merged.push((low, high)),
+            }
+        }
+        Self(merged)
+    }
+
+    pub fn contains(&self, uid: u32) -> bool {
+        let i = self.0.partition_point(|&(low, _)| low <= uid);
+        i > 0 && self.0[i - 1].1 >= uid
+    }
+}
+
 /// UIDs expunged after `since` among those `within` names (all when `None`), ascending. When
 /// the store no longer remembers that far back, every UID below `uid_next` that is not in
 /// `messages` is reported: the client may have known any of them.
@@ -51,10 +90,8 @@ pub fn vanished_since(
     messages: &[StoredMessage],
     uid_next: u32,
 ) -> Result<Vec<u32>, StoreError> {
-    let largest = uid_next.saturating_sub(1);
-    let inside = |uid: u32| {
-        within.is_none_or(|set| set.0.as_ref().iter().any(|s| contains(s, uid, largest)))
-    };
+    let ranges = within.map(|set| UidRanges::new(set, uid_next.saturating_sub(1)));
+    let inside = |uid: u32| ranges.as_ref().is_none_or(|r| r.contains(uid));
     let uids = match store.expunged_since(user, mailbox, since)? {
         Some(uids) => uids.into_iter().filter(|&u| inside(u)).collect(),
         None => {
@@ -139,11 +176,11 @@ impl Session {
             let set = sequence_set(&vanished);
             response::untagged(&mut self.out, &format!("VANISHED (EARLIER) {set}"));
         }
-        let largest = uid_next.saturating_sub(1);
+        let known_uids = q
+            .known_uids
+            .map(|set| UidRanges::new(set, uid_next.saturating_sub(1)));
         for (i, m) in messages.iter().enumerate() {
-            let known = q
-                .known_uids
-                .is_none_or(|set| set.0.as_ref().iter().any(|s| contains(s, m.uid, largest)));
+            let known = known_uids.as_ref().is_none_or(|r| r.contains(m.uid));
             if m.modseq <= q.modseq || !known {
                 continue;
             }
@@ -158,5 +195,19 @@ impl Session {
             response::untagged(&mut self.out, &line);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_ranges_merge_and_answer_membership() {
+        let set: SequenceSet = "9,1:3,4,20:*,7:6".parse().unwrap();
+        let r = UidRanges::new(&set, 25);
+        assert_eq!(r.0, vec![(1, 4), (6, 7), (9, 9), (20, 25)]);
+        let inside: Vec<u32> = (0..30).filter(|&u| r.contains(u)).collect();
+        assert_eq!(inside, vec![1, 2, 3, 4, 6, 7, 9, 20, 21, 22, 23, 24, 25]);
     }
 }
