@@ -434,12 +434,10 @@ impl Session {
             } => self.select(&tag, &mailbox, true, &parameters),
             CommandBody::Enable { capabilities } => self.enable(&tag, capabilities.as_ref()),
             CommandBody::Create { mailbox } => self.create(&tag, &mailbox),
-            CommandBody::Delete { .. } | CommandBody::Rename { .. } => {
-                self.no_code(&tag, "CANNOT", "Not supported by this server.");
-            }
-            CommandBody::Subscribe { mailbox } | CommandBody::Unsubscribe { mailbox } => {
-                self.subscribe(&tag, &mailbox)
-            }
+            CommandBody::Delete { mailbox } => self.delete(&tag, &mailbox),
+            CommandBody::Rename { from, to } => self.rename(&tag, &from, &to),
+            CommandBody::Subscribe { mailbox } => self.subscribe(&tag, &mailbox, true),
+            CommandBody::Unsubscribe { mailbox } => self.subscribe(&tag, &mailbox, false),
             CommandBody::List {
                 reference,
                 mailbox_wildcard,

@@ -1,6 +1,7 @@
 //! Connection-level tests: a real session over an in-memory pipe, scripted like RFC transcripts.
 
 mod condstore;
+mod manage;
 mod quota;
 mod revocation;
 
@@ -721,6 +722,11 @@ async fn append_create_list_status_copy_move() {
     assert_eq!(
         c.cmd("h", "LIST \"\" \"\"").await,
         "* LIST (\\Noselect) \"/\" \"\"\r\nh OK LIST completed.\r\n"
+    );
+    // LSUB lists what was subscribed, no longer every mailbox.
+    assert_eq!(
+        c.cmd("i0", "SUBSCRIBE Work/2024").await,
+        "i0 OK Subscription updated.\r\n"
     );
     assert_eq!(
         c.cmd("i", "LSUB \"Work/\" %").await,

@@ -31,6 +31,8 @@ const BLOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blobs");
 const BLOB_REFS: TableDefinition<&[u8], u64> = TableDefinition::new("blob_refs");
 /// (user, script name) -> source.
 const SCRIPTS: TableDefinition<(&str, &str), &str> = TableDefinition::new("scripts");
+/// (user, mailbox) -> nothing: the subscribed names.
+const SUBSCRIPTIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("subscriptions");
 /// user -> name of the active script.
 const ACTIVE_SCRIPT: TableDefinition<&str, &str> = TableDefinition::new("active_script");
 
@@ -137,10 +139,11 @@ pub fn open(
         message: e.to_string(),
     };
     let mailboxes = journal.read_mailboxes().map_err(corrupt)?;
+    let subscriptions = journal.read_subscriptions().map_err(corrupt)?;
     let scripts = journal.read_scripts().map_err(corrupt)?;
     let count: usize = mailboxes.iter().map(|m| m.messages.len()).sum();
     tracing::info!(path = %path.display(), mailboxes = mailboxes.len(), messages = count, "disk store opened");
-    let store = MemoryStore::restore(quota, Box::new(journal.clone()), mailboxes);
+    let store = MemoryStore::restore(quota, Box::new(journal.clone()), mailboxes, subscriptions);
     let scripts = SieveScripts::restore(limits, Box::new(journal), scripts);
     Ok((store, scripts))
 }
@@ -160,6 +163,7 @@ impl DiskJournal {
             txn.open_table(BLOB_REFS)?;
             txn.open_table(SCRIPTS)?;
             txn.open_table(ACTIVE_SCRIPT)?;
+            txn.open_table(SUBSCRIPTIONS)?;
             txn.open_table(HIGHEST_MODSEQ)?;
             txn.open_table(MESSAGE_MODSEQ)?;
         }
@@ -223,6 +227,20 @@ impl DiskJournal {
         Ok(out)
     }
 
+    fn read_subscriptions(&self) -> Result<HashMap<String, BTreeSet<String>>, redb::Error> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SUBSCRIPTIONS)?;
+        let mut out: HashMap<String, BTreeSet<String>> = HashMap::new();
+        for entry in table.iter()? {
+            let (k, _) = entry?;
+            let (user, mailbox) = k.value();
+            out.entry(user.to_string())
+                .or_default()
+                .insert(mailbox.to_string());
+        }
+        Ok(out)
+    }
+
     fn read_scripts(&self) -> Result<HashMap<String, UserScriptsState>, redb::Error> {
         let txn = self.db.begin_read()?;
         let scripts = txn.open_table(SCRIPTS)?;
@@ -267,6 +285,23 @@ fn release_blob(txn: &WriteTransaction, digest: &[u8]) -> Result<(), redb::Error
         refs.insert(digest, count - 1)?;
     }
     Ok(())
+}
+
+/// One mailbox's message records: (uid, internal date, flags, content hash).
+type MessageRecord = (u32, i64, String, Vec<u8>);
+
+fn messages_of(
+    table: &redb::Table<MessageKey, MessageValue>,
+    user: &str,
+    mailbox: &str,
+) -> Result<Vec<MessageRecord>, redb::Error> {
+    let mut out = Vec::new();
+    for entry in table.range((user, mailbox, 0u32)..=(user, mailbox, u32::MAX))? {
+        let (k, v) = entry?;
+        let (date, flags, digest) = v.value();
+        out.push((k.value().2, date, flags.to_string(), digest.to_vec()));
+    }
+    Ok(out)
 }
 
 fn apply(txn: &WriteTransaction, change: &Change<'_>) -> Result<(), redb::Error> {
@@ -326,6 +361,50 @@ fn apply(txn: &WriteTransaction, change: &Change<'_>) -> Result<(), redb::Error>
                     .insert((user, mailbox, uid), modseq)?;
                 txn.open_table(HIGHEST_MODSEQ)?
                     .insert((user, mailbox), modseq)?;
+            }
+        }
+        Change::DeleteMailbox { user, mailbox } => {
+            txn.open_table(MAILBOXES)?.remove((user, mailbox))?;
+            txn.open_table(HIGHEST_MODSEQ)?.remove((user, mailbox))?;
+            let mut modseqs = txn.open_table(MESSAGE_MODSEQ)?;
+            let mut messages = txn.open_table(MESSAGES)?;
+            for (uid, _, _, digest) in messages_of(&messages, user, mailbox)? {
+                messages.remove((user, mailbox, uid))?;
+                modseqs.remove((user, mailbox, uid))?;
+                release_blob(txn, &digest)?;
+            }
+        }
+        Change::RenameMailbox { user, from, to } => {
+            let mut boxes = txn.open_table(MAILBOXES)?;
+            let Some(value) = boxes.remove((user, from))?.map(|v| v.value()) else {
+                return Err(redb::Error::Corrupted(format!(
+                    "rename of {user}/{from}, which is not on disk"
+                )));
+            };
+            boxes.insert((user, to), value)?;
+            // The UIDVALIDITY stays, so the mod-sequences must too (clients keep their state).
+            let mut highest = txn.open_table(HIGHEST_MODSEQ)?;
+            let h = highest.remove((user, from))?.map(|v| v.value());
+            if let Some(h) = h {
+                highest.insert((user, to), h)?;
+            }
+            let mut modseqs = txn.open_table(MESSAGE_MODSEQ)?;
+            let mut messages = txn.open_table(MESSAGES)?;
+            for (uid, date, flags, digest) in messages_of(&messages, user, from)? {
+                messages.remove((user, from, uid))?;
+                messages.insert((user, to, uid), (date, flags.as_str(), digest.as_slice()))?;
+                let m = modseqs.remove((user, from, uid))?.map(|v| v.value());
+                if let Some(m) = m {
+                    modseqs.insert((user, to, uid), m)?;
+                }
+            }
+        }
+        Change::Subscribe { user, mailbox, on } => {
+            let mut table = txn.open_table(SUBSCRIPTIONS)?;
+            if on {
+                table.insert((user, mailbox), ())?;
+            } else {
+                table.remove((user, mailbox))?;
             }
         }
         Change::Expunge {
@@ -570,6 +649,31 @@ mod tests {
         assert_eq!(store.expunged_since("u", "INBOX", 6), Ok(Some(vec![3])));
     }
 
+    /// RENAME keeps the UIDVALIDITY, so it keeps the mod-sequences too; DELETE drops them.
+    #[test]
+    fn rename_keeps_modseqs_and_delete_drops_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("mail");
+        {
+            let (store, _) = open(&dir, None, LIMITS).unwrap();
+            store.ensure_user("u");
+            for name in ["A", "B"] {
+                store.create_mailbox("u", name).unwrap();
+                store
+                    .append("u", name, b"m".to_vec(), flags(&[]), None)
+                    .unwrap();
+                store.set_flags("u", name, 1, flags(&["$x"])).unwrap();
+            }
+            store.rename_mailbox("u", "A", "C").unwrap();
+            store.delete_mailbox("u", "B").unwrap();
+            store.create_mailbox("u", "B").unwrap();
+        }
+        let (store, _) = open(&dir, None, LIMITS).unwrap();
+        assert_eq!(store.status("u", "C").unwrap().highest_modseq, 3);
+        assert_eq!(store.messages("u", "C").unwrap()[0].modseq, 3);
+        assert_eq!(store.status("u", "B").unwrap().highest_modseq, 1);
+    }
+
     /// A database written before mod-sequences existed opens with every modseq at 1.
     #[test]
     fn a_database_without_modseqs_opens() {
@@ -596,6 +700,60 @@ mod tests {
             .append("u", "INBOX", b"new".to_vec(), flags(&[]), None)
             .unwrap();
         assert_eq!(store.messages("u", "INBOX").unwrap()[1].modseq, 2);
+    }
+
+    #[test]
+    fn deletes_renames_and_subscriptions_survive_a_reopen() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("mail");
+        let u = "alice@example.com";
+        {
+            let (store, _) = open(&dir, None, LIMITS).unwrap();
+            store.ensure_user(u);
+            for name in ["Work", "Work/2024", "Old"] {
+                store.create_mailbox(u, name).unwrap();
+            }
+            store
+                .append(u, "Work/2024", b"w".to_vec(), flags(&["$k"]), Some(3))
+                .unwrap();
+            store
+                .append(u, "Old", b"old".to_vec(), flags(&[]), None)
+                .unwrap();
+            store
+                .append(u, "INBOX", b"in".to_vec(), flags(&[]), None)
+                .unwrap();
+            store.set_subscribed(u, "Work/2024", true).unwrap();
+            store.set_subscribed(u, "Old", true).unwrap();
+            store.set_subscribed(u, "Old", false).unwrap();
+            store.delete_mailbox(u, "Old").unwrap();
+            store.rename_mailbox(u, "Work", "Archive/Work").unwrap();
+            store.rename_mailbox(u, "INBOX", "Saved").unwrap();
+        }
+        // "old" went with its mailbox, "in" moved, "w" was renamed along.
+        assert_eq!(blob_count(&dir), 2);
+        let (store, _) = open(&dir, None, LIMITS).unwrap();
+        assert_eq!(
+            store.list_mailboxes(u),
+            vec![
+                "Archive",
+                "Archive/Work",
+                "Archive/Work/2024",
+                "INBOX",
+                "Saved"
+            ]
+        );
+        let w = store.messages(u, "Archive/Work/2024").unwrap();
+        assert_eq!((w[0].uid, w[0].data.as_slice()), (1, &b"w"[..]));
+        assert_eq!(w[0].flags, flags(&["$k"]));
+        assert!(store.messages(u, "INBOX").unwrap().is_empty());
+        assert_eq!(
+            store.messages(u, "Saved").unwrap()[0].data.as_slice(),
+            b"in"
+        );
+        assert_eq!(store.status(u, "INBOX").unwrap().uid_next, 2);
+        // A subscription keeps the name it was given.
+        assert_eq!(store.subscriptions(u), vec!["Work/2024"]);
+        assert_eq!(store.usage(u), 3);
     }
 
     /// Commits leave the async worker on the multi-threaded runtime, and run in place on a

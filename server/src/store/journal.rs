@@ -35,6 +35,19 @@ pub enum Change<'a> {
         modseq: u64,
         flags: &'a BTreeSet<String>,
     },
+    /// The mailbox and every message in it.
+    DeleteMailbox { user: &'a str, mailbox: &'a str },
+    /// One mailbox (not INBOX) gets a new name; its messages and UIDs go with it.
+    RenameMailbox {
+        user: &'a str,
+        from: &'a str,
+        to: &'a str,
+    },
+    Subscribe {
+        user: &'a str,
+        mailbox: &'a str,
+        on: bool,
+    },
     /// UIDs that exist in the mailbox; the mailbox's HIGHESTMODSEQ becomes `modseq`.
     Expunge {
         user: &'a str,

@@ -97,6 +97,8 @@ struct UserData {
     events: broadcast::Sender<StoreEvent>,
     /// Bytes of every message copy in every mailbox (what the quota limits).
     used: u64,
+    /// Subscribed names (normalized), which may outlive their mailbox.
+    subscriptions: BTreeSet<String>,
 }
 
 impl UserData {
@@ -105,6 +107,7 @@ impl UserData {
             mailboxes: BTreeMap::new(),
             events: broadcast::channel(EVENT_CAPACITY).0,
             used: 0,
+            subscriptions: BTreeSet::new(),
         }
     }
 
@@ -140,6 +143,17 @@ pub struct MemoryStore {
 impl Default for MemoryStore {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+fn target_push(d: &mut UserData, mailbox: &str, message: StoredMessage) {
+    if let Some(mb) = d.mailboxes.get_mut(mailbox) {
+        let uid = message.uid;
+        mb.messages.push(message);
+        d.emit(StoreEvent::Appended {
+            mailbox: mailbox.to_string(),
+            uid,
+        });
     }
 }
 
@@ -223,8 +237,15 @@ impl MemoryStore {
         quota: Option<u64>,
         journal: Box<dyn Journal>,
         mailboxes: Vec<RestoredMailbox>,
+        subscriptions: HashMap<String, BTreeSet<String>>,
     ) -> Self {
         let mut users: HashMap<String, UserData> = HashMap::new();
+        for (user, names) in subscriptions {
+            users
+                .entry(user_key(&user))
+                .or_insert_with(UserData::new)
+                .subscriptions = names;
+        }
         let mut max_validity = 0;
         for r in mailboxes {
             let data = users.entry(user_key(&r.user)).or_insert_with(UserData::new);
@@ -252,6 +273,40 @@ impl MemoryStore {
             journal: Some(journal),
             ..store
         }
+    }
+
+    /// RENAME INBOX: a new mailbox gets INBOX's messages, INBOX stays, empty. Each step is its
+    /// own commit: a crash in between can leave a message in both, never in neither.
+    /// A move, so the quota is not checked.
+    fn rename_inbox(&self, user: &str, to: &str) -> Result<(), StoreError> {
+        self.create_mailbox(user, to)?;
+        let (ukey, to_key) = (user_key(user), normalize(to));
+        self.with_user_mut(user, "INBOX", |d| {
+            let messages = d.mailbox("INBOX")?.messages.clone();
+            let mut moved = Vec::with_capacity(messages.len());
+            for m in messages {
+                let target = d.mailbox_mut(to)?;
+                let uid = target.uid_next;
+                let modseq = target.highest_modseq.saturating_add(1);
+                self.commit(&Change::Append {
+                    user: &ukey,
+                    mailbox: &to_key,
+                    uid,
+                    modseq,
+                    flags: &m.flags,
+                    internal_date: m.internal_date,
+                    data: &m.data,
+                })?;
+                target.uid_next = uid.saturating_add(1);
+                target.highest_modseq = modseq;
+                d.used = d.used.saturating_add(m.data.len() as u64);
+                moved.push(m.uid);
+                target_push(d, &to_key, StoredMessage { uid, modseq, ..m });
+            }
+            Ok(moved)
+        })
+        .and_then(|moved| self.expunge(user, "INBOX", &moved))
+        .map(|_| ())
     }
 
     fn commit(&self, change: &Change<'_>) -> Result<(), StoreError> {
@@ -558,6 +613,127 @@ impl MailStore for MemoryStore {
                 });
             }
             Ok(removed)
+        })
+    }
+
+    fn delete_mailbox(&self, user: &str, mailbox: &str) -> Result<(), StoreError> {
+        let key = normalize(mailbox);
+        if key == "INBOX" {
+            return Err(StoreError::CannotDelete(mailbox.to_string()));
+        }
+        let ukey = user_key(user);
+        self.with_user_mut(user, mailbox, |d| {
+            let mb = d.mailbox(mailbox)?;
+            let prefix = format!("{key}{DELIMITER}");
+            if d.mailboxes.keys().any(|k| k.starts_with(&prefix)) {
+                return Err(StoreError::CannotDelete(mailbox.to_string()));
+            }
+            let freed: u64 = mb.messages.iter().map(|m| m.data.len() as u64).sum();
+            let uids: Vec<u32> = mb.messages.iter().map(|m| m.uid).collect();
+            self.commit(&Change::DeleteMailbox {
+                user: &ukey,
+                mailbox: &key,
+            })?;
+            d.mailboxes.remove(&key);
+            d.used = d.used.saturating_sub(freed);
+            for uid in uids {
+                d.emit(StoreEvent::Expunged {
+                    mailbox: key.clone(),
+                    uid,
+                });
+            }
+            Ok(())
+        })
+    }
+
+    fn rename_mailbox(&self, user: &str, from: &str, to: &str) -> Result<(), StoreError> {
+        validate_name(to)?;
+        let (from_key, to_key) = (normalize(from), normalize(to));
+        if from_key == "INBOX" {
+            return self.rename_inbox(user, to);
+        }
+        let ukey = user_key(user);
+        let validity = self.new_validity();
+        self.with_user_mut(user, from, |d| {
+            d.mailbox(from)?;
+            if d.mailboxes.contains_key(&to_key) {
+                return Err(StoreError::MailboxExists(to.to_string()));
+            }
+            let prefix = format!("{from_key}{DELIMITER}");
+            if to_key.starts_with(&prefix) {
+                // Into its own inferior: the hierarchy would loop.
+                return Err(StoreError::InvalidName(to.to_string()));
+            }
+            // The mailbox and its inferiors, each with its new name.
+            let moves: Vec<(String, String)> = d
+                .mailboxes
+                .keys()
+                .filter(|k| **k == from_key || k.starts_with(&prefix))
+                .map(|k| (k.clone(), format!("{to_key}{}", &k[from_key.len()..])))
+                .collect();
+            if let Some((_, taken)) = moves.iter().find(|(_, n)| d.mailboxes.contains_key(n)) {
+                return Err(StoreError::MailboxExists(taken.clone()));
+            }
+            // Superiors of the new name, so the hierarchy has no holes.
+            let mut superior = String::new();
+            let levels: Vec<&str> = to_key.split(DELIMITER).collect();
+            for level in &levels[..levels.len() - 1] {
+                if !superior.is_empty() {
+                    superior.push(DELIMITER);
+                }
+                superior.push_str(level);
+                if !d.mailboxes.contains_key(&superior) {
+                    self.commit(&Change::CreateMailbox {
+                        user: &ukey,
+                        mailbox: &superior,
+                        uid_validity: validity,
+                    })?;
+                    d.mailboxes.insert(superior.clone(), Mailbox::new(validity));
+                }
+            }
+            for (old, new) in moves {
+                self.commit(&Change::RenameMailbox {
+                    user: &ukey,
+                    from: &old,
+                    to: &new,
+                })?;
+                if let Some(mb) = d.mailboxes.remove(&old) {
+                    d.mailboxes.insert(new, mb);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn subscriptions(&self, user: &str) -> Vec<String> {
+        self.read()
+            .get(&user_key(user))
+            .map(|d| d.subscriptions.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn set_subscribed(&self, user: &str, mailbox: &str, on: bool) -> Result<(), StoreError> {
+        let key = normalize(mailbox);
+        let ukey = user_key(user);
+        self.with_user_mut(user, mailbox, |d| {
+            if on {
+                // Only existing mailboxes: the list cannot grow past the mailboxes.
+                d.mailbox(mailbox)?;
+            }
+            if d.subscriptions.contains(&key) == on {
+                return Ok(());
+            }
+            self.commit(&Change::Subscribe {
+                user: &ukey,
+                mailbox: &key,
+                on,
+            })?;
+            if on {
+                d.subscriptions.insert(key);
+            } else {
+                d.subscriptions.remove(&key);
+            }
+            Ok(())
         })
     }
 

@@ -34,6 +34,11 @@ pub enum StoreError {
     /// The durable store failed (disk full, I/O error); nothing was changed.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The mailbox has inferiors, or it is INBOX, which cannot be deleted.
+    #[error("cannot delete {0:?}")]
+    CannotDelete(String),
+    #[error("not supported by this store: {0}")]
+    Unsupported(String),
 }
 
 /// One message as stored. `data` is the exact bytes received (CRLF line ends).
@@ -177,6 +182,24 @@ pub trait MailStore: Send + Sync {
     fn expunge(&self, user: &str, mailbox: &str, uids: &[u32]) -> Result<Vec<u32>, StoreError>;
     /// Changes to this user's mailboxes from now on.
     fn subscribe(&self, user: &str) -> broadcast::Receiver<StoreEvent>;
+    /// Deletes a mailbox and its messages (never INBOX; not one with inferiors, which this store
+    /// cannot keep as `\Noselect`). Subscriptions stay (RFC 3501 6.3.6).
+    fn delete_mailbox(&self, _user: &str, mailbox: &str) -> Result<(), StoreError> {
+        Err(StoreError::Unsupported(format!("DELETE {mailbox}")))
+    }
+    /// Renames a mailbox with its inferiors, keeping UIDs and UIDVALIDITY. Renaming INBOX moves
+    /// its messages to the new mailbox and leaves INBOX empty (RFC 3501 6.3.5).
+    fn rename_mailbox(&self, _user: &str, from: &str, _to: &str) -> Result<(), StoreError> {
+        Err(StoreError::Unsupported(format!("RENAME {from}")))
+    }
+    /// Subscribed mailbox names, sorted (IMAP LSUB).
+    fn subscriptions(&self, _user: &str) -> Vec<String> {
+        Vec::new()
+    }
+    /// Adds (an existing mailbox) to or removes a name from the subscriptions.
+    fn set_subscribed(&self, _user: &str, mailbox: &str, _on: bool) -> Result<(), StoreError> {
+        Err(StoreError::Unsupported(format!("SUBSCRIBE {mailbox}")))
+    }
     /// UIDs that arrived since the last call (IMAP `\Recent`, claimed by the SELECTing session).
     /// Stores that do not track it report none.
     fn take_recent(&self, _user: &str, _mailbox: &str) -> Result<BTreeSet<u32>, StoreError> {

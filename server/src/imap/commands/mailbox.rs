@@ -61,11 +61,15 @@ pub fn wildcard_match(pattern: &[u8], name: &[u8]) -> bool {
 }
 
 impl Session {
-    fn user_name(&self) -> String {
+    pub(in crate::imap) fn user_name(&self) -> String {
         self.user.clone().unwrap_or_default()
     }
 
-    fn name_or_bad(&mut self, tag: &str, mailbox: &Mailbox<'_>) -> Option<String> {
+    pub(in crate::imap) fn name_or_bad(
+        &mut self,
+        tag: &str,
+        mailbox: &Mailbox<'_>,
+    ) -> Option<String> {
         let name = mailbox_name(mailbox);
         if name.is_none() {
             tracing::info!(peer = ?self.peer, "IMAP mailbox name is not UTF-8");
@@ -86,6 +90,12 @@ impl Session {
             StoreError::InvalidName(_) => self.no_code(tag, "CANNOT", "Invalid mailbox name."),
             StoreError::TooLarge(_) => self.no_code(tag, "TOOBIG", "Message too large."),
             StoreError::OverQuota { .. } => self.no_code(tag, "OVERQUOTA", "Quota exceeded."),
+            StoreError::CannotDelete(_) => self.no_code(
+                tag,
+                "CANNOT",
+                "INBOX, or a mailbox with inferiors, cannot be deleted.",
+            ),
+            StoreError::Unsupported(_) => self.no_code(tag, "CANNOT", "Not supported."),
             StoreError::Unavailable(_) => self.no_code(
                 tag,
                 "UNAVAILABLE",
@@ -220,10 +230,14 @@ impl Session {
         }
     }
 
-    /// Every mailbox counts as subscribed; (UN)SUBSCRIBE only checks the name.
-    pub(in crate::imap) fn subscribe(&mut self, tag: &str, mailbox: &Mailbox<'_>) {
-        if self.name_or_bad(tag, mailbox).is_some() {
-            self.ok(tag, "Subscription updated.");
+    /// SUBSCRIBE (an existing mailbox) or UNSUBSCRIBE (any name), kept by the store.
+    pub(in crate::imap) fn subscribe(&mut self, tag: &str, mailbox: &Mailbox<'_>, on: bool) {
+        let Some(name) = self.name_or_bad(tag, mailbox) else {
+            return;
+        };
+        match self.ctx.store.set_subscribed(&self.user_name(), &name, on) {
+            Ok(()) => self.ok(tag, "Subscription updated."),
+            Err(e) => self.store_error(tag, &e),
         }
     }
 
@@ -254,7 +268,13 @@ impl Session {
         let mut full = reference;
         full.extend_from_slice(pattern);
         let names = self.ctx.store.list_mailboxes(&self.user_name());
-        for name in &names {
+        // LSUB lists the subscribed names (which may outlive their mailbox).
+        let listed = if verb == "LSUB" {
+            self.ctx.store.subscriptions(&self.user_name())
+        } else {
+            names.clone()
+        };
+        for name in &listed {
             let matched = if name == "INBOX" {
                 wildcard_match(&full.to_ascii_uppercase(), b"INBOX")
             } else {

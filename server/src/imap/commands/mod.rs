@@ -4,5 +4,6 @@ pub mod auth;
 pub mod condstore;
 pub mod fetch;
 pub mod mailbox;
+pub mod manage;
 pub mod search;
 pub mod store;

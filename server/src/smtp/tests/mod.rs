@@ -1,6 +1,7 @@
 //! Test doubles shared by the session and connection tests, and the connection-level tests.
 
 mod conn;
+mod sieve_quota;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
