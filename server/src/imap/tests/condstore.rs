@@ -312,3 +312,38 @@ async fn vanished_earlier_from_remembered_expunges() {
         "not among the known UIDs: {reply}"
     );
 }
+
+#[tokio::test]
+async fn malformed_condstore_arguments_are_refused() {
+    let s = setup(plaintext_config());
+    deliver(&s.ctx, MAIL);
+    let (mut c, _) = Client::connect(&s.ctx).await;
+    c.login().await;
+    c.cmd("a", "ENABLE QRESYNC").await;
+    for (tag, command, name) in [
+        ("b", "SELECT INBOX (QRESYNC (0 0))", "SELECT"),
+        ("c", "SELECT INBOX (QRESYNC)", "SELECT"),
+        ("d", "STATUS INBOX (HIGHESTMODSEQ", "STATUS"),
+    ] {
+        assert_eq!(
+            c.cmd(tag, command).await,
+            format!("{tag} BAD Error in IMAP command {name}: invalid arguments.\r\n")
+        );
+    }
+    c.cmd("e", "SELECT INBOX").await;
+    for (tag, command, name) in [
+        ("f", "FETCH 1 (FLAGS) (CHANGEDSINCE 0)", "FETCH"),
+        ("g", "STORE 1 (UNCHANGEDSINCE x) +FLAGS (\\Seen)", "STORE"),
+        ("h", "SEARCH MODSEQ", "SEARCH"),
+    ] {
+        assert_eq!(
+            c.cmd(tag, command).await,
+            format!("{tag} BAD Error in IMAP command {name}: invalid arguments.\r\n")
+        );
+    }
+    // The session goes on.
+    assert_eq!(
+        c.cmd("i", "FETCH 1 (MODSEQ)").await,
+        "* 1 FETCH (MODSEQ (2))\r\ni OK Fetch completed.\r\n"
+    );
+}
