@@ -18,6 +18,10 @@ pub struct Selected {
     flags: HashMap<u32, BTreeSet<String>>,
     /// `\Recent` messages of this session.
     pub recent: BTreeSet<u32>,
+    /// CONDSTORE is on (RFC 7162): unsolicited FETCH responses carry MODSEQ.
+    pub condstore: bool,
+    /// QRESYNC is on: expunges are reported as `VANISHED` UIDs, not `EXPUNGE` numbers.
+    pub qresync: bool,
 }
 
 /// What a sync may report: EXPUNGE responses are forbidden during FETCH, STORE and SEARCH
@@ -46,6 +50,8 @@ impl Selected {
             uids: messages.iter().map(|m| m.uid).collect(),
             flags: messages.iter().map(|m| (m.uid, m.flags.clone())).collect(),
             recent,
+            condstore: false,
+            qresync: false,
         }
     }
 
@@ -66,15 +72,25 @@ impl Selected {
         let messages = store.messages(user, &self.name)?;
         let present: HashMap<u32, &StoredMessage> = messages.iter().map(|m| (m.uid, m)).collect();
         if kind == SyncKind::Full {
+            let mut vanished = Vec::new();
             // Highest sequence number first, so the numbers sent stay valid one after another.
             for seq in (1..=self.uids.len()).rev() {
                 let uid = self.uids[seq - 1];
                 if !present.contains_key(&uid) {
-                    response::untagged(out, &format!("{seq} EXPUNGE"));
+                    if self.qresync {
+                        vanished.push(uid);
+                    } else {
+                        response::untagged(out, &format!("{seq} EXPUNGE"));
+                    }
                     self.uids.remove(seq - 1);
                     self.flags.remove(&uid);
                     self.recent.remove(&uid);
                 }
+            }
+            if !vanished.is_empty() {
+                // RFC 7162 3.2.10: one response for all, by UID.
+                let set = response::sequence_set(&vanished);
+                response::untagged(out, &format!("VANISHED {set}"));
             }
         }
         let last = self.uids.last().copied().unwrap_or(0);
@@ -95,11 +111,30 @@ impl Selected {
             let Some(m) = present.get(uid) else { continue };
             if self.flags.get(uid) != Some(&m.flags) {
                 let flags = flag_list(&m.flags, self.recent.contains(uid));
-                response::untagged(out, &format!("{} FETCH (FLAGS {flags})", i + 1));
+                let modseq = self.modseq_item(m.modseq);
+                // With QRESYNC the UID goes along, so clients can match without numbers.
+                let uid_item = if self.qresync {
+                    format!(" UID {uid}")
+                } else {
+                    String::new()
+                };
+                response::untagged(
+                    out,
+                    &format!("{} FETCH (FLAGS {flags}{uid_item}{modseq})", i + 1),
+                );
                 self.flags.insert(*uid, m.flags.clone());
             }
         }
         Ok(messages)
+    }
+
+    /// ` MODSEQ (n)` to append to a FETCH response once CONDSTORE is on, else nothing.
+    pub fn modseq_item(&self, modseq: u64) -> String {
+        if self.condstore {
+            format!(" MODSEQ ({modseq})")
+        } else {
+            String::new()
+        }
     }
 
     /// The (sequence number, UID) pairs a set names, ascending. With sequence numbers, a

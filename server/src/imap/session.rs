@@ -9,7 +9,6 @@ use std::time::Duration;
 use imap_codec::CommandCodec;
 use imap_codec::decode::{CommandDecodeError, Decoder};
 use imap_codec::imap_types::command::{Command, CommandBody};
-use imap_codec::imap_types::extensions::enable::CapabilityEnable;
 
 use super::ImapContext;
 use super::framing::{self, Frame, Limits};
@@ -110,6 +109,10 @@ pub struct Session {
     pub mode: Mode,
     pub sasl: SaslDriver,
     pub out: Vec<u8>,
+    /// CONDSTORE is on for the session (RFC 7162 3.1: ENABLE, or a CONDSTORE-enabling command).
+    pub condstore: bool,
+    /// QRESYNC is on (only through ENABLE, RFC 7162 3.2.3).
+    pub qresync: bool,
     /// Offsets in `out` where one response ends and another begins (long FETCH output), so a
     /// session can be ended between responses while the output is still being written.
     cuts: Vec<usize>,
@@ -137,6 +140,8 @@ impl Session {
             mode: Mode::Command,
             sasl: SaslDriver::new(Protocol::Imap, peer, max_failures, SuccessData::AsChallenge),
             out: Vec::new(),
+            condstore: false,
+            qresync: false,
             cuts: Vec::new(),
             heavy: None,
             literals: None,
@@ -210,6 +215,8 @@ impl Session {
             "MOVE",
             "ENABLE",
             "NAMESPACE",
+            "CONDSTORE",
+            "QRESYNC",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -539,8 +546,15 @@ impl Session {
                 }
                 self.bad(&tag, "Log in first.");
             }
-            CommandBody::Select { mailbox, .. } => self.select(&tag, &mailbox, false),
-            CommandBody::Examine { mailbox, .. } => self.select(&tag, &mailbox, true),
+            CommandBody::Select {
+                mailbox,
+                parameters,
+            } => self.select(&tag, &mailbox, false, &parameters),
+            CommandBody::Examine {
+                mailbox,
+                parameters,
+            } => self.select(&tag, &mailbox, true, &parameters),
+            CommandBody::Enable { capabilities } => self.enable(&tag, capabilities.as_ref()),
             CommandBody::Create { mailbox } => self.create(&tag, &mailbox),
             CommandBody::Delete { mailbox } => self.delete(&tag, &mailbox),
             CommandBody::Rename { from, to } => self.rename(&tag, &from, &to),
@@ -565,7 +579,6 @@ impl Session {
                 message,
             } => self.append(&tag, &mailbox, &flags, date.as_ref(), &message),
             CommandBody::Idle => return self.idle(&tag),
-            CommandBody::Enable { capabilities } => self.enable(&tag, capabilities.as_ref()),
             CommandBody::Namespace => {
                 // One personal namespace, no other users' or shared ones (RFC 2342).
                 let namespace = format!("NAMESPACE ((\"\" \"{DELIMITER}\")) NIL NIL");
@@ -593,16 +606,23 @@ impl Session {
                 sequence_set,
                 macro_or_item_names,
                 uid,
-                ..
-            } => self.fetch(&tag, &sequence_set, macro_or_item_names, uid),
+                modifiers,
+            } => self.fetch(&tag, &sequence_set, macro_or_item_names, uid, &modifiers),
             CommandBody::Store {
                 sequence_set,
                 kind,
                 response,
                 flags,
                 uid,
-                ..
-            } => self.store(&tag, &sequence_set, &kind, &response, &flags, uid),
+                modifiers,
+            } => {
+                let change = super::commands::store::FlagChange {
+                    kind: &kind,
+                    reply: &response,
+                    flags: &flags,
+                };
+                self.store(&tag, &sequence_set, change, uid, &modifiers)
+            }
             CommandBody::Copy {
                 sequence_set,
                 mailbox,
@@ -621,18 +641,6 @@ impl Session {
             }
         }
         Next::Continue
-    }
-
-    /// RFC 5161: this server has no extension a client must enable, so the `ENABLED` list is
-    /// always empty (unknown names are ignored, as the RFC asks). Only before SELECT.
-    fn enable(&mut self, tag: &str, requested: &[CapabilityEnable<'_>]) {
-        if self.selected.is_some() {
-            self.bad(tag, "ENABLE is not allowed while a mailbox is selected.");
-            return;
-        }
-        tracing::debug!(peer = ?self.peer, requested = requested.len(), "IMAP ENABLE: nothing to enable");
-        response::untagged(&mut self.out, "ENABLED");
-        self.ok(tag, "ENABLE completed.");
     }
 
     fn starttls(&mut self, tag: &str) -> Next {

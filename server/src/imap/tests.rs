@@ -1,5 +1,6 @@
 //! Connection-level tests: a real session over an in-memory pipe, scripted like RFC transcripts.
 
+mod condstore;
 mod manage;
 mod quota;
 mod revocation;
@@ -265,7 +266,7 @@ async fn greeting_capabilities_without_tls() {
     let (mut c, greeting) = Client::connect(&s.ctx).await;
     assert_eq!(
         greeting,
-        "* OK [CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID IDLE UIDPLUS UNSELECT CHILDREN MOVE ENABLE NAMESPACE LOGINDISABLED AUTH=XTEST] mail.test mail-oidc ready.\r\n"
+        "* OK [CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID IDLE UIDPLUS UNSELECT CHILDREN MOVE ENABLE NAMESPACE CONDSTORE QRESYNC LOGINDISABLED AUTH=XTEST] mail.test mail-oidc ready.\r\n"
     );
     let reply = c.cmd("a", "CAPABILITY").await;
     assert!(reply.contains("LOGINDISABLED AUTH=XTEST\r\n"), "{reply}");
@@ -294,7 +295,7 @@ async fn plain_with_initial_response_and_continuation() {
     let (mut c, greeting) = Client::connect(&s.ctx).await;
     assert!(
         greeting.contains(
-            "ID IDLE UIDPLUS UNSELECT CHILDREN MOVE ENABLE NAMESPACE AUTH=PLAIN AUTH=XTEST]"
+            "ID IDLE UIDPLUS UNSELECT CHILDREN MOVE ENABLE NAMESPACE CONDSTORE QRESYNC AUTH=PLAIN AUTH=XTEST]"
         ),
         "{greeting}"
     );
@@ -302,7 +303,7 @@ async fn plain_with_initial_response_and_continuation() {
     let reply = c.cmd("a", &format!("AUTHENTICATE PLAIN {ir}")).await;
     assert_eq!(
         reply,
-        "a OK [CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID IDLE UIDPLUS UNSELECT CHILDREN MOVE ENABLE NAMESPACE] Logged in\r\n"
+        "a OK [CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID IDLE UIDPLUS UNSELECT CHILDREN MOVE ENABLE NAMESPACE CONDSTORE QRESYNC] Logged in\r\n"
     );
     assert_eq!(
         c.cmd("b", "AUTHENTICATE PLAIN").await,
@@ -429,7 +430,7 @@ async fn login_when_directory_is_down() {
     s.dir.set_down(false);
     c.login().await;
     assert!(c.cmd("b", "CAPABILITY").await.contains(
-        "* CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID IDLE UIDPLUS UNSELECT CHILDREN MOVE ENABLE NAMESPACE\r\n"
+        "* CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID IDLE UIDPLUS UNSELECT CHILDREN MOVE ENABLE NAMESPACE CONDSTORE QRESYNC\r\n"
     ));
 }
 
@@ -515,6 +516,7 @@ async fn select_fetch_store_search_expunge() {
              * OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted.\r\n\
              * 2 EXISTS\r\n* 2 RECENT\r\n* OK [UNSEEN 1] First unseen.\r\n\
              * OK [UIDVALIDITY {validity}] UIDs valid.\r\n* OK [UIDNEXT 3] Predicted next UID.\r\n\
+             * OK [HIGHESTMODSEQ 3] Highest\r\n\
              a OK [READ-WRITE] Select completed.\r\n"
         )
     );
@@ -923,7 +925,7 @@ async fn starttls_discards_pipelined_commands_and_enables_plain() {
     let ctx = with_tls(&setup(ImapSection::default()), &tls);
     let (mut c, greeting) = Client::connect(&ctx).await;
     assert!(
-        greeting.contains("NAMESPACE STARTTLS LOGINDISABLED AUTH=XTEST]"),
+        greeting.contains("QRESYNC STARTTLS LOGINDISABLED AUTH=XTEST]"),
         "{greeting}"
     );
     assert_eq!(
@@ -936,7 +938,7 @@ async fn starttls_discards_pipelined_commands_and_enables_plain() {
     let mut c = c.start_tls(&tls).await;
     assert_eq!(
         c.cmd("c", "CAPABILITY").await,
-        "* CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID IDLE UIDPLUS UNSELECT CHILDREN MOVE ENABLE NAMESPACE AUTH=PLAIN AUTH=XTEST\r\nc OK Capability completed.\r\n"
+        "* CAPABILITY IMAP4rev1 SASL-IR LITERAL+ ID IDLE UIDPLUS UNSELECT CHILDREN MOVE ENABLE NAMESPACE CONDSTORE QRESYNC AUTH=PLAIN AUTH=XTEST\r\nc OK Capability completed.\r\n"
     );
     assert_eq!(
         c.cmd("d", "STARTTLS").await,
@@ -959,7 +961,7 @@ async fn implicit_tls_listener() {
     let stream = tls.connector.connect(name, tcp).await.expect("handshake");
     let (mut c, greeting) = Client::over(Box::new(stream)).await;
     assert!(
-        greeting.contains("NAMESPACE AUTH=PLAIN AUTH=XTEST]"),
+        greeting.contains("QRESYNC AUTH=PLAIN AUTH=XTEST]"),
         "{greeting}"
     );
     let ir = b64(b"\0alice\0alicepw");
@@ -1052,10 +1054,10 @@ async fn enable_and_namespace() {
         c.cmd("c", "NAMESPACE").await,
         "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\nc OK NAMESPACE completed.\r\n"
     );
-    // Nothing here needs enabling: the ENABLED list is empty, unknown names are ignored.
+    // Unknown names are ignored; ENABLED lists what this command turned on.
     assert_eq!(
-        c.cmd("d", "ENABLE CONDSTORE X-UNKNOWN").await,
-        "* ENABLED\r\nd OK ENABLE completed.\r\n"
+        c.cmd("d", "ENABLE X-UNKNOWN CONDSTORE").await,
+        "* ENABLED CONDSTORE\r\nd OK ENABLE completed.\r\n"
     );
     assert_eq!(
         c.cmd("e", "ENABLE").await,

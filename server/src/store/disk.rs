@@ -36,6 +36,12 @@ const SUBSCRIPTIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("s
 /// user -> name of the active script.
 const ACTIVE_SCRIPT: TableDefinition<&str, &str> = TableDefinition::new("active_script");
 
+/// (user, mailbox) -> HIGHESTMODSEQ (RFC 7162). A table of its own, so databases written before
+/// mod-sequences still open: a missing value reads as 1.
+const HIGHEST_MODSEQ: TableDefinition<(&str, &str), u64> = TableDefinition::new("highest_modseq");
+/// (user, mailbox, uid) -> the message's modseq; missing reads as 1.
+const MESSAGE_MODSEQ: TableDefinition<MessageKey, u64> = TableDefinition::new("message_modseq");
+
 /// File name of the database inside `store.path`.
 pub const DATABASE_FILE: &str = "mail.redb";
 
@@ -158,6 +164,8 @@ impl DiskJournal {
             txn.open_table(SCRIPTS)?;
             txn.open_table(ACTIVE_SCRIPT)?;
             txn.open_table(SUBSCRIPTIONS)?;
+            txn.open_table(HIGHEST_MODSEQ)?;
+            txn.open_table(MESSAGE_MODSEQ)?;
         }
         f(&txn)?;
         // Durability::Immediate is redb's default: commit returns once the data is synced.
@@ -170,6 +178,8 @@ impl DiskJournal {
         let boxes = txn.open_table(MAILBOXES)?;
         let messages = txn.open_table(MESSAGES)?;
         let blobs = txn.open_table(BLOBS)?;
+        let highest = txn.open_table(HIGHEST_MODSEQ)?;
+        let modseqs = txn.open_table(MESSAGE_MODSEQ)?;
         // One Arc per content, so copies stay shared after a restart too.
         let mut shared: HashMap<Vec<u8>, Arc<Vec<u8>>> = HashMap::new();
         let mut out = Vec::new();
@@ -196,11 +206,13 @@ impl DiskJournal {
                         d
                     }
                 };
+                let modseq = modseqs.get((user, mailbox, uid))?.map_or(1, |m| m.value());
                 list.push(StoredMessage {
                     uid,
                     flags: split_flags(flags),
                     internal_date,
                     data,
+                    modseq,
                 });
             }
             out.push(RestoredMailbox {
@@ -208,6 +220,7 @@ impl DiskJournal {
                 mailbox: mailbox.to_string(),
                 uid_validity,
                 uid_next,
+                highest_modseq: highest.get((user, mailbox))?.map_or(1, |m| m.value()),
                 messages: list,
             });
         }
@@ -305,6 +318,7 @@ fn apply(txn: &WriteTransaction, change: &Change<'_>) -> Result<(), redb::Error>
             user,
             mailbox,
             uid,
+            modseq,
             flags,
             internal_date,
             data,
@@ -321,11 +335,16 @@ fn apply(txn: &WriteTransaction, change: &Change<'_>) -> Result<(), redb::Error>
                 (user, mailbox, uid),
                 (internal_date, join_flags(flags).as_str(), digest.as_slice()),
             )?;
+            txn.open_table(MESSAGE_MODSEQ)?
+                .insert((user, mailbox, uid), modseq)?;
+            txn.open_table(HIGHEST_MODSEQ)?
+                .insert((user, mailbox), modseq)?;
         }
         Change::Flags {
             user,
             mailbox,
             uid,
+            modseq,
             flags,
         } => {
             let mut messages = txn.open_table(MESSAGES)?;
@@ -338,13 +357,20 @@ fn apply(txn: &WriteTransaction, change: &Change<'_>) -> Result<(), redb::Error>
                     (user, mailbox, uid),
                     (date, join_flags(flags).as_str(), digest.as_slice()),
                 )?;
+                txn.open_table(MESSAGE_MODSEQ)?
+                    .insert((user, mailbox, uid), modseq)?;
+                txn.open_table(HIGHEST_MODSEQ)?
+                    .insert((user, mailbox), modseq)?;
             }
         }
         Change::DeleteMailbox { user, mailbox } => {
             txn.open_table(MAILBOXES)?.remove((user, mailbox))?;
+            txn.open_table(HIGHEST_MODSEQ)?.remove((user, mailbox))?;
+            let mut modseqs = txn.open_table(MESSAGE_MODSEQ)?;
             let mut messages = txn.open_table(MESSAGES)?;
             for (uid, _, _, digest) in messages_of(&messages, user, mailbox)? {
                 messages.remove((user, mailbox, uid))?;
+                modseqs.remove((user, mailbox, uid))?;
                 release_blob(txn, &digest)?;
             }
         }
@@ -356,10 +382,21 @@ fn apply(txn: &WriteTransaction, change: &Change<'_>) -> Result<(), redb::Error>
                 )));
             };
             boxes.insert((user, to), value)?;
+            // The UIDVALIDITY stays, so the mod-sequences must too (clients keep their state).
+            let mut highest = txn.open_table(HIGHEST_MODSEQ)?;
+            let h = highest.remove((user, from))?.map(|v| v.value());
+            if let Some(h) = h {
+                highest.insert((user, to), h)?;
+            }
+            let mut modseqs = txn.open_table(MESSAGE_MODSEQ)?;
             let mut messages = txn.open_table(MESSAGES)?;
             for (uid, date, flags, digest) in messages_of(&messages, user, from)? {
                 messages.remove((user, from, uid))?;
                 messages.insert((user, to, uid), (date, flags.as_str(), digest.as_slice()))?;
+                let m = modseqs.remove((user, from, uid))?.map(|v| v.value());
+                if let Some(m) = m {
+                    modseqs.insert((user, to, uid), m)?;
+                }
             }
         }
         Change::Subscribe { user, mailbox, on } => {
@@ -373,10 +410,15 @@ fn apply(txn: &WriteTransaction, change: &Change<'_>) -> Result<(), redb::Error>
         Change::Expunge {
             user,
             mailbox,
+            modseq,
             uids,
         } => {
             let mut messages = txn.open_table(MESSAGES)?;
+            let mut modseqs = txn.open_table(MESSAGE_MODSEQ)?;
+            txn.open_table(HIGHEST_MODSEQ)?
+                .insert((user, mailbox), modseq)?;
             for &uid in uids {
+                modseqs.remove((user, mailbox, uid))?;
                 let removed = messages
                     .remove((user, mailbox, uid))?
                     .map(|v| v.value().2.to_vec());
@@ -569,6 +611,95 @@ mod tests {
             ),
             Err(StoreError::OverQuota { .. })
         ));
+    }
+
+    #[test]
+    fn modseqs_survive_a_reopen_and_keep_increasing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("mail");
+        let highest = {
+            let (store, _) = open(&dir, None, LIMITS).unwrap();
+            store.ensure_user("u");
+            for _ in 0..3 {
+                store
+                    .append("u", "INBOX", b"m".to_vec(), flags(&[]), None)
+                    .unwrap();
+            }
+            store
+                .set_flags("u", "INBOX", 1, flags(&["\\Seen"]))
+                .unwrap();
+            store.expunge("u", "INBOX", &[2]).unwrap();
+            store.status("u", "INBOX").unwrap().highest_modseq
+        };
+        assert_eq!(highest, 6);
+        let (store, _) = open(&dir, None, LIMITS).unwrap();
+        assert_eq!(store.status("u", "INBOX").unwrap().highest_modseq, 6);
+        let modseqs: Vec<(u32, u64)> = store
+            .messages("u", "INBOX")
+            .unwrap()
+            .iter()
+            .map(|m| (m.uid, m.modseq))
+            .collect();
+        assert_eq!(modseqs, vec![(1, 5), (3, 4)]);
+        // Expunges before the restart are forgotten, later ones known.
+        assert_eq!(store.expunged_since("u", "INBOX", 5), Ok(None));
+        store.set_flags("u", "INBOX", 3, flags(&["$x"])).unwrap();
+        assert_eq!(store.status("u", "INBOX").unwrap().highest_modseq, 7);
+        store.expunge("u", "INBOX", &[3]).unwrap();
+        assert_eq!(store.expunged_since("u", "INBOX", 6), Ok(Some(vec![3])));
+    }
+
+    /// RENAME keeps the UIDVALIDITY, so it keeps the mod-sequences too; DELETE drops them.
+    #[test]
+    fn rename_keeps_modseqs_and_delete_drops_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("mail");
+        {
+            let (store, _) = open(&dir, None, LIMITS).unwrap();
+            store.ensure_user("u");
+            for name in ["A", "B"] {
+                store.create_mailbox("u", name).unwrap();
+                store
+                    .append("u", name, b"m".to_vec(), flags(&[]), None)
+                    .unwrap();
+                store.set_flags("u", name, 1, flags(&["$x"])).unwrap();
+            }
+            store.rename_mailbox("u", "A", "C").unwrap();
+            store.delete_mailbox("u", "B").unwrap();
+            store.create_mailbox("u", "B").unwrap();
+        }
+        let (store, _) = open(&dir, None, LIMITS).unwrap();
+        assert_eq!(store.status("u", "C").unwrap().highest_modseq, 3);
+        assert_eq!(store.messages("u", "C").unwrap()[0].modseq, 3);
+        assert_eq!(store.status("u", "B").unwrap().highest_modseq, 1);
+    }
+
+    /// A database written before mod-sequences existed opens with every modseq at 1.
+    #[test]
+    fn a_database_without_modseqs_opens() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("mail");
+        {
+            let (store, _) = open(&dir, None, LIMITS).unwrap();
+            store.ensure_user("u");
+            store
+                .append("u", "INBOX", b"old".to_vec(), flags(&[]), None)
+                .unwrap();
+        }
+        {
+            let db = Database::create(dir.join(DATABASE_FILE)).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.delete_table(HIGHEST_MODSEQ).unwrap();
+            txn.delete_table(MESSAGE_MODSEQ).unwrap();
+            txn.commit().unwrap();
+        }
+        let (store, _) = open(&dir, None, LIMITS).unwrap();
+        assert_eq!(store.messages("u", "INBOX").unwrap()[0].modseq, 1);
+        assert_eq!(store.status("u", "INBOX").unwrap().highest_modseq, 1);
+        store
+            .append("u", "INBOX", b"new".to_vec(), flags(&[]), None)
+            .unwrap();
+        assert_eq!(store.messages("u", "INBOX").unwrap()[1].modseq, 2);
     }
 
     #[test]

@@ -17,19 +17,22 @@ pub enum Change<'a> {
         mailbox: &'a str,
         uid_validity: u32,
     },
-    /// A new message; the mailbox's next UID becomes `uid + 1`.
+    /// A new message; the mailbox's next UID becomes `uid + 1`, its HIGHESTMODSEQ `modseq`.
     Append {
         user: &'a str,
         mailbox: &'a str,
         uid: u32,
+        modseq: u64,
         flags: &'a BTreeSet<String>,
         internal_date: i64,
         data: &'a Arc<Vec<u8>>,
     },
+    /// New flags; the message's and the mailbox's modseq become `modseq`.
     Flags {
         user: &'a str,
         mailbox: &'a str,
         uid: u32,
+        modseq: u64,
         flags: &'a BTreeSet<String>,
     },
     /// The mailbox and every message in it.
@@ -45,10 +48,11 @@ pub enum Change<'a> {
         mailbox: &'a str,
         on: bool,
     },
-    /// UIDs that exist in the mailbox.
+    /// UIDs that exist in the mailbox; the mailbox's HIGHESTMODSEQ becomes `modseq`.
     Expunge {
         user: &'a str,
         mailbox: &'a str,
+        modseq: u64,
         uids: &'a [u32],
     },
 }
@@ -66,6 +70,8 @@ pub struct RestoredMailbox {
     pub mailbox: String,
     pub uid_validity: u32,
     pub uid_next: u32,
+    /// HIGHESTMODSEQ (at least every message's modseq).
+    pub highest_modseq: u64,
     /// Ordered by UID.
     pub messages: Vec<StoredMessage>,
 }

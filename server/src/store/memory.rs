@@ -9,14 +9,14 @@
 //! With a [`Journal`] (the disk store) this is the index of what is on disk: every change is
 //! committed there first, under the lock, and applied here only once durable.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::broadcast;
 
 use super::journal::{Change, Journal, RestoredMailbox};
-use super::{MailStore, MailboxStatus, StoreError, StoreEvent, StoredMessage};
+use super::{FlagUpdate, MailStore, MailboxStatus, StoreError, StoreEvent, StoredMessage};
 use crate::time::now_unix;
 
 /// Events buffered per user before a slow subscriber sees `Lagged`.
@@ -27,6 +27,9 @@ pub const DELIMITER: char = '/';
 const MAX_NAME_LEN: usize = 512;
 /// Deepest hierarchy accepted, in levels.
 pub const MAX_DEPTH: usize = 32;
+/// Expunged UIDs remembered per mailbox for QRESYNC's VANISHED; older requests get every UID
+/// the client may know of instead.
+pub const MAX_VANISHED: usize = 10_000;
 
 struct Mailbox {
     uid_validity: u32,
@@ -35,6 +38,12 @@ struct Mailbox {
     recent_from: u32,
     /// Ordered by UID.
     messages: Vec<StoredMessage>,
+    /// RFC 7162 HIGHESTMODSEQ; every change takes the next value.
+    highest_modseq: u64,
+    /// The latest expunged UIDs with the modseq of their expunge, oldest first.
+    vanished: VecDeque<(u32, u64)>,
+    /// Every expunge with a modseq above this is in `vanished`.
+    vanished_floor: u64,
 }
 
 impl Mailbox {
@@ -44,6 +53,19 @@ impl Mailbox {
             uid_next: 1,
             recent_from: 1,
             messages: Vec::new(),
+            highest_modseq: 1,
+            vanished: VecDeque::new(),
+            vanished_floor: 0,
+        }
+    }
+
+    /// Remembers expunged UIDs, forgetting the oldest beyond [`MAX_VANISHED`].
+    fn remember_vanished(&mut self, uids: &[u32], modseq: u64) {
+        self.vanished.extend(uids.iter().map(|&u| (u, modseq)));
+        while self.vanished.len() > MAX_VANISHED {
+            if let Some((_, m)) = self.vanished.pop_front() {
+                self.vanished_floor = self.vanished_floor.max(m);
+            }
         }
     }
 
@@ -57,6 +79,7 @@ impl Mailbox {
             exists: u32::try_from(self.messages.len()).unwrap_or(u32::MAX),
             unseen: count(&|m| !m.flags.contains("\\Seen")),
             recent: count(&|m| m.uid >= self.recent_from),
+            highest_modseq: self.highest_modseq,
         }
     }
 
@@ -232,6 +255,10 @@ impl MemoryStore {
             mb.uid_next = r.uid_next;
             // Nothing survives a restart as recent to a session that already saw it.
             mb.recent_from = r.uid_next;
+            let newest = r.messages.iter().map(|m| m.modseq).max().unwrap_or(1);
+            mb.highest_modseq = r.highest_modseq.max(newest).max(1);
+            // Expunges before the restart are forgotten: older QRESYNC requests get every UID.
+            mb.vanished_floor = mb.highest_modseq;
             mb.messages = r.messages;
             data.mailboxes.insert(normalize(&r.mailbox), mb);
         }
@@ -260,18 +287,21 @@ impl MemoryStore {
             for m in messages {
                 let target = d.mailbox_mut(to)?;
                 let uid = target.uid_next;
+                let modseq = target.highest_modseq.saturating_add(1);
                 self.commit(&Change::Append {
                     user: &ukey,
                     mailbox: &to_key,
                     uid,
+                    modseq,
                     flags: &m.flags,
                     internal_date: m.internal_date,
                     data: &m.data,
                 })?;
                 target.uid_next = uid.saturating_add(1);
+                target.highest_modseq = modseq;
                 d.used = d.used.saturating_add(m.data.len() as u64);
                 moved.push(m.uid);
-                target_push(d, &to_key, StoredMessage { uid, ..m });
+                target_push(d, &to_key, StoredMessage { uid, modseq, ..m });
             }
             Ok(moved)
         })
@@ -421,20 +451,24 @@ impl MailStore for MemoryStore {
             let uid = mb.uid_next;
             let flags = storable(flags);
             let internal_date = internal_date.unwrap_or_else(now_unix);
+            let modseq = mb.highest_modseq.saturating_add(1);
             self.commit(&Change::Append {
                 user: &ukey,
                 mailbox: &name,
                 uid,
+                modseq,
                 flags: &flags,
                 internal_date,
                 data: &data,
             })?;
             mb.uid_next = uid.saturating_add(1);
+            mb.highest_modseq = modseq;
             mb.messages.push(StoredMessage {
                 uid,
                 flags,
                 internal_date,
                 data,
+                modseq,
             });
             d.used = used.saturating_add(size);
             d.emit(StoreEvent::Appended { mailbox: name, uid });
@@ -461,28 +495,78 @@ impl MailStore for MemoryStore {
         uid: u32,
         flags: BTreeSet<String>,
     ) -> Result<(), StoreError> {
+        // A message expunged meanwhile by another session: nothing to change, not an error.
+        self.set_flags_if_unchanged(user, mailbox, uid, flags, None)
+            .map(|_| ())
+    }
+
+    fn set_flags_if_unchanged(
+        &self,
+        user: &str,
+        mailbox: &str,
+        uid: u32,
+        flags: BTreeSet<String>,
+        unchanged_since: Option<u64>,
+    ) -> Result<FlagUpdate, StoreError> {
         let ukey = user_key(user);
         self.with_user_mut(user, mailbox, |d| {
             let mb = d.mailbox_mut(mailbox)?;
-            // A message expunged meanwhile by another session: nothing to change, not an error.
+            let modseq = mb.highest_modseq.saturating_add(1);
             let Some(msg) = mb.find_mut(uid) else {
-                return Ok(());
+                return Ok(FlagUpdate::Gone);
             };
+            if unchanged_since.is_some_and(|n| msg.modseq > n) {
+                return Ok(FlagUpdate::Modified);
+            }
             let flags = storable(flags);
             if msg.flags != flags {
                 self.commit(&Change::Flags {
                     user: &ukey,
                     mailbox: &normalize(mailbox),
                     uid,
+                    modseq,
                     flags: &flags,
                 })?;
                 msg.flags = flags;
+                msg.modseq = modseq;
+                let done = FlagUpdate::Done {
+                    flags: msg.flags.clone(),
+                    modseq,
+                };
+                mb.highest_modseq = modseq;
                 d.emit(StoreEvent::FlagsChanged {
                     mailbox: normalize(mailbox),
                     uid,
                 });
+                return Ok(done);
             }
-            Ok(())
+            Ok(FlagUpdate::Done {
+                flags: msg.flags.clone(),
+                modseq: msg.modseq,
+            })
+        })
+    }
+
+    fn expunged_since(
+        &self,
+        user: &str,
+        mailbox: &str,
+        modseq: u64,
+    ) -> Result<Option<Vec<u32>>, StoreError> {
+        self.with_user(user, mailbox, |d| {
+            let mb = d.mailbox(mailbox)?;
+            if modseq < mb.vanished_floor {
+                return Ok(None);
+            }
+            let mut uids: Vec<u32> = mb
+                .vanished
+                .iter()
+                .filter(|&&(_, m)| m > modseq)
+                .map(|&(u, _)| u)
+                .collect();
+            uids.sort_unstable();
+            uids.dedup();
+            Ok(Some(uids))
         })
     }
 
@@ -501,11 +585,15 @@ impl MailStore for MemoryStore {
             if present.is_empty() {
                 return Ok(present);
             }
+            let modseq = mb.highest_modseq.saturating_add(1);
             self.commit(&Change::Expunge {
                 user: &ukey,
                 mailbox: &name,
+                modseq,
                 uids: &present,
             })?;
+            mb.highest_modseq = modseq;
+            mb.remember_vanished(&present, modseq);
             let wanted: BTreeSet<u32> = present.iter().copied().collect();
             let mut removed = Vec::new();
             let mut freed = 0u64;
@@ -881,6 +969,81 @@ mod tests {
         // Other users are not affected; the plain memory store has no quota.
         assert_eq!(store.usage("nobody"), 0);
         assert_eq!(MemoryStore::new().quota(), None);
+    }
+
+    #[test]
+    fn modseqs_grow_with_every_change_and_expunges_are_remembered() {
+        let store = MemoryStore::new();
+        store.ensure_user("bob");
+        assert_eq!(store.status("bob", "INBOX").unwrap().highest_modseq, 1);
+        for _ in 0..3 {
+            store
+                .append("bob", "INBOX", b"m".to_vec(), flags(&[]), None)
+                .unwrap();
+        }
+        let modseqs: Vec<u64> = store
+            .messages("bob", "INBOX")
+            .unwrap()
+            .iter()
+            .map(|m| m.modseq)
+            .collect();
+        assert_eq!(modseqs, vec![2, 3, 4]);
+        store
+            .set_flags("bob", "INBOX", 1, flags(&["\\Seen"]))
+            .unwrap();
+        // Setting the same flags again is no change: the modseq stays.
+        store
+            .set_flags("bob", "INBOX", 1, flags(&["\\Seen"]))
+            .unwrap();
+        assert_eq!(store.messages("bob", "INBOX").unwrap()[0].modseq, 5);
+        assert_eq!(
+            store.set_flags_if_unchanged("bob", "INBOX", 1, flags(&[]), Some(4)),
+            Ok(FlagUpdate::Modified)
+        );
+        assert_eq!(
+            store.set_flags_if_unchanged("bob", "INBOX", 2, flags(&["$x"]), Some(3)),
+            Ok(FlagUpdate::Done {
+                flags: flags(&["$x"]),
+                modseq: 6
+            })
+        );
+        assert_eq!(
+            store.set_flags_if_unchanged("bob", "INBOX", 9, flags(&[]), None),
+            Ok(FlagUpdate::Gone)
+        );
+        store.expunge("bob", "INBOX", &[3]).unwrap();
+        store.expunge("bob", "INBOX", &[1]).unwrap();
+        assert_eq!(store.status("bob", "INBOX").unwrap().highest_modseq, 8);
+        assert_eq!(
+            store.expunged_since("bob", "INBOX", 6),
+            Ok(Some(vec![1, 3]))
+        );
+        assert_eq!(store.expunged_since("bob", "INBOX", 7), Ok(Some(vec![1])));
+        assert_eq!(store.expunged_since("bob", "INBOX", 8), Ok(Some(vec![])));
+    }
+
+    #[test]
+    fn forgotten_expunges_make_older_requests_unanswerable() {
+        let store = MemoryStore::new();
+        store.ensure_user("bob");
+        let n = u32::try_from(MAX_VANISHED).unwrap() + 2;
+        for _ in 0..n {
+            store
+                .append("bob", "INBOX", b"m".to_vec(), flags(&[]), None)
+                .unwrap();
+        }
+        let before = store.status("bob", "INBOX").unwrap().highest_modseq;
+        // One expunge per UID: the first two are forgotten.
+        for uid in 1..=n {
+            store.expunge("bob", "INBOX", &[uid]).unwrap();
+        }
+        assert_eq!(store.expunged_since("bob", "INBOX", before), Ok(None));
+        let kept = store
+            .expunged_since("bob", "INBOX", before + 2)
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept.len(), MAX_VANISHED);
+        assert_eq!(kept.first(), Some(&3));
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub struct StoredMessage {
     /// Unix seconds when the message was stored.
     pub internal_date: i64,
     pub data: Arc<Vec<u8>>,
+    /// RFC 7162 mod-sequence: the mailbox's modseq at this message's last change (append or
+    /// flags).
+    pub modseq: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +62,22 @@ pub struct MailboxStatus {
     pub exists: u32,
     pub unseen: u32,
     pub recent: u32,
+    /// RFC 7162 HIGHESTMODSEQ: the mailbox's latest mod-sequence (1 for a new mailbox).
+    pub highest_modseq: u64,
+}
+
+/// What a conditional flag change did (STORE UNCHANGEDSINCE, RFC 7162 3.1.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlagUpdate {
+    /// The message has these flags at this modseq now (unchanged flags keep their modseq).
+    Done {
+        flags: BTreeSet<String>,
+        modseq: u64,
+    },
+    /// The message changed after the given modseq: nothing was done.
+    Modified,
+    /// No such message (expunged meanwhile).
+    Gone,
 }
 
 /// What changed, for IDLE and (later) JMAP push.
@@ -120,6 +139,45 @@ pub trait MailStore: Send + Sync {
         uid: u32,
         flags: BTreeSet<String>,
     ) -> Result<(), StoreError>;
+    /// Replaces the flags of one message unless its modseq is above `unchanged_since`, in one
+    /// step (no change can slip between the check and the update). The default is not atomic,
+    /// for stores without mod-sequences.
+    fn set_flags_if_unchanged(
+        &self,
+        user: &str,
+        mailbox: &str,
+        uid: u32,
+        flags: BTreeSet<String>,
+        unchanged_since: Option<u64>,
+    ) -> Result<FlagUpdate, StoreError> {
+        let messages = self.messages(user, mailbox)?;
+        let Some(m) = messages.iter().find(|m| m.uid == uid) else {
+            return Ok(FlagUpdate::Gone);
+        };
+        if unchanged_since.is_some_and(|n| m.modseq > n) {
+            return Ok(FlagUpdate::Modified);
+        }
+        self.set_flags(user, mailbox, uid, flags)?;
+        let now = self.messages(user, mailbox)?;
+        Ok(now
+            .into_iter()
+            .find(|m| m.uid == uid)
+            .map_or(FlagUpdate::Gone, |m| FlagUpdate::Done {
+                flags: m.flags,
+                modseq: m.modseq,
+            }))
+    }
+    /// UIDs expunged from a mailbox with a modseq above `modseq` (QRESYNC's VANISHED), ascending;
+    /// `None` when the store no longer remembers that far back (the caller then reports every
+    /// UID it cannot find).
+    fn expunged_since(
+        &self,
+        _user: &str,
+        _mailbox: &str,
+        _modseq: u64,
+    ) -> Result<Option<Vec<u32>>, StoreError> {
+        Ok(None)
+    }
     /// Removes the given UIDs; returns those that existed, ascending.
     fn expunge(&self, user: &str, mailbox: &str, uids: &[u32]) -> Result<Vec<u32>, StoreError>;
     /// Changes to this user's mailboxes from now on.

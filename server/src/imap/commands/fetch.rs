@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 
+use imap_codec::imap_types::command::FetchModifier;
 use imap_codec::imap_types::fetch::{
     MacroOrMessageDataItemNames, MessageDataItemName, Part, Section,
 };
@@ -31,6 +32,7 @@ fn needs_structure(item: &MessageDataItemName<'_>) -> bool {
         item,
         MessageDataItemName::Flags
             | MessageDataItemName::Uid
+            | MessageDataItemName::ModSeq
             | MessageDataItemName::InternalDate
             | MessageDataItemName::Rfc822Size
             | MessageDataItemName::Rfc822
@@ -52,6 +54,7 @@ fn supported(item: &MessageDataItemName<'_>) -> bool {
             | MessageDataItemName::Rfc822Size
             | MessageDataItemName::Rfc822Text
             | MessageDataItemName::Uid
+            | MessageDataItemName::ModSeq
     )
 }
 
@@ -169,6 +172,7 @@ impl Session {
         set: &SequenceSet,
         items: MacroOrMessageDataItemNames<'_>,
         uid: bool,
+        modifiers: &[FetchModifier],
     ) {
         let expanded;
         let mut items = match items {
@@ -186,6 +190,26 @@ impl Session {
         }
         if uid && !items.contains(&MessageDataItemName::Uid) {
             items.insert(0, MessageDataItemName::Uid);
+        }
+        let changed_since = modifiers.iter().find_map(|m| match m {
+            FetchModifier::ChangedSince(n) => Some(n.get()),
+            FetchModifier::Vanished => None,
+        });
+        let vanished = modifiers.contains(&FetchModifier::Vanished);
+        if vanished && !(uid && self.qresync && changed_since.is_some()) {
+            // RFC 7162 3.2.6: only in UID FETCH, with CHANGEDSINCE, once QRESYNC is enabled.
+            tracing::info!(peer = ?self.peer, "IMAP FETCH VANISHED refused");
+            return self.bad(
+                tag,
+                "VANISHED needs UID FETCH, CHANGEDSINCE and ENABLE QRESYNC.",
+            );
+        }
+        if changed_since.is_some() || items.contains(&MessageDataItemName::ModSeq) {
+            // RFC 7162 3.1: CONDSTORE-enabling; CHANGEDSINCE implies the MODSEQ item.
+            self.enable_condstore();
+            if !items.contains(&MessageDataItemName::ModSeq) {
+                items.push(MessageDataItemName::ModSeq);
+            }
         }
         let (Some(user), Some(sel)) = (self.user.clone(), self.selected.as_ref()) else {
             return self.bad(tag, "No mailbox selected.");
@@ -207,18 +231,47 @@ impl Session {
         let by_uid: HashMap<u32, &StoredMessage> = messages.iter().map(|m| (m.uid, m)).collect();
         let mark_seen = !sel.read_only && items.iter().any(sets_seen);
         let mailbox = sel.name.clone();
+        if vanished && let Some(since) = changed_since {
+            let uid_next = match store.status(&user, &mailbox) {
+                Ok(st) => st.uid_next,
+                Err(e) => return self.store_error(tag, &e),
+            };
+            match super::condstore::vanished_since(
+                store.as_ref(),
+                &user,
+                &mailbox,
+                since,
+                Some(set),
+                &messages,
+                uid_next,
+            ) {
+                Ok(gone) if !gone.is_empty() => {
+                    let line = format!("VANISHED (EARLIER) {}", response::sequence_set(&gone));
+                    response::untagged(&mut self.out, &line);
+                }
+                Ok(_) => {}
+                Err(e) => return self.store_error(tag, &e),
+            }
+        }
         let mut missing = false;
         for (seq, uid) in targets {
             let Some(msg) = by_uid.get(&uid) else {
                 missing = true;
                 continue;
             };
+            if changed_since.is_some_and(|n| msg.modseq <= n) {
+                continue;
+            }
             let mut flags = msg.flags.clone();
+            let mut modseq = msg.modseq;
             let mut seen_now = false;
             if mark_seen && !flags.contains("\\Seen") {
                 flags.insert("\\Seen".into());
-                if store.set_flags(&user, &mailbox, uid, flags.clone()).is_ok() {
+                if let Ok(crate::store::FlagUpdate::Done { modseq: m, .. }) =
+                    store.set_flags_if_unchanged(&user, &mailbox, uid, flags.clone(), None)
+                {
                     seen_now = true;
+                    modseq = m;
                 }
             }
             let recent = self
@@ -243,6 +296,9 @@ impl Session {
                     }
                     MessageDataItemName::Uid => {
                         line.extend_from_slice(format!("UID {uid}").as_bytes())
+                    }
+                    MessageDataItemName::ModSeq => {
+                        line.extend_from_slice(format!("MODSEQ ({modseq})").as_bytes())
                     }
                     MessageDataItemName::InternalDate => line.extend_from_slice(
                         format!(
@@ -298,6 +354,10 @@ impl Session {
             let flags_sent = items.contains(&MessageDataItemName::Flags);
             if seen_now && !flags_sent {
                 line.extend_from_slice(format!(" FLAGS {}", flag_list(&flags, recent)).as_bytes());
+            }
+            // An implicit \Seen is a flag change: CONDSTORE clients learn its modseq.
+            if seen_now && self.condstore && !items.contains(&MessageDataItemName::ModSeq) {
+                line.extend_from_slice(format!(" MODSEQ ({modseq})").as_bytes());
             }
             line.extend_from_slice(b")\r\n");
             self.out.extend_from_slice(&line);

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use imap_codec::imap_types::command::SelectParameter;
 use imap_codec::imap_types::datetime::DateTime;
 use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_codec::imap_types::flag::Flag;
@@ -129,9 +130,33 @@ impl Session {
         }
     }
 
-    pub(in crate::imap) fn select(&mut self, tag: &str, mailbox: &Mailbox<'_>, read_only: bool) {
-        // A failed SELECT leaves no mailbox selected (RFC 3501 6.3.1).
-        self.selected = None;
+    pub(in crate::imap) fn select(
+        &mut self,
+        tag: &str,
+        mailbox: &Mailbox<'_>,
+        read_only: bool,
+        parameters: &[SelectParameter],
+    ) {
+        let qresync = super::condstore::qresync_parameter(parameters);
+        if qresync.is_some() && !self.qresync {
+            // RFC 7162 3.2.5: QRESYNC must be enabled first; the command is not run.
+            tracing::info!(peer = ?self.peer, "IMAP SELECT (QRESYNC) without ENABLE QRESYNC");
+            return self.bad(tag, "QRESYNC is not enabled.");
+        }
+        if parameters.contains(&SelectParameter::CondStore) {
+            self.enable_condstore();
+        }
+        // A failed SELECT leaves no mailbox selected (RFC 3501 6.3.1). RFC 7162 3.2.11: the
+        // mailbox closed by this SELECT is marked, so its late responses are told apart.
+        if self.selected.take().is_some() {
+            response::status(
+                &mut self.out,
+                "*",
+                Status::Ok,
+                Some("CLOSED"),
+                "Previous mailbox closed.",
+            );
+        }
         let Some(name) = self.name_or_bad(tag, mailbox) else {
             return;
         };
@@ -155,7 +180,9 @@ impl Session {
         } else {
             recent.len()
         };
-        let sel = Selected::new(name.clone(), read_only, &messages, recent);
+        let mut sel = Selected::new(name.clone(), read_only, &messages, recent);
+        sel.condstore = self.condstore;
+        sel.qresync = self.qresync;
         let out = &mut self.out;
         response::untagged(out, &format!("FLAGS ({SYSTEM_FLAGS})"));
         let permanent = if read_only {
@@ -177,7 +204,16 @@ impl Session {
         });
         let code = format!("UIDNEXT {next}");
         response::status(out, "*", Status::Ok, Some(&code), "Predicted next UID.");
+        // RFC 7162 3.1.2.1: sent on every SELECT/EXAMINE, the store keeps mod-sequences.
+        let code = format!("HIGHESTMODSEQ {}", status.highest_modseq);
+        response::status(out, "*", Status::Ok, Some(&code), "Highest");
         self.selected = Some(sel);
+        if let Some(q) = qresync.filter(|q| q.uid_validity == status.uid_validity)
+            && let Err(e) = self.qresync_select(&q, &messages, next)
+        {
+            self.selected = None;
+            return self.store_error(tag, &e);
+        }
         tracing::debug!(peer = ?self.peer, mailbox = %name, read_only, "IMAP mailbox selected");
         if read_only {
             self.ok_code(tag, "READ-ONLY", "Examine completed.");
@@ -310,6 +346,9 @@ impl Session {
                 StatusDataItemName::UidNext => format!("UIDNEXT {}", status.uid_next),
                 StatusDataItemName::UidValidity => format!("UIDVALIDITY {}", status.uid_validity),
                 StatusDataItemName::Unseen => format!("UNSEEN {}", status.unseen),
+                StatusDataItemName::HighestModSeq => {
+                    format!("HIGHESTMODSEQ {}", status.highest_modseq)
+                }
                 _ => {
                     if self.bad_log.allow() {
                         tracing::info!(peer = ?self.peer, item = ?item, "IMAP STATUS item not supported");
@@ -318,6 +357,10 @@ impl Session {
                 }
             };
             values.push(value);
+        }
+        if items.contains(&StatusDataItemName::HighestModSeq) {
+            // RFC 7162 3.1: STATUS HIGHESTMODSEQ is a CONDSTORE-enabling command.
+            self.enable_condstore();
         }
         let mut line = b"* STATUS ".to_vec();
         response::string(&mut line, name.as_bytes());

@@ -187,8 +187,10 @@ fn matches(key: &SearchKey<'_>, c: &mut Candidate<'_>, depth: usize) -> bool {
         }
         SearchKey::Body(v) => body_contains(c, v.as_ref()),
         SearchKey::Text(v) => contains_ci(c.header(), v.as_ref()) || body_contains(c, v.as_ref()),
-        // Extensions not offered (WITHIN, CONDSTORE) never match; they exist only when another
-        // crate of the build turns those imap-types features on.
+        // RFC 7162 3.1.5: per-flag entries are not kept apart, the message's modseq counts.
+        SearchKey::ModSequence { modseq, .. } => c.msg.modseq >= *modseq,
+        // Extensions not offered (WITHIN) never match; they exist only when another crate of
+        // the build turns those imap-types features on.
         #[allow(unreachable_patterns)]
         _ => false,
     }
@@ -222,6 +224,7 @@ fn search_response(
     let largest_seq = u32::try_from(view.uids.len()).unwrap_or(u32::MAX);
     let largest_uid = view.uids.last().copied().unwrap_or(0);
     let mut found = Vec::new();
+    let mut highest = 0;
     for msg in messages {
         // Only messages the client knows have sequence numbers.
         let Ok(index) = view.uids.binary_search(&msg.uid) else {
@@ -238,17 +241,32 @@ fn search_response(
         };
         if criteria.iter().all(|k| matches(k, &mut c, 0)) {
             found.push(if uid { msg.uid } else { c.seq });
+            highest = highest.max(msg.modseq);
         }
     }
     let list: Vec<String> = found.iter().map(u32::to_string).collect();
     let line = if list.is_empty() {
         "SEARCH".to_string()
+    } else if criteria.iter().any(uses_modseq) {
+        // RFC 7162 3.1.5: the highest modseq of the messages found.
+        format!("SEARCH {} (MODSEQ {highest})", list.join(" "))
     } else {
         format!("SEARCH {}", list.join(" "))
     };
     let mut out = Vec::new();
     crate::imap::response::untagged(&mut out, &line);
     out
+}
+
+/// Whether a search key holds a MODSEQ criterion anywhere.
+fn uses_modseq(key: &SearchKey<'_>) -> bool {
+    match key {
+        SearchKey::ModSequence { .. } => true,
+        SearchKey::And(keys) => keys.as_ref().iter().any(uses_modseq),
+        SearchKey::Or(a, b) => uses_modseq(a) || uses_modseq(b),
+        SearchKey::Not(k) => uses_modseq(k),
+        _ => false,
+    }
 }
 
 impl Session {
@@ -280,6 +298,9 @@ impl Session {
             recent: sel.recent.clone(),
         };
         let mailbox = sel.name.clone();
+        if criteria.iter().any(uses_modseq) {
+            self.enable_condstore();
+        }
         let criteria: Vec<SearchKey<'static>> = criteria.iter().map(|k| k.to_static()).collect();
         let store = self.ctx.store.clone();
         self.heavy = Some(HeavyFinish::Search {
@@ -309,6 +330,7 @@ mod tests {
             flags: flags.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
             internal_date: date,
             data: Arc::new(data.to_vec()),
+            modseq: 1,
         }
     }
 

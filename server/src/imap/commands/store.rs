@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use imap_codec::imap_types::command::StoreModifier;
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::sequence::SequenceSet;
@@ -10,18 +11,35 @@ use super::mailbox::{flag_names, mailbox_name};
 use crate::imap::response::{self, Status, flag_list, sequence_set};
 use crate::imap::selected::{SyncKind, contains};
 use crate::imap::session::Session;
-use crate::store::StoreError;
+use crate::store::{FlagUpdate, StoreError};
+
+/// What a STORE does to each message's flags.
+pub struct FlagChange<'a> {
+    pub kind: &'a StoreType,
+    pub reply: &'a StoreResponse,
+    pub flags: &'a [Flag<'a>],
+}
 
 impl Session {
     pub(in crate::imap) fn store(
         &mut self,
         tag: &str,
         set: &SequenceSet,
-        kind: &StoreType,
-        reply: &StoreResponse,
-        flags: &[Flag<'_>],
+        change: FlagChange<'_>,
         uid: bool,
+        modifiers: &[StoreModifier],
     ) {
+        let FlagChange { kind, reply, flags } = change;
+        let unchanged_since = modifiers
+            .iter()
+            .map(|m| match m {
+                StoreModifier::UnchangedSince(n) => *n,
+            })
+            .next();
+        if unchanged_since.is_some() && self.selected.is_some() {
+            // RFC 7162 3.1: a CONDSTORE-enabling command.
+            self.enable_condstore();
+        }
         let (Some(user), Some(sel)) = (self.user.clone(), self.selected.as_ref()) else {
             return self.bad(tag, "No mailbox selected.");
         };
@@ -48,6 +66,8 @@ impl Session {
         };
         let given = flag_names(flags);
         let mut missing = false;
+        // Messages changed since UNCHANGEDSINCE: left alone, named in [MODIFIED].
+        let mut modified = Vec::new();
         for (seq, uid_of) in targets {
             let Ok(i) = messages.binary_search_by_key(&uid_of, |m| m.uid) else {
                 missing = true;
@@ -59,26 +79,66 @@ impl Session {
                 StoreType::Add => old.union(&given).cloned().collect(),
                 StoreType::Remove => old.difference(&given).cloned().collect(),
             };
-            if &new != old
-                && let Err(e) = store.set_flags(&user, &mailbox, uid_of, new.clone())
-            {
-                tracing::warn!(peer = ?self.peer, error = %e, "IMAP STORE failed");
-                return self.no(tag, "Store failed.");
-            }
+            // The message's flags and modseq now; with UNCHANGEDSINCE checked even when the
+            // flags would not change (RFC 7162 3.1.3).
+            let (new, modseq, changed) = if &new != old || unchanged_since.is_some() {
+                match store.set_flags_if_unchanged(
+                    &user,
+                    &mailbox,
+                    uid_of,
+                    new.clone(),
+                    unchanged_since,
+                ) {
+                    Ok(FlagUpdate::Done { flags, modseq }) => {
+                        let changed = modseq != messages[i].modseq;
+                        (flags, modseq, changed)
+                    }
+                    Ok(FlagUpdate::Modified) => {
+                        modified.push(if uid {
+                            uid_of
+                        } else {
+                            u32::try_from(seq).unwrap_or(u32::MAX)
+                        });
+                        continue;
+                    }
+                    Ok(FlagUpdate::Gone) => {
+                        missing = true;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(peer = ?self.peer, error = %e, "IMAP STORE failed");
+                        return self.no(tag, "Store failed.");
+                    }
+                }
+            } else {
+                (new, messages[i].modseq, false)
+            };
             let recent = self
                 .selected
                 .as_ref()
                 .is_some_and(|s| s.recent.contains(&uid_of));
+            let uid_part = if uid {
+                format!(" UID {uid_of}")
+            } else {
+                String::new()
+            };
+            let modseq_part = self
+                .selected
+                .as_ref()
+                .map(|s| s.modseq_item(modseq))
+                .unwrap_or_default();
             if *reply == StoreResponse::Answer {
-                let uid_part = if uid {
-                    format!(" UID {uid_of}")
-                } else {
-                    String::new()
-                };
                 response::untagged(
                     &mut self.out,
-                    &format!("{seq} FETCH (FLAGS {}{uid_part})", flag_list(&new, recent)),
+                    &format!(
+                        "{seq} FETCH (FLAGS {}{uid_part}{modseq_part})",
+                        flag_list(&new, recent)
+                    ),
                 );
+            } else if changed && !modseq_part.is_empty() {
+                // RFC 7162 3.1.3: .SILENT still tells a CONDSTORE client the new modseq.
+                let items = format!("{uid_part}{modseq_part}");
+                response::untagged(&mut self.out, &format!("{seq} FETCH ({})", items.trim()));
             }
             if let Some(sel) = self.selected.as_mut() {
                 sel.note_flags(uid_of, &new);
@@ -89,7 +149,11 @@ impl Session {
         } else {
             SyncKind::NoExpunge
         });
-        if missing {
+        if !modified.is_empty() {
+            let code = format!("MODIFIED {}", sequence_set(&modified));
+            tracing::debug!(peer = ?self.peer, %code, "IMAP conditional STORE partly refused");
+            self.ok_code(tag, &code, "Conditional STORE failed.");
+        } else if missing {
             self.no_code(
                 tag,
                 "EXPUNGEISSUED",
