@@ -198,6 +198,12 @@ impl Session {
         self.input.extend(bytes);
     }
 
+    /// Buffered bytes already searched for a line end (the linear-scan regression test).
+    #[cfg(test)]
+    pub(crate) fn input_scanned(&self) -> usize {
+        self.input.scanned()
+    }
+
     /// Who is logged in, once the maildrop is open (TRANSACTION and UPDATE states): the session
     /// to register as live.
     pub fn identity(&self) -> Option<&SaslIdentity> {
@@ -480,8 +486,9 @@ impl Session {
     fn take_line(&mut self) -> Option<Result<Vec<u8>, LineTooLong>> {
         loop {
             let limit = self.line_limit();
+            let found = self.input.find_lf();
             let input = self.input.bytes();
-            let Some(lf) = input.iter().position(|&b| b == b'\n') else {
+            let Some(lf) = found else {
                 if self.discarding {
                     self.input.clear();
                 } else if input.len() > limit + 1 {

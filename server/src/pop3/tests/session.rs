@@ -879,6 +879,28 @@ fn long_lines_and_too_many_errors() {
     assert!(d.closed);
 }
 
+/// Regression: each call searched the whole buffered line again for its end, so a 16 KiB AUTH
+/// line sent a byte at a time cost quadratic time. The search now resumes where it stopped.
+#[test]
+fn a_line_arriving_byte_by_byte_is_searched_once() {
+    let mut d = Driver::new();
+    let line = format!("AUTH XSCRIPT {}", "A".repeat(3000));
+    for (i, byte) in line.bytes().enumerate() {
+        assert_eq!(d.send_bytes(&[byte]), "");
+        assert_eq!(
+            d.session.input_scanned(),
+            i + 1,
+            "bytes already searched are not searched again"
+        );
+    }
+    d.scripted.push_back(SaslStep::Success {
+        identity: identity(ALICE),
+        server_data: None,
+    });
+    assert_eq!(d.send("\r\n"), LOGGED_IN);
+    assert_eq!(d.session.input_scanned(), 0);
+}
+
 #[test]
 fn a_continuation_line_may_be_as_long_as_an_auth_line() {
     let mut d = Driver::new();

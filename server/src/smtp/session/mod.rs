@@ -511,8 +511,9 @@ impl Session {
     fn take_line(&mut self) -> Option<Result<Vec<u8>, LineError>> {
         loop {
             let limit = self.line_limit();
+            let found = self.input.find_lf();
             let input = self.input.bytes();
-            let Some(lf) = input.iter().position(|&b| b == b'\n') else {
+            let Some(lf) = found else {
                 if self.discarding {
                     self.input.clear();
                 } else if input.len() > limit + 1 {

@@ -867,6 +867,29 @@ fn line_limits() {
     assert_eq!(d.send(&too_long), "500 5.5.2 Line too long\r\n");
 }
 
+/// Regression: each call searched the whole buffered line again for its end, so a 16 KiB AUTH
+/// line sent a byte at a time cost quadratic time. The search now resumes where it stopped.
+#[test]
+fn a_line_arriving_byte_by_byte_is_searched_once() {
+    let mut d = Driver::new(SmtpListenerKind::Submission);
+    d.send("EHLO a\r\n");
+    let line = format!("AUTH XSCRIPT {}", "A".repeat(3000));
+    for (i, byte) in line.bytes().enumerate() {
+        assert_eq!(d.send_bytes(&[byte]), "");
+        assert_eq!(
+            d.session.input.scanned(),
+            i + 1,
+            "bytes already searched are not searched again"
+        );
+    }
+    d.auth_script.push_back(SaslStep::Success {
+        identity: identity("alice@example.com"),
+        server_data: None,
+    });
+    assert_eq!(d.send("\r\n"), "235 2.7.0 Authentication successful\r\n");
+    assert_eq!(d.session.input.scanned(), 0);
+}
+
 #[test]
 fn too_many_errors_closes() {
     let mut d = Driver::new(SmtpListenerKind::Inbound);
