@@ -9,8 +9,8 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
-#[cfg(test)]
-mod fuzz;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod imap;
 pub mod inflight;
 pub mod jmap;

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use super::engine::{Target, chunks};
+#[cfg(test)]
+use super::engine::Target;
+use super::split::chunks;
 use super::{backends, check_password, crlf_lines, registry, run_auth};
 use crate::auth::sasl::Protocol;
 use crate::config::ImapSection;
@@ -12,6 +14,7 @@ use crate::imap::framing::{Frame, Framer, Limits};
 use crate::imap::session::{Event, Next, Session};
 use crate::store::MemoryStore;
 
+#[cfg(test)]
 const WORDS: &[&[u8]] = &[
     b"\r\n",
     b"\n",
@@ -49,7 +52,7 @@ const WORDS: &[&[u8]] = &[
     b"bixhPWFsaWNlQGV4YW1wbGUuY29tLAFhdXRoPUJlYXJlciB4AQE=",
 ];
 
-fn context() -> Arc<ImapContext> {
+pub(super) fn context() -> Arc<ImapContext> {
     let backends = backends();
     Arc::new(ImapContext {
         hostname: "mail.example.com".into(),
@@ -116,7 +119,7 @@ fn check_frame(frame: &Frame, limits: &Limits) {
 }
 
 /// Runs one session; returns how many SASL steps and password checks it ran.
-fn session(ctx: &Arc<ImapContext>, input: &[u8]) -> usize {
+pub(super) fn session(ctx: &Arc<ImapContext>, input: &[u8]) -> usize {
     let mut auth = 0;
     let mut session = Session::new(ctx.clone(), None, false);
     session.greeting();
@@ -178,41 +181,44 @@ fn fuzz_imap_preauth() {
 /// The framer alone under tiny limits, in both modes: frames never exceed them.
 #[test]
 fn fuzz_imap_framer() {
+    Target::new("imap_preauth").dictionary(WORDS).run(framer);
+}
+
+/// One input through the framer alone (the `fuzz_imap_framer` test).
+pub(super) fn framer(input: &[u8]) {
     let limits = Limits {
         line: 64,
         auth_line: 128,
         literal: 32,
     };
-    Target::new("imap_preauth").dictionary(WORDS).run(|input| {
-        let mut framer = Framer::new();
-        let mut line_mode = false;
-        for chunk in chunks(input) {
-            framer.enqueue(chunk);
-            loop {
-                let mode = if line_mode {
-                    crate::imap::framing::Mode::Line
-                } else {
-                    crate::imap::framing::Mode::Command
-                };
-                let frame = framer.next(mode, &limits);
-                check_frame(&frame, &limits);
-                match frame {
-                    Frame::NeedMore => break,
-                    Frame::LineTooLong => {
-                        assert_eq!(framer.next(mode, &limits), Frame::LineTooLong);
-                        return;
-                    }
-                    Frame::Literal { too_big, .. } => {
-                        if too_big {
-                            framer.reject_literal();
-                        } else {
-                            framer.accept_literal();
-                        }
-                    }
-                    Frame::Command(c) => line_mode = c.len() % 3 == 0,
-                    Frame::Line(_) => line_mode = false,
+    let mut framer = Framer::new();
+    let mut line_mode = false;
+    for chunk in chunks(input) {
+        framer.enqueue(chunk);
+        loop {
+            let mode = if line_mode {
+                crate::imap::framing::Mode::Line
+            } else {
+                crate::imap::framing::Mode::Command
+            };
+            let frame = framer.next(mode, &limits);
+            check_frame(&frame, &limits);
+            match frame {
+                Frame::NeedMore => break,
+                Frame::LineTooLong => {
+                    assert_eq!(framer.next(mode, &limits), Frame::LineTooLong);
+                    return;
                 }
+                Frame::Literal { too_big, .. } => {
+                    if too_big {
+                        framer.reject_literal();
+                    } else {
+                        framer.accept_literal();
+                    }
+                }
+                Frame::Command(c) => line_mode = c.len() % 3 == 0,
+                Frame::Line(_) => line_mode = false,
             }
         }
-    });
+    }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::NoPasswords;
+#[cfg(test)]
 use super::engine::Target;
 use crate::jmap::JmapContext;
 use crate::jmap::api::{Caller, execute, parse_request};
@@ -15,6 +16,7 @@ use crate::store::{MailStore, MemoryStore};
 
 const USER: &str = "alice@example.com";
 
+#[cfg(test)]
 const WORDS: &[&[u8]] = &[
     b"\"using\":",
     b"\"methodCalls\":",
@@ -90,48 +92,52 @@ fn fuzz_jmap_request() {
         .enable_all()
         .build()
         .expect("runtime");
-    let caller = Caller::new(USER, None, true);
     let mut answered_calls = 0;
     Target::new("jmap_request")
         .dictionary(WORDS)
         .max_len(16 * 1024)
-        .run(|input| {
-            let (ctx, account) = context();
-            let body = replace(input, b"$acc", account.as_bytes());
-            let Ok(request) = parse_request(&body) else {
-                return;
-            };
-            let call_ids: Vec<String> = request
-                .method_calls
-                .iter()
-                .map(|(_, _, id)| id.clone())
-                .collect();
-            let Ok(response) = rt.block_on(execute(&ctx, &caller, request)) else {
-                return;
-            };
-            // Every call answers, in order, under its own call id.
-            let Some(Value::Array(responses)) = response.get("methodResponses") else {
-                panic!("no methodResponses");
-            };
-            let mut answered = Vec::new();
-            for r in responses {
-                let Some([Value::String(_), Value::Object(_), Value::String(id)]) =
-                    r.as_array().map(Vec::as_slice)
-                else {
-                    panic!("malformed method response {r}");
-                };
-                if answered.last() != Some(id) {
-                    answered.push(id.clone());
-                }
-            }
-            let mut expected = call_ids;
-            expected.dedup();
-            assert_eq!(answered, expected, "calls and responses differ");
-            answered_calls += responses
-                .iter()
-                .filter(|r| r[0] != "error" && r[0] != "Core/echo")
-                .count();
-        });
+        .run(|input| answered_calls += request(&rt, input));
     // The target reaches the methods, not only the envelope checks.
     assert!(answered_calls > 0, "no method call was answered");
+}
+
+/// One request against a fresh store holding one message; returns how many method calls
+/// were answered by a method (not an error or an echo).
+pub(super) fn request(rt: &tokio::runtime::Runtime, input: &[u8]) -> usize {
+    let caller = Caller::new(USER, None, true);
+    let (ctx, account) = context();
+    let body = replace(input, b"$acc", account.as_bytes());
+    let Ok(request) = parse_request(&body) else {
+        return 0;
+    };
+    let call_ids: Vec<String> = request
+        .method_calls
+        .iter()
+        .map(|(_, _, id)| id.clone())
+        .collect();
+    let Ok(response) = rt.block_on(execute(&ctx, &caller, request)) else {
+        return 0;
+    };
+    // Every call answers, in order, under its own call id.
+    let Some(Value::Array(responses)) = response.get("methodResponses") else {
+        panic!("no methodResponses");
+    };
+    let mut answered = Vec::new();
+    for r in responses {
+        let Some([Value::String(_), Value::Object(_), Value::String(id)]) =
+            r.as_array().map(Vec::as_slice)
+        else {
+            panic!("malformed method response {r}");
+        };
+        if answered.last() != Some(id) {
+            answered.push(id.clone());
+        }
+    }
+    let mut expected = call_ids;
+    expected.dedup();
+    assert_eq!(answered, expected, "calls and responses differ");
+    responses
+        .iter()
+        .filter(|r| r[0] != "error" && r[0] != "Core/echo")
+        .count()
 }

@@ -7,6 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use serde_json::{Map, Value};
 
+#[cfg(test)]
 use super::engine::Target;
 use crate::auth::oidc::claims::{self, ClaimRules};
 use crate::auth::oidc::jws;
@@ -17,6 +18,7 @@ const NOW: u64 = 1_700_000_000;
 const ISSUER: &str = "https://idp.example.com/realms/mail";
 const LEEWAY: u64 = 30;
 
+#[cfg(test)]
 const WORDS: &[&[u8]] = &[
     b"\"alg\":",
     b"\"typ\":",
@@ -59,26 +61,31 @@ fn allowed() -> [Algorithm; 3] {
 /// A whole compact token: `header.payload.signature`.
 #[test]
 fn fuzz_jwt_compact() {
-    Target::new("jwt_compact").dictionary(WORDS).run(|input| {
-        let Ok(token) = std::str::from_utf8(input) else {
-            return;
-        };
+    Target::new("jwt_compact").dictionary(WORDS).run(compact);
+}
+
+/// One compact token.
+pub(super) fn compact(input: &[u8]) {
+    if let Ok(token) = std::str::from_utf8(input) {
         check_token(token);
-    });
+    }
 }
 
 /// Header JSON, wrapped in a token with a fixed payload and signature.
 #[test]
 fn fuzz_jwt_header() {
+    Target::new("jwt_header").dictionary(WORDS).run(header);
+}
+
+/// One header, wrapped in a token with a fixed payload and signature.
+pub(super) fn header(input: &[u8]) {
     let payload = URL_SAFE_NO_PAD.encode(br#"{"iss":"x"}"#);
-    Target::new("jwt_header").dictionary(WORDS).run(|input| {
-        let token = format!("{}.{payload}.c2ln", URL_SAFE_NO_PAD.encode(input));
-        let parsed = check_token(&token);
-        let is_object = matches!(serde_json::from_slice(input), Ok(Value::Object(_)));
-        if parsed.is_some() {
-            assert!(is_object, "a header that is not a JSON object was accepted");
-        }
-    });
+    let token = format!("{}.{payload}.c2ln", URL_SAFE_NO_PAD.encode(input));
+    let parsed = check_token(&token);
+    let is_object = matches!(serde_json::from_slice(input), Ok(Value::Object(_)));
+    if parsed.is_some() {
+        assert!(is_object, "a header that is not a JSON object was accepted");
+    }
 }
 
 /// Splits and parses; the header's `alg` and `typ` through their checks. Returns the header.
@@ -185,15 +192,23 @@ fn logout_claims(claims: &Map<String, Value>) -> bool {
 fn fuzz_jwt_claims() {
     let (mut access, mut logout) = (0, 0);
     Target::new("jwt_claims").dictionary(WORDS).run(|input| {
-        if let Ok(Value::Object(claims)) = serde_json::from_slice(input) {
-            access += access_token_claims(&claims, None);
-            access += access_token_claims(&claims, Some("at+jwt"));
-            logout += usize::from(logout_claims(&claims));
-        }
+        let (a, l) = claim_set(input);
+        access += a;
+        logout += l;
     });
     // Both checks see claim sets they accept, so their invariants are exercised.
     assert!(
         access > 0 && logout > 0,
         "accepted: {access} access, {logout} logout"
     );
+}
+
+/// One claim set through the access-token and logout-token checks; returns how many of each
+/// accepted it.
+pub(super) fn claim_set(input: &[u8]) -> (usize, usize) {
+    let Ok(Value::Object(claims)) = serde_json::from_slice(input) else {
+        return (0, 0);
+    };
+    let access = access_token_claims(&claims, None) + access_token_claims(&claims, Some("at+jwt"));
+    (access, usize::from(logout_claims(&claims)))
 }

@@ -4,13 +4,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::engine::{Target, chunks};
+#[cfg(test)]
+use super::engine::Target;
+use super::split::chunks;
 use super::{backends, registry, run_auth};
 use crate::auth::sasl::Protocol;
 use crate::managesieve::parser::{Command, Limits, Parser, Word};
 use crate::managesieve::session::{Event, Interrupt, Io, Session, SessionConfig};
 use crate::store::scripts::{ScriptLimits, SieveScripts};
 
+#[cfg(test)]
 const WORDS: &[&[u8]] = &[
     b"\r\n",
     b" ",
@@ -39,7 +42,7 @@ const WORDS: &[&[u8]] = &[
     b"\"AGFsaWNlAGFsaWNlcHc=\"",
 ];
 
-fn config() -> Arc<SessionConfig> {
+pub(super) fn config() -> Arc<SessionConfig> {
     let backends = backends();
     let limits = ScriptLimits {
         max_script_size: 4096,
@@ -104,7 +107,7 @@ fn literal_length(line: &[u8]) -> Option<usize> {
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
-fn session(config: &Arc<SessionConfig>, input: &[u8]) {
+pub(super) fn session(config: &Arc<SessionConfig>, input: &[u8]) {
     let mut session = Session::new(config.clone(), None, false);
     let mut output = Vec::new();
     // The greeting first, then the input in pieces.
@@ -142,30 +145,33 @@ fn fuzz_managesieve_preauth() {
 /// every command it yields converts (or is refused) without panicking.
 #[test]
 fn fuzz_managesieve_parser() {
-    let limits = Limits::uniform(256, 64);
     Target::new("managesieve_session")
         .dictionary(WORDS)
-        .run(|input| {
-            let mut parser = Parser::new();
-            for chunk in chunks(input) {
-                parser.enqueue(chunk);
-                while let Some(result) = parser.next(&limits) {
-                    if let Ok(words) = result {
-                        for word in &words {
-                            let len = match word {
-                                Word::Atom(a) => a.len(),
-                                Word::Str(s) => s.len(),
-                                Word::Number(_) => 0,
-                            };
-                            assert!(len <= 256, "a word of {len} bytes passed the limits");
-                        }
-                        let _ = Command::from_words(words);
-                    }
+        .run(parser);
+}
+
+/// One input through the parser alone (the `fuzz_managesieve_parser` test).
+pub(super) fn parser(input: &[u8]) {
+    let limits = Limits::uniform(256, 64);
+    let mut parser = Parser::new();
+    for chunk in chunks(input) {
+        parser.enqueue(chunk);
+        while let Some(result) = parser.next(&limits) {
+            if let Ok(words) = result {
+                for word in &words {
+                    let len = match word {
+                        Word::Atom(a) => a.len(),
+                        Word::Str(s) => s.len(),
+                        Word::Number(_) => 0,
+                    };
+                    assert!(len <= 256, "a word of {len} bytes passed the limits");
                 }
-                assert!(
-                    parser.buffered() <= input.len(),
-                    "parser holds more than it was given"
-                );
+                let _ = Command::from_words(words);
             }
-        });
+        }
+        assert!(
+            parser.buffered() <= input.len(),
+            "parser holds more than it was given"
+        );
+    }
 }

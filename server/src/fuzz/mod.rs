@@ -1,5 +1,7 @@
-//! Fuzz targets for every parser a client reaches before authentication, run as ordinary tests
-//! (see [`engine`] for how, and README "Fuzzing" for longer local runs).
+//! Fuzz targets for every parser a client reaches before authentication. `cargo test` runs them
+//! with a small deterministic mutation engine (`engine`, test-only); with the `fuzzing`
+//! feature, [`targets`] exposes the same one-input checks to cargo-fuzz (`server/fuzz/`, README
+//! "Fuzzing").
 //!
 //! Each target feeds a sans-IO core (a session state machine, a framer, a mechanism's exchange,
 //! a claim check) with corpus inputs and mutations of them, and asserts what must hold besides
@@ -7,6 +9,7 @@
 //! within their limits, and nothing authenticates without credentials. The backends below know
 //! users but accept no password, token or SCRAM proof.
 
+#[cfg(test)]
 mod engine;
 mod imap;
 mod jmap;
@@ -16,6 +19,8 @@ mod pop3;
 mod sasl;
 mod sieve;
 mod smtp;
+mod split;
+pub mod targets;
 
 use std::sync::Arc;
 
@@ -24,9 +29,9 @@ use futures_util::FutureExt as _;
 
 use crate::auth::AuthBackends;
 use crate::auth::directory::{Directory, DirectoryError, ScramUser};
+use crate::auth::oidc::{TokenError, TokenValidator, ValidatedToken};
 use crate::auth::sasl::driver::{self, AuthDone};
 use crate::auth::sasl::{AuthWork, Protocol, SaslFailure, SaslRegistry, default_mechanisms};
-use crate::testkit::TestValidator;
 
 /// Every address `@example.com` exists; no password is ever right and no SCRAM secret is
 /// stored (SCRAM then answers with a stand-in secret, as for an unknown user).
@@ -56,11 +61,29 @@ impl Directory for NoPasswords {
     }
 }
 
+/// Every token has a bad signature (the validator itself is not what these targets fuzz).
+struct NoTokens;
+
+#[async_trait]
+impl TokenValidator for NoTokens {
+    async fn validate(&self, _token: &str) -> Result<ValidatedToken, TokenError> {
+        Err(TokenError::BadSignature)
+    }
+
+    fn discovery_url(&self) -> String {
+        "https://idp.example.com/.well-known/openid-configuration".into()
+    }
+
+    fn required_scope(&self) -> String {
+        "openid email".into()
+    }
+}
+
 /// Backends that refuse every credential: the validator calls every token a bad signature.
 pub fn backends() -> AuthBackends {
     AuthBackends {
         directory: Arc::new(NoPasswords),
-        validator: Some(TestValidator::new()),
+        validator: Some(Arc::new(NoTokens)),
         admins: Arc::from(vec!["admin@example.com".to_string()]),
         revocation: None,
         throttle: None,

@@ -3,12 +3,15 @@
 
 use std::sync::Arc;
 
-use super::engine::{Target, chunks};
+#[cfg(test)]
+use super::engine::Target;
+use super::split::chunks;
 use super::{backends, check_password, crlf_lines, registry, run_auth};
 use crate::auth::sasl::Protocol;
 use crate::pop3::maildrop::MaildropLocks;
 use crate::pop3::session::{Event, Interrupt, Io, Session, SessionConfig};
 
+#[cfg(test)]
 const WORDS: &[&[u8]] = &[
     b"\r\n",
     b"\n",
@@ -38,7 +41,7 @@ const WORDS: &[&[u8]] = &[
     b"AGFsaWNlAGFsaWNlcHc=",
 ];
 
-fn config() -> Arc<SessionConfig> {
+pub(super) fn config() -> Arc<SessionConfig> {
     let backends = backends();
     Arc::new(SessionConfig {
         hostname: "mail.example.com".into(),
@@ -61,7 +64,7 @@ fn check_output(out: &[u8]) {
     }
 }
 
-fn session(config: &Arc<SessionConfig>, input: &[u8]) {
+pub(super) fn session(config: &Arc<SessionConfig>, input: &[u8]) {
     let mut session = Session::new(config.clone(), None, false);
     let mut output = Vec::new();
     // The greeting first, then the input in pieces.

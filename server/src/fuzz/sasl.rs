@@ -6,6 +6,7 @@ use std::sync::Arc;
 use futures_util::FutureExt as _;
 
 use super::backends;
+#[cfg(test)]
 use super::engine::Target;
 use crate::auth::sasl::parse::{parse_login_field, parse_oauthbearer, parse_plain, parse_xoauth2};
 use crate::auth::sasl::scram::messages::{parse_client_final, parse_client_first};
@@ -14,6 +15,7 @@ use crate::auth::sasl::{
     ScramSha256, SessionContext, XOAuth2,
 };
 
+#[cfg(test)]
 const WORDS: &[&[u8]] = &[
     b"\0",
     b"\x01",
@@ -97,41 +99,50 @@ fn exchange(mechanism: &dyn SaslMechanism, initial: &[u8], rest: &[&[u8]]) -> Ve
 #[test]
 fn fuzz_sasl_plain() {
     let mech = Plain::new(backends());
-    Target::new("sasl_plain").dictionary(WORDS).run(|input| {
-        if let Ok(m) = parse_plain(input) {
-            assert_eq!(
-                m.authzid.len() + m.authcid.len() + m.password.len() + 2,
-                input.len()
-            );
-        }
-        exchange(&mech, input, &[]);
-    });
+    Target::new("sasl_plain")
+        .dictionary(WORDS)
+        .run(|input| plain(&mech, input));
+}
+
+/// One PLAIN message: parsed, then run as an initial response.
+pub(super) fn plain(mech: &Plain, input: &[u8]) {
+    if let Ok(m) = parse_plain(input) {
+        assert_eq!(
+            m.authzid.len() + m.authcid.len() + m.password.len() + 2,
+            input.len()
+        );
+    }
+    exchange(mech, input, &[]);
 }
 
 #[test]
 fn fuzz_sasl_login() {
     let mech = Login::new(backends());
-    Target::new("sasl_login").dictionary(WORDS).run(|input| {
-        // Corpus entries are `user NUL password`: the two LOGIN responses.
-        let mut parts = input.splitn(2, |&b| b == 0);
-        let user = parts.next().unwrap_or_default();
-        let password = parts.next().unwrap_or_default();
-        let _ = parse_login_field(user, "user name");
-        let ctx = context(true);
-        let mut ex = mech.start(None, &ctx);
-        let mut steps = vec![step(&mut ex, None)];
-        for message in [user, password] {
-            if matches!(steps.last(), Some(SaslStep::Challenge(_))) {
-                steps.push(step(&mut ex, Some(message)));
-            }
+    Target::new("sasl_login")
+        .dictionary(WORDS)
+        .run(|input| login(&mech, input));
+}
+
+/// One LOGIN exchange; corpus entries are `user NUL password`, the two LOGIN responses.
+pub(super) fn login(mech: &Login, input: &[u8]) {
+    let mut parts = input.splitn(2, |&b| b == 0);
+    let user = parts.next().unwrap_or_default();
+    let password = parts.next().unwrap_or_default();
+    let _ = parse_login_field(user, "user name");
+    let ctx = context(true);
+    let mut ex = mech.start(None, &ctx);
+    let mut steps = vec![step(&mut ex, None)];
+    for message in [user, password] {
+        if matches!(steps.last(), Some(SaslStep::Challenge(_))) {
+            steps.push(step(&mut ex, Some(message)));
         }
-        assert!(
-            !steps.iter().any(|s| matches!(s, SaslStep::Success { .. })),
-            "LOGIN logged in without credentials"
-        );
-        // And with the user name as initial response.
-        exchange(&mech, user, &[password]);
-    });
+    }
+    assert!(
+        !steps.iter().any(|s| matches!(s, SaslStep::Success { .. })),
+        "LOGIN logged in without credentials"
+    );
+    // And with the user name as initial response.
+    exchange(mech, user, &[password]);
 }
 
 #[test]
@@ -139,34 +150,41 @@ fn fuzz_sasl_oauthbearer() {
     let mech = OAuthBearer::new(backends());
     Target::new("sasl_oauthbearer")
         .dictionary(WORDS)
-        .run(|input| {
-            if let Ok(m) = parse_oauthbearer(input) {
-                assert!(!m.token.is_empty() || input.windows(6).any(|w| w == b"Bearer"));
-            }
-            let steps = exchange(&mech, input, &[b"\x01"]);
-            // A refused token gets the RFC 7628 error challenge (JSON), then a failure.
-            if let Some(SaslStep::Challenge(c)) = steps.first() {
-                let v: serde_json::Value =
-                    serde_json::from_slice(c).expect("error challenge is JSON");
-                assert_eq!(v["status"], "invalid_token");
-            }
-        });
+        .run(|input| oauthbearer(&mech, input));
+}
+
+/// One OAUTHBEARER initial response: a refused token gets the RFC 7628 error challenge
+/// (JSON), then a failure.
+pub(super) fn oauthbearer(mech: &OAuthBearer, input: &[u8]) {
+    if let Ok(m) = parse_oauthbearer(input) {
+        assert!(!m.token.is_empty() || input.windows(6).any(|w| w == b"Bearer"));
+    }
+    let steps = exchange(mech, input, &[b"\x01"]);
+    if let Some(SaslStep::Challenge(c)) = steps.first() {
+        let v: serde_json::Value = serde_json::from_slice(c).expect("error challenge is JSON");
+        assert_eq!(v["status"], "invalid_token");
+    }
 }
 
 #[test]
 fn fuzz_sasl_xoauth2() {
     let mech = XOAuth2::new(backends());
-    Target::new("sasl_xoauth2").dictionary(WORDS).run(|input| {
-        let _ = parse_xoauth2(input);
-        let steps = exchange(&mech, input, &[b""]);
-        if let Some(SaslStep::Challenge(c)) = steps.first() {
-            let v: serde_json::Value = serde_json::from_slice(c).expect("error challenge is JSON");
-            assert_eq!(v["status"], "invalid_token");
-        }
-    });
+    Target::new("sasl_xoauth2")
+        .dictionary(WORDS)
+        .run(|input| xoauth2(&mech, input));
 }
 
-fn scram(plus: bool) -> ScramSha256 {
+/// One XOAUTH2 initial response.
+pub(super) fn xoauth2(mech: &XOAuth2, input: &[u8]) {
+    let _ = parse_xoauth2(input);
+    let steps = exchange(mech, input, &[b""]);
+    if let Some(SaslStep::Challenge(c)) = steps.first() {
+        let v: serde_json::Value = serde_json::from_slice(c).expect("error challenge is JSON");
+        assert_eq!(v["status"], "invalid_token");
+    }
+}
+
+pub(super) fn scram(plus: bool) -> ScramSha256 {
     let nonces = Arc::new(|| SERVER_NONCE.to_string());
     if plus {
         ScramSha256::plus(backends()).with_nonces(nonces)
@@ -177,49 +195,52 @@ fn scram(plus: bool) -> ScramSha256 {
 
 #[test]
 fn fuzz_sasl_scram_client_first() {
-    let (plain, plus) = (scram(false), scram(true));
+    let mechs = [scram(false), scram(true)];
     Target::new("sasl_scram_client_first")
         .dictionary(WORDS)
-        .run(|input| {
-            let parsed = parse_client_first(input);
-            for mech in [&plain, &plus] {
-                let steps = exchange(mech, input, &[]);
-                if let Some(SaslStep::Challenge(server_first)) = steps.first() {
-                    // Only a well-formed client-first gets a server-first, which extends the
-                    // client's nonce.
-                    let first = parsed
-                        .as_ref()
-                        .expect("challenge for an unparsable message");
-                    let text = String::from_utf8(server_first.clone()).expect("UTF-8");
-                    let expected = format!("r={}{SERVER_NONCE},s=", first.nonce);
-                    assert!(text.starts_with(&expected), "server-first {text:?}");
-                }
-            }
-        });
+        .run(|input| scram_client_first(&mechs, input));
+}
+
+/// One client-first message, to SCRAM-SHA-256 and its -PLUS variant.
+pub(super) fn scram_client_first(mechs: &[ScramSha256; 2], input: &[u8]) {
+    let parsed = parse_client_first(input);
+    for mech in mechs {
+        let steps = exchange(mech, input, &[]);
+        if let Some(SaslStep::Challenge(server_first)) = steps.first() {
+            // Only a well-formed client-first gets a server-first, which extends the
+            // client's nonce.
+            let first = parsed
+                .as_ref()
+                .expect("challenge for an unparsable message");
+            let text = String::from_utf8(server_first.clone()).expect("UTF-8");
+            let expected = format!("r={}{SERVER_NONCE},s=", first.nonce);
+            assert!(text.starts_with(&expected), "server-first {text:?}");
+        }
+    }
 }
 
 #[test]
 fn fuzz_sasl_scram_client_final() {
-    let (plain, plus) = (scram(false), scram(true));
+    let mechs = [scram(false), scram(true)];
     Target::new("sasl_scram_client_final")
         .dictionary(WORDS)
-        .run(|input| {
-            let _ = parse_client_final(input);
-            for (mech, first) in [
-                (
-                    &plain,
-                    &b"n,,n=alice@example.com,r=rOprNGfwEbeRWgbNEkqO"[..],
-                ),
-                (
-                    &plus,
-                    &b"p=tls-exporter,,n=alice@example.com,r=rOprNGfwEbeRWgbNEkqO"[..],
-                ),
-            ] {
-                let steps = exchange(mech, first, &[input, b""]);
-                assert!(
-                    matches!(steps.first(), Some(SaslStep::Challenge(_))),
-                    "the fixed client-first must get a server-first"
-                );
-            }
-        });
+        .run(|input| scram_client_final(&mechs, input));
+}
+
+/// One client-final message after a fixed client-first, to both SCRAM variants.
+pub(super) fn scram_client_final([plain, plus]: &[ScramSha256; 2], input: &[u8]) {
+    let _ = parse_client_final(input);
+    for (mech, first) in [
+        (plain, &b"n,,n=alice@example.com,r=rOprNGfwEbeRWgbNEkqO"[..]),
+        (
+            plus,
+            &b"p=tls-exporter,,n=alice@example.com,r=rOprNGfwEbeRWgbNEkqO"[..],
+        ),
+    ] {
+        let steps = exchange(mech, first, &[input, b""]);
+        assert!(
+            matches!(steps.first(), Some(SaslStep::Challenge(_))),
+            "the fixed client-first must get a server-first"
+        );
+    }
 }

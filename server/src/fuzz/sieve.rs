@@ -1,9 +1,11 @@
 //! The Sieve compiler (lexer, parser, validation) on arbitrary scripts, and every script that
 //! compiles run on a sample message within the interpreter's work budget.
 
+#[cfg(test)]
 use super::engine::Target;
 use crate::sieve::{Envelope, Script};
 
+#[cfg(test)]
 const WORDS: &[&[u8]] = &[
     b"require [\"fileinto\", \"imap4flags\", \"envelope\", \"variables\", \"reject\"];\n",
     b"if ",
@@ -56,32 +58,35 @@ fn fuzz_sieve_compile() {
     Target::new("sieve_script")
         .dictionary(WORDS)
         .max_len(16 * 1024)
-        .run(|input| {
-            let source = String::from_utf8_lossy(input);
-            match Script::compile(&source) {
-                Err(e) => {
-                    let lines = source.split('\n').count();
-                    assert!(
-                        e.line >= 1 && e.line <= lines + 1,
-                        "error on line {} of {lines}",
-                        e.line
-                    );
-                }
-                Ok(script) => {
-                    compiled += 1;
-                    let envelope = Envelope {
-                        from: "bob@example.com",
-                        to: "alice@example.com",
-                    };
-                    // A run may hit a limit (then the caller keeps the message); never a panic.
-                    if let Ok(deliveries) = script.evaluate(MESSAGE, &envelope) {
-                        for d in deliveries {
-                            assert!(!d.mailbox.is_empty(), "delivery to an empty mailbox name");
-                        }
-                    }
-                }
-            }
-        });
+        .run(|input| compiled += usize::from(compile(input)));
     // Mutations keep enough scripts valid to exercise the interpreter too.
     assert!(compiled > 0, "no script compiled");
+}
+
+/// One script compiled and, when valid, run on a message; returns whether it compiled.
+pub(super) fn compile(input: &[u8]) -> bool {
+    let source = String::from_utf8_lossy(input);
+    let script = match Script::compile(&source) {
+        Ok(script) => script,
+        Err(e) => {
+            let lines = source.split('\n').count();
+            assert!(
+                e.line >= 1 && e.line <= lines + 1,
+                "error on line {} of {lines}",
+                e.line
+            );
+            return false;
+        }
+    };
+    let envelope = Envelope {
+        from: "bob@example.com",
+        to: "alice@example.com",
+    };
+    // A run may hit a limit (then the caller keeps the message); never a panic.
+    if let Ok(deliveries) = script.evaluate(MESSAGE, &envelope) {
+        for d in deliveries {
+            assert!(!d.mailbox.is_empty(), "delivery to an empty mailbox name");
+        }
+    }
+    true
 }

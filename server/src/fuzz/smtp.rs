@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use futures_util::FutureExt as _;
 
-use super::engine::{Target, chunks};
+#[cfg(test)]
+use super::engine::Target;
+use super::split::chunks;
 use super::{NoPasswords, backends, crlf_lines, registry, run_auth};
 use crate::auth::directory::Directory;
 use crate::auth::sasl::Protocol;
@@ -15,6 +17,7 @@ use crate::smtp::session::{Event, Interrupt, Io, Session, SessionConfig};
 
 const MAX_MESSAGE: usize = 4096;
 
+#[cfg(test)]
 const WORDS: &[&[u8]] = &[
     b"\r\n",
     b"\n",
@@ -49,7 +52,7 @@ const WORDS: &[&[u8]] = &[
     b"\"quoted local\"@example.com",
 ];
 
-fn config(kind: SmtpListenerKind) -> Arc<SessionConfig> {
+pub(super) fn config(kind: SmtpListenerKind) -> Arc<SessionConfig> {
     let backends = backends();
     Arc::new(SessionConfig {
         hostname: "mx.example.com".into(),
@@ -78,7 +81,7 @@ fn check_replies(out: &[u8]) {
 }
 
 /// Runs one session; returns how many messages it delivered.
-fn session(config: &Arc<SessionConfig>, input: &[u8]) -> usize {
+pub(super) fn session(config: &Arc<SessionConfig>, input: &[u8]) -> usize {
     let mut delivered = 0;
     let mut session = Session::new(config.clone(), None, false);
     let mut output = Vec::new();
@@ -163,39 +166,42 @@ fn fuzz_smtp_inbound() {
 /// feeding in pieces gives the same result as feeding at once.
 #[test]
 fn fuzz_smtp_data() {
-    Target::new("smtp_data").dictionary(WORDS).run(|input| {
-        let whole = {
-            let mut reader = DataReader::new(MAX_MESSAGE);
-            let (used, outcome) = reader.feed(input);
-            match outcome {
-                // Only a strict CRLF.CRLF ends it (or a first line that is just a dot).
-                Some(_) => assert!(
-                    &input[..used] == b".\r\n" || input[..used].ends_with(b"\r\n.\r\n"),
-                    "data ended without the end marker"
-                ),
-                None => assert_eq!(used, input.len(), "bytes left over without an end marker"),
-            }
-            (used, outcome)
-        };
+    Target::new("smtp_data").dictionary(WORDS).run(data);
+}
+
+/// One input through the DATA reader, at once and in pieces (the `fuzz_smtp_data` test).
+pub(super) fn data(input: &[u8]) {
+    let whole = {
         let mut reader = DataReader::new(MAX_MESSAGE);
-        let mut used = 0;
-        let mut outcome = None;
-        for chunk in chunks(input) {
-            let (n, o) = reader.feed(chunk);
-            used += n;
-            if o.is_some() {
-                outcome = o;
-                break;
-            }
-            assert_eq!(n, chunk.len(), "bytes left over without an end marker");
+        let (used, outcome) = reader.feed(input);
+        match outcome {
+            // Only a strict CRLF.CRLF ends it (or a first line that is just a dot).
+            Some(_) => assert!(
+                &input[..used] == b".\r\n" || input[..used].ends_with(b"\r\n.\r\n"),
+                "data ended without the end marker"
+            ),
+            None => assert_eq!(used, input.len(), "bytes left over without an end marker"),
         }
-        assert_eq!(
-            (used, outcome.clone()),
-            whole,
-            "pieces and whole input differ"
-        );
-        if let Some(DataOutcome::Complete(message)) = outcome {
-            check_message(&message);
+        (used, outcome)
+    };
+    let mut reader = DataReader::new(MAX_MESSAGE);
+    let mut used = 0;
+    let mut outcome = None;
+    for chunk in chunks(input) {
+        let (n, o) = reader.feed(chunk);
+        used += n;
+        if o.is_some() {
+            outcome = o;
+            break;
         }
-    });
+        assert_eq!(n, chunk.len(), "bytes left over without an end marker");
+    }
+    assert_eq!(
+        (used, outcome.clone()),
+        whole,
+        "pieces and whole input differ"
+    );
+    if let Some(DataOutcome::Complete(message)) = outcome {
+        check_message(&message);
+    }
 }

@@ -1,0 +1,3 @@
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| mail_oidc_server::fuzz::targets::sasl_oauthbearer(data));
