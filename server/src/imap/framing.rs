@@ -215,9 +215,16 @@ impl Framer {
             }
             return Frame::NeedMore;
         };
+        // Limits apply to the line as framed: a bare LF becomes CRLF, one byte more (found by
+        // cargo-fuzz: a 128-byte bare-LF line framed as 129 bytes under a 128-byte limit).
+        let framed = if end > 0 && self.input[end - 1] == b'\r' {
+            end + 1
+        } else {
+            end + 2
+        };
         // The whole command is bounded too, or `{0}` literals could chain lines forever.
         let command_limit = limits.literal.saturating_add(limits.line.saturating_mul(4));
-        if end + 1 > limit || self.message.len() + end + 1 > command_limit {
+        if framed > limit || self.message.len() + framed > command_limit {
             self.poison();
             return Frame::LineTooLong;
         }
@@ -358,6 +365,29 @@ mod tests {
             Frame::Command([line.as_slice(), b"\r\n"].concat())
         );
         assert_eq!(f.scanned, 0);
+    }
+
+    /// Regression (cargo-fuzz, corpus `imap_preauth/crash-80c9a25b…`): the limit was checked on
+    /// the raw line, so a bare-LF line one byte under it was framed (with CRLF) one byte over.
+    #[test]
+    fn a_bare_lf_line_is_limited_as_framed_with_crlf() {
+        let fits = [vec![b'a'; LIMITS.auth_line - 2], b"\n".to_vec()].concat();
+        assert_eq!(
+            framer(&fits).next(Mode::Line, &LIMITS),
+            Frame::Line([&fits[..fits.len() - 1], b"\r\n"].concat())
+        );
+        let over = [vec![b'a'; LIMITS.auth_line - 1], b"\n".to_vec()].concat();
+        assert_eq!(
+            framer(&over).next(Mode::Line, &LIMITS),
+            Frame::LineTooLong,
+            "{} bytes once framed",
+            LIMITS.auth_line + 1
+        );
+        let command = [b"a ".as_slice(), &[b'x'; 61], b"\n"].concat();
+        assert_eq!(
+            framer(&command).next(Mode::Command, &LIMITS),
+            Frame::LineTooLong
+        );
     }
 
     #[test]
