@@ -1,3 +1,5 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| mail_oidc_server::fuzz::targets::managesieve_session(data));
+libfuzzer_sys::fuzz_target!(
+    |data: &[u8]| mail_oidc_server::fuzz::targets::managesieve_session(data)
+);

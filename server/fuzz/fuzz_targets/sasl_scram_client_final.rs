@@ -1,3 +1,5 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| mail_oidc_server::fuzz::targets::sasl_scram_client_final(data));
+libfuzzer_sys::fuzz_target!(
+    |data: &[u8]| mail_oidc_server::fuzz::targets::sasl_scram_client_final(data)
+);
