@@ -72,18 +72,10 @@ pub async fn serve_limited(
     let mut shutdown = limits.session.shutdown.clone();
     loop {
         while sessions.try_join_next().is_some() {}
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = shutdown.requested() => break,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Usually out of file descriptors: back off instead of spinning.
-                tracing::warn!(error = %e, "IMAP accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
+        let Some((tcp, peer)) =
+            crate::limits::next_connection(&listener, &mut shutdown, "IMAP").await
+        else {
+            break;
         };
         let Some(permit) = limits.admit(peer) else {
             // Under implicit TLS a cleartext line would be noise: just close.

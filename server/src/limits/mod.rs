@@ -3,6 +3,7 @@
 //! (`deadline`), a write deadline for any stream (`write_deadline`), and the shutdown signal
 //! with its grace period (`shutdown`). Front ends only decide what to say on the wire.
 
+pub mod accept;
 pub mod caps;
 pub mod deadline;
 pub mod shutdown;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use crate::config::ListenerLimitsSection;
 
+pub use accept::next_connection;
 pub use caps::{CapExceeded, ConnectionLimiter, ConnectionPermit};
 pub use deadline::{Expiry, ReadDeadlines};
 pub use shutdown::{Shutdown, ShutdownSignal};

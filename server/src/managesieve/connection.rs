@@ -55,18 +55,10 @@ pub async fn serve_limited(
     let mut shutdown = limits.session.shutdown.clone();
     loop {
         while sessions.try_join_next().is_some() {}
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = shutdown.requested() => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Usually out of file descriptors: back off instead of spinning.
-                tracing::warn!(error = %e, "ManageSieve accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
+        let Some((stream, peer)) =
+            crate::limits::next_connection(&listener, &mut shutdown, "ManageSieve").await
+        else {
+            break;
         };
         let Some(permit) = limits.admit(peer) else {
             crate::limits::refuse(&stream, TOO_MANY);

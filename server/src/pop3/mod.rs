@@ -13,7 +13,6 @@ pub mod session;
 mod tests;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -92,18 +91,10 @@ pub async fn serve_limited(
     let mut shutdown = limits.session.shutdown.clone();
     loop {
         while sessions.try_join_next().is_some() {}
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = shutdown.requested() => break,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Usually out of file descriptors: back off instead of spinning.
-                tracing::warn!(error = %e, "POP3 accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
+        let Some((tcp, peer)) =
+            crate::limits::next_connection(&listener, &mut shutdown, "POP3").await
+        else {
+            break;
         };
         let Some(permit) = limits.admit(peer) else {
             // Under implicit TLS a cleartext line would be noise: just close.

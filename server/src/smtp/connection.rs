@@ -96,43 +96,35 @@ pub async fn serve_limited(
     let mut shutdown = limits.session.shutdown.clone();
     loop {
         while sessions.try_join_next().is_some() {}
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = shutdown.requested() => break,
+        let Some((stream, peer)) =
+            crate::limits::next_connection(&listener, &mut shutdown, "SMTP").await
+        else {
+            break;
         };
-        match accepted {
-            Ok((stream, peer)) => {
-                let Some(permit) = limits.admit(peer) else {
-                    if kind != SmtpListenerKind::SubmissionImplicitTls {
-                        crate::limits::refuse(&stream, &too_many(&ctx.hostname));
-                    }
-                    continue;
-                };
-                // Replies are small writes; without NODELAY each one can wait for a delayed ACK.
-                let _ = stream.set_nodelay(true);
-                let span = tracing::info_span!("smtp", %peer, ?kind);
-                let conn = Connection {
-                    ctx: ctx.clone(),
-                    options,
-                    limits: limits.session.clone(),
-                };
-                let config = config.clone();
-                sessions.spawn(
-                    async move {
-                        let _permit = permit;
-                        tracing::debug!("connected");
-                        conn.run(stream, peer, kind, config).await;
-                        tracing::debug!("disconnected");
-                    }
-                    .instrument(span),
-                );
+        let Some(permit) = limits.admit(peer) else {
+            if kind != SmtpListenerKind::SubmissionImplicitTls {
+                crate::limits::refuse(&stream, &too_many(&ctx.hostname));
             }
-            Err(e) => {
-                // Usually EMFILE: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        // Replies are small writes; without NODELAY each one can wait for a delayed ACK.
+        let _ = stream.set_nodelay(true);
+        let span = tracing::info_span!("smtp", %peer, ?kind);
+        let conn = Connection {
+            ctx: ctx.clone(),
+            options,
+            limits: limits.session.clone(),
+        };
+        let config = config.clone();
+        sessions.spawn(
+            async move {
+                let _permit = permit;
+                tracing::debug!("connected");
+                conn.run(stream, peer, kind, config).await;
+                tracing::debug!("disconnected");
             }
-        }
+            .instrument(span),
+        );
     }
     drop(listener);
     while sessions.join_next().await.is_some() {}

@@ -68,18 +68,10 @@ pub async fn serve_limited(listener: TcpListener, ctx: Arc<HttpContext>, limits:
     let mut shutdown = limits.shutdown.clone();
     loop {
         while connections.try_join_next().is_some() {}
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = shutdown.requested() => break,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Usually out of file descriptors: back off instead of spinning.
-                tracing::warn!(error = %e, "HTTP accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
+        let Some((tcp, peer)) =
+            crate::limits::next_connection(&listener, &mut shutdown, "HTTP").await
+        else {
+            break;
         };
         let Some(permit) = admission.admit(peer) else {
             crate::limits::refuse(&tcp, TOO_MANY);
