@@ -806,15 +806,7 @@ impl Config {
                     "required with store = \"redis\" (or set revocation.redis_url)".into(),
                 ));
             };
-            match url::Url::parse(url) {
-                Ok(u) if matches!(u.scheme(), "redis" | "rediss") => {}
-                _ => {
-                    return Err(invalid(
-                        "redis_url",
-                        format!("{url:?} is not a redis:// or rediss:// URL"),
-                    ));
-                }
-            }
+            check_redis_url(url).map_err(|message| invalid("redis_url", message))?;
         }
         if t.base_delay_seconds == 0 {
             return Err(invalid("base_delay_seconds", "must be at least 1".into()));
@@ -834,17 +826,25 @@ impl Config {
         if t.timeout_ms == 0 {
             return Err(invalid("timeout_ms", "must be at least 1".into()));
         }
-        if t.key_prefix
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(invalid(
-                "key_prefix",
-                "must not contain spaces or control characters".into(),
-            ));
-        }
+        check_key_prefix(&t.key_prefix).map_err(|message| invalid("key_prefix", message))?;
         Ok(())
     }
+}
+
+/// A `redis_url` value: `redis://` or `rediss://` (the revocation store and the login budget).
+fn check_redis_url(url: &str) -> Result<(), String> {
+    match url::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "redis" | "rediss") => Ok(()),
+        _ => Err(format!("{url:?} is not a redis:// or rediss:// URL")),
+    }
+}
+
+/// A `key_prefix` value: it starts Redis keys and channel names, so no spaces or control bytes.
+fn check_key_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not contain spaces or control characters".into());
+    }
+    Ok(())
 }
 
 /// Shortest `revocation.ttl_seconds` accepted: entries must outlive the tokens they deny.
@@ -1176,15 +1176,7 @@ impl Config {
                     "required with store = \"redis\"".into(),
                 ));
             };
-            match url::Url::parse(url) {
-                Ok(u) if matches!(u.scheme(), "redis" | "rediss") => {}
-                _ => {
-                    return Err(invalid(
-                        "redis_url",
-                        format!("{url:?} is not a redis:// or rediss:// URL"),
-                    ));
-                }
-            }
+            check_redis_url(url).map_err(|message| invalid("redis_url", message))?;
         }
         if r.ttl_seconds < MIN_REVOCATION_TTL {
             return Err(invalid(
@@ -1205,15 +1197,7 @@ impl Config {
         if r.timeout_ms == 0 {
             return Err(invalid("timeout_ms", "must be at least 1".into()));
         }
-        if r.key_prefix
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(invalid(
-                "key_prefix",
-                "must not contain spaces or control characters".into(),
-            ));
-        }
+        check_key_prefix(&r.key_prefix).map_err(|message| invalid("key_prefix", message))?;
         Ok(())
     }
 }
