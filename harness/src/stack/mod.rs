@@ -520,10 +520,13 @@ impl Stack {
                     &logs.join("lemonldap-ng.log"),
                     idp_port,
                     &slapd.url,
-                    crate::realm::LlngRedis {
-                        socket: redis.socket.to_string_lossy().into_owned(),
-                        username: redis.acl.idp.name.clone(),
-                        password: redis.acl.idp.password.clone(),
+                    {
+                        let user = redis.acl.idp.clone().context("the IdP's Redis user")?;
+                        crate::realm::LlngRedis {
+                            socket: redis.socket.to_string_lossy().into_owned(),
+                            username: user.name,
+                            password: user.password,
+                        }
                     },
                     key,
                     http.clone(),

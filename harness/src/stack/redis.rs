@@ -33,7 +33,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 const SOCKET: &str = "redis.sock";
 
 /// One ACL user: its name and password (also in `<dir>/<name>.pass`, mode 0600).
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct RedisUser {
     pub name: String,
     pub password: String,
@@ -58,24 +58,66 @@ impl RedisUser {
 }
 
 /// The stack's Redis ACL users.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisAcl {
     pub server: RedisUser,
     pub gateway: RedisUser,
-    pub idp: RedisUser,
+    /// LemonLDAP::NG's session store, when the IdP keeps its sessions in this Redis.
+    pub idp: Option<RedisUser>,
     /// The server's `revocation.key_prefix` the rules are written for.
     pub key_prefix: String,
 }
 
+/// The compose deployment's demo passwords (committed, like its gateway secret: change them in
+/// `compose/redis/users.acl` (hashes), `compose/server.toml` and `compose/apisix/apisix.yaml`).
+pub const COMPOSE_SERVER_PASSWORD: &str = "compose-demo-redis-server-change-me";
+pub const COMPOSE_GATEWAY_PASSWORD: &str = "compose-demo-redis-gateway-change-me";
+
 impl RedisAcl {
-    /// New random passwords for the server's `key_prefix`.
+    /// New random passwords for the server's `key_prefix`, the IdP's user included.
     pub fn generate(key_prefix: &str) -> Self {
         Self {
             server: RedisUser::new("mail-oidc-server"),
             gateway: RedisUser::new("mail-oidc-gateway"),
-            idp: RedisUser::new("lemonldap"),
+            idp: Some(RedisUser::new("lemonldap")),
             key_prefix: key_prefix.to_string(),
         }
+    }
+
+    /// New random passwords for the server and the gateway only (Keycloak keeps no sessions in
+    /// Redis).
+    pub fn generate_without_idp(key_prefix: &str) -> Self {
+        Self {
+            idp: None,
+            ..Self::generate(key_prefix)
+        }
+    }
+
+    /// The compose deployment's users, with its demo passwords.
+    pub fn compose_demo(key_prefix: &str) -> Self {
+        Self {
+            server: RedisUser {
+                name: "mail-oidc-server".into(),
+                password: COMPOSE_SERVER_PASSWORD.into(),
+            },
+            gateway: RedisUser {
+                name: "mail-oidc-gateway".into(),
+                password: COMPOSE_GATEWAY_PASSWORD.into(),
+            },
+            idp: None,
+            key_prefix: key_prefix.to_string(),
+        }
+    }
+
+    /// The ACL as rule lines (for an ACL file, or one `--user` argument each).
+    pub fn lines(&self) -> Vec<String> {
+        self.render().lines().map(str::to_string).collect()
+    }
+
+    fn users(&self) -> impl Iterator<Item = &RedisUser> {
+        [&self.server, &self.gateway]
+            .into_iter()
+            .chain(self.idp.as_ref())
     }
 
     /// The ACL file: `default` off, one line a user, passwords as SHA-256 hashes.
@@ -87,23 +129,28 @@ impl RedisAcl {
                 .collect::<String>()
         };
         let p = &self.key_prefix;
-        format!(
+        let mut out = format!(
             "user default off resetkeys resetchannels -@all\n\
              user {server} on #{server_hash} resetkeys ~{p}* resetchannels &{p}* -@all \
              +ping +hello +select +client|setname +get +mget +set +del +exists \
              +hget +hmget +hset +hincrby +pexpire +eval +evalsha +script|load +script|exists \
              +publish +subscribe +unsubscribe\n\
              user {gateway} on #{gateway_hash} resetkeys %R~{p}revoked:* resetchannels -@all \
-             +ping +get +mget\n\
-             user {idp} on #{idp_hash} resetkeys ~* resetchannels -@all +@read +@write \
-             +@connection +select -@dangerous +keys\n",
+             +ping +get +mget\n",
             server = self.server.name,
             server_hash = hash(&self.server),
             gateway = self.gateway.name,
             gateway_hash = hash(&self.gateway),
-            idp = self.idp.name,
-            idp_hash = hash(&self.idp),
-        )
+        );
+        if let Some(idp) = &self.idp {
+            out.push_str(&format!(
+                "user {} on #{} resetkeys ~* resetchannels -@all +@read +@write \
+                 +@connection +select -@dangerous +keys\n",
+                idp.name,
+                hash(idp)
+            ));
+        }
+        out
     }
 
     /// Writes `users.acl` and one `<user>.pass` file a user into `dir`, every one mode 0600.
@@ -111,7 +158,7 @@ impl RedisAcl {
         let acl = dir.join("users.acl");
         crate::private::write_atomically(&acl, self.render().as_bytes())
             .with_context(|| format!("writing {}", acl.display()))?;
-        for user in [&self.server, &self.gateway, &self.idp] {
+        for user in self.users() {
             let file = dir.join(format!("{}.pass", user.name));
             crate::private::write_atomically(&file, user.password.as_bytes())
                 .with_context(|| format!("writing {}", file.display()))?;
@@ -371,10 +418,13 @@ mod tests {
         let server = line("mail-oidc-server");
         assert!(server.contains(" ~mail-oidc:* ") && server.contains(" &mail-oidc:* "));
         assert!(!server.contains("@all +@") && !server.contains("flush"));
+        assert!(line("lemonldap").contains(" -@dangerous "), "{text}");
         // Hashes only: no password appears in the ACL file.
-        for user in [&acl.server, &acl.gateway, &acl.idp] {
+        for user in acl.users() {
             assert!(!text.contains(&user.password));
         }
+        let without = RedisAcl::generate_without_idp("p:").render();
+        assert!(!without.contains("lemonldap"), "{without}");
     }
 
     #[test]
