@@ -12,10 +12,11 @@
 
 use std::path::{Path, PathBuf};
 
-use mail_oidc_server::config::Config;
+use mail_oidc_server::config::{Config, RevocationSection};
 use serde_json::{Value, json};
 
 use crate::realm::{KeycloakParams, Realm};
+use crate::stack::redis::RedisAcl;
 
 /// Keycloak's realm in the compose deployment (and in the native demo's own Keycloak).
 pub const KEYCLOAK_REALM: &str = "mail";
@@ -32,7 +33,9 @@ pub const ISSUER: &str = "http://localhost:8080/realms/mail";
 pub const JWKS_URL: &str = "http://keycloak:8080/realms/mail/protocol/openid-connect/certs";
 pub const DISCOVERY_URL: &str = "http://keycloak:8080/realms/mail/.well-known/openid-configuration";
 pub const LDAP_URL: &str = "ldap://openldap:389";
-pub const REDIS_URL: &str = "redis://redis:6379";
+/// The server's Redis, as its ACL user with the demo password (see `compose/redis/users.acl`).
+pub const REDIS_URL: &str =
+    "redis://mail-oidc-server:compose-demo-redis-server-change-me@redis:6379/";
 /// The server's back-channel logout receiver as Keycloak reaches it.
 pub const BACKCHANNEL_LOGOUT_URL: &str = "http://mail-oidc:8080/backchannel-logout";
 /// The secret APISIX sends the server with `X-User` (a demo value: change it in both files).
@@ -56,6 +59,8 @@ pub struct Net {
     /// `<host>:<port>` of the server's HTTP listener.
     pub server_http: String,
     pub gateway_secret: String,
+    /// Redis's ACL users: the server's and the gateway's.
+    pub redis_acl: RedisAcl,
 }
 
 impl Net {
@@ -68,6 +73,7 @@ impl Net {
             redis_port: 6379,
             server_http: "mail-oidc:8080".into(),
             gateway_secret: GATEWAY_SECRET.into(),
+            redis_acl: RedisAcl::compose_demo(&RevocationSection::default().key_prefix),
         }
     }
 
@@ -89,8 +95,14 @@ impl Net {
         )
     }
 
+    /// The server's URL: its own ACL user.
     pub fn redis_url(&self) -> String {
-        format!("redis://{}:{}", self.redis_host, self.redis_port)
+        let mut url = url::Url::parse("redis://placeholder/").expect("a constant URL");
+        let _ = url.set_host(Some(&self.redis_host));
+        let _ = url.set_port(Some(self.redis_port));
+        let _ = url.set_username(&self.redis_acl.server.name);
+        let _ = url.set_password(Some(&self.redis_acl.server.password));
+        url.to_string()
     }
 
     pub fn backchannel_logout_url(&self) -> String {
@@ -196,6 +208,8 @@ pub fn apisix_config_yaml() -> String {
 /// keys are the server's (`revocation::keys`); Redis unreachable is 503, never a pass.
 fn apisix_lua(prefix: &str, net: &Net) -> String {
     let (redis_host, redis_port) = (&net.redis_host, net.redis_port);
+    let (redis_user, redis_password) =
+        (&net.redis_acl.gateway.name, &net.redis_acl.gateway.password);
     format!(
         r##"return function(conf, ctx)
   local core, redis = require("apisix.core"), require("resty.redis")
@@ -216,6 +230,10 @@ fn apisix_lua(prefix: &str, net: &Net) -> String {
   local red = redis:new()
   red:set_timeouts(1000, 1000, 1000)
   local ok, err = red:connect("{redis_host}", {redis_port})
+  if ok and red:get_reused_times() == 0 then
+    -- The gateway's ACL user reads {prefix}revoked:* and nothing else.
+    ok, err = red:auth("{redis_user}", "{redis_password}")
+  end
   if not ok then
     core.log.error("revocation store unreachable: ", err)
     return 503, {{ error = "temporarily_unavailable" }}
@@ -238,9 +256,11 @@ fn apisix_lua(prefix: &str, net: &Net) -> String {
   core.request.set_header(ctx, "X-User", c.email)
   core.request.set_header(ctx, "X-User-Iss", iss)
   core.request.set_header(ctx, "X-User-Sub", sub)
-  if type(c.sid) == "string" then core.request.set_header(ctx, "X-User-Sid", c.sid) end
-  if iat ~= nil then core.request.set_header(ctx, "X-User-Iat", tostring(iat)) end
-  if c.exp ~= nil then core.request.set_header(ctx, "X-User-Exp", tostring(c.exp)) end
+  -- Every session header, empty when the claim is absent: the server refuses a request
+  -- that lacks one (http.auth.x_user_requires_session).
+  core.request.set_header(ctx, "X-User-Sid", type(c.sid) == "string" and c.sid or "")
+  core.request.set_header(ctx, "X-User-Iat", iat ~= nil and tostring(iat) or "")
+  core.request.set_header(ctx, "X-User-Exp", c.exp ~= nil and tostring(c.exp) or "")
   core.request.set_header(ctx, "X-Userinfo", nil)
 end"##
     )
@@ -318,6 +338,12 @@ pub fn apisix_routes_yaml_for(net: &Net) -> anyhow::Result<String> {
     ))
 }
 
+/// `compose/redis/users.acl`: no anonymous access, the server's and the gateway's users
+/// (password hashes only; Redis's ACL files take no comments, see compose/README.md).
+pub fn redis_acl_file() -> String {
+    Net::compose().redis_acl.render()
+}
+
 /// Every generated file, as (path under the repository root, contents).
 pub fn files() -> anyhow::Result<Vec<(PathBuf, String)>> {
     let realm_json = serde_json::to_string_pretty(&keycloak_realm())? + "\n";
@@ -338,6 +364,7 @@ pub fn files() -> anyhow::Result<Vec<(PathBuf, String)>> {
             PathBuf::from("compose/apisix/apisix.yaml"),
             apisix_routes_yaml()?,
         ),
+        (PathBuf::from("compose/redis/users.acl"), redis_acl_file()),
     ])
 }
 
@@ -455,6 +482,24 @@ mod tests {
                 .iter()
                 .any(|m| m.starts_with("./apisix/apisix.yaml:"))
         );
+        // Redis loads the generated ACL from where it is mounted: nobody gets in anonymously.
+        let acl_mount = mounts("redis")
+            .into_iter()
+            .find(|m| m.starts_with("./redis/users.acl:"))
+            .expect("the ACL file is mounted");
+        let inside = acl_mount.split(':').nth(1).expect("mount target");
+        let command: Vec<&str> = services["redis"]["command"]
+            .as_sequence()
+            .expect("redis command")
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        let flag = command
+            .iter()
+            .position(|a| *a == "--aclfile")
+            .expect("--aclfile");
+        assert_eq!(command.get(flag + 1), Some(&inside));
+        assert!(redis_acl_file().starts_with("user default off "));
         let env = &services["keycloak"]["environment"];
         assert_eq!(env["KC_HOSTNAME"].as_str(), Some("http://localhost:8080"));
         assert_eq!(

@@ -53,6 +53,24 @@ impl RealmClient {
     }
 }
 
+/// LemonLDAP::NG's Redis session store: Perl Redis's `sock`, `username` and `password`.
+#[derive(Clone)]
+pub struct LlngRedis {
+    pub socket: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for LlngRedis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlngRedis")
+            .field("socket", &self.socket)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
 /// Where the LemonLDAP::NG configuration points and which key it signs with.
 #[derive(Debug, Clone)]
 pub struct LlngParams {
@@ -61,8 +79,9 @@ pub struct LlngParams {
     pub portal_url: String,
     /// `ldap://127.0.0.1:<port>`.
     pub ldap_url: String,
-    /// Redis `host:port` for sessions (SSO sessions in db 0, persistent sessions in db 1).
-    pub redis_addr: String,
+    /// How LemonLDAP::NG reaches Redis for sessions (SSO sessions in db 0, persistent sessions
+    /// in db 1): the owner-only socket, as its ACL user.
+    pub redis: LlngRedis,
     /// PKCS#1 PEM private key the IdP signs tokens with.
     pub signing_private_pem: String,
     /// SPKI PEM public key published in the JWKS.
@@ -302,9 +321,14 @@ impl Realm {
         });
         let sessions = json!({
             "globalStorage": "Apache::Session::Browseable::Redis",
-            "globalStorageOptions": { "server": p.redis_addr },
+            "globalStorageOptions": {
+                "sock": p.redis.socket, "username": p.redis.username, "password": p.redis.password
+            },
             "persistentStorage": "Apache::Session::Browseable::Redis",
-            "persistentStorageOptions": { "server": p.redis_addr, "database": 1 },
+            "persistentStorageOptions": {
+                "sock": p.redis.socket, "username": p.redis.username,
+                "password": p.redis.password, "database": 1
+            },
             "localSessionStorage": "Cache::FileCache",
             "localSessionStorageOptions": {
                 "cache_root": format!("{run}/cache"),
@@ -610,7 +634,11 @@ mod tests {
         LlngParams {
             portal_url: "http://localhost:8080/".into(),
             ldap_url: "ldap://127.0.0.1:3890".into(),
-            redis_addr: "127.0.0.1:6379".into(),
+            redis: LlngRedis {
+                socket: "/tmp/stack/redis/redis.sock".into(),
+                username: "lemonldap".into(),
+                password: "pw".into(),
+            },
             signing_private_pem: "PRIVATE".into(),
             signing_public_pem: "PUBLIC".into(),
             kid: "k1-test".into(),
@@ -674,7 +702,12 @@ mod tests {
         assert_eq!(conf["ldapBase"], "ou=people,dc=example,dc=com");
         assert_eq!(conf["managerDn"], "cn=admin,dc=example,dc=com");
         assert_eq!(conf["globalStorage"], "Apache::Session::Browseable::Redis");
-        assert_eq!(conf["globalStorageOptions"]["server"], "127.0.0.1:6379");
+        assert_eq!(
+            conf["globalStorageOptions"]["sock"],
+            "/tmp/stack/redis/redis.sock"
+        );
+        assert_eq!(conf["globalStorageOptions"]["username"], "lemonldap");
+        assert_eq!(conf["persistentStorageOptions"]["database"], 1);
         assert_eq!(conf["persistentStorageOptions"]["database"], 1);
         assert_eq!(
             conf["localSessionStorageOptions"]["cache_root"],

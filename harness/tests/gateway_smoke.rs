@@ -479,6 +479,11 @@ async fn extra_gateway(
         x_user_secret: secret.into(),
         leeway_seconds: 30,
         redis_addr: ep.redis_url.trim_start_matches("redis://").to_string(),
+        redis_user: stack
+            .redis_acl()
+            .expect("a native stack's Redis ACL")
+            .gateway
+            .clone(),
         key_prefix: stack.server_config().revocation.key_prefix,
         tls_cert: stack.dir().join("pki").join("server.pem"),
         tls_key: stack.dir().join("pki").join("server-key.pem"),

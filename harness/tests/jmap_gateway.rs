@@ -11,6 +11,7 @@ use mail_oidc_harness::clients::jmap::{Auth, JmapClient};
 use mail_oidc_harness::clients::smtp::SmtpClient;
 use mail_oidc_harness::stack::Idp;
 use mail_oidc_harness::stack::Stack;
+use mail_oidc_harness::suites::revocation::{self, LogoutNames};
 use mail_oidc_harness::tokens::Hostile;
 use rstest::rstest;
 use serde_json::{Value, json};
@@ -186,6 +187,75 @@ async fn gateway_refuses_missing_and_hostile_tokens(
         let err = jmap.session().await.expect_err("hostile token refused");
         assert_eq!(err.status(), Some(401), "{kind:?}: {err}");
     }
+}
+
+/// Issue 13: a client naming `X-User-Sid, X-User-Sub, ...` in its own `Connection` header made
+/// Apache drop them after the gateway set them, so its WebSocket and EventSource outlived a
+/// logout of that sid or sub. They must end; the old token is refused at the gateway.
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_connection_header_does_not_escape_single_log_out(
+    #[values(Idp::LemonLdap, Idp::Keycloak)] idp: Idp,
+    #[values(LogoutNames::Sid, LogoutNames::Sub)] names: LogoutNames,
+) {
+    let stack = stack_with(idp).await;
+    let user = stack.create_user("hop").await.expect("user");
+    revocation::hostile_connection_header(
+        &stack.mail_target(),
+        &stack.idp_target(),
+        &stack.endpoints().backchannel_logout_url,
+        &stack.forge(),
+        &user.account(),
+        names,
+    )
+    .await
+    .assert_passed();
+}
+
+/// The server's half of that fix: a request with the gateway's secret but without the token
+/// session headers (as the proxy would have forwarded it) is refused, not served as user-only.
+#[tokio::test]
+async fn the_server_refuses_a_gateway_user_without_its_session_headers() {
+    let stack = stack().await;
+    let user = stack.create_user("bare").await.expect("user");
+    let ep = stack.endpoints();
+    let http = reqwest::Client::builder().no_proxy().build().expect("http");
+    let url = format!("http://{}/.well-known/jmap", ep.http);
+    let with_session = http
+        .get(&url)
+        .header("X-User", &user.mail)
+        .header("X-User-Secret", &ep.x_user_secret)
+        .header("X-User-Iss", &ep.issuer)
+        .header("X-User-Sub", &user.uid)
+        .header("X-User-Sid", "")
+        .header("X-User-Iat", "")
+        .header("X-User-Exp", "4102444800")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        with_session.status(),
+        200,
+        "the complete set is served: {}",
+        with_session.text().await.unwrap_or_default()
+    );
+    let bare = http
+        .get(&url)
+        .header("X-User", &user.mail)
+        .header("X-User-Secret", &ep.x_user_secret)
+        .header("X-User-Iss", &ep.issuer)
+        .header("X-User-Sub", &user.uid)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(bare.status(), 401);
+    let body: Value = bare.json().await.expect("problem JSON");
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("no x-user-sid header")),
+        "{body}"
+    );
 }
 
 /// A forged X-User through the gateway is ignored: the token's user wins.

@@ -215,3 +215,151 @@ async fn id_tokens_are_not_access_tokens(#[values(Idp::LemonLdap, Idp::Keycloak)
         .expect("the access token works");
     }
 }
+
+/// Issue 13: the deny-list decides who is logged out, and another local account could delete a
+/// `revoked:sid:` key, write `revoked:user:bob`, publish on the channel, FLUSHALL and SHUTDOWN.
+/// Now nobody gets in without a password, and each client's ACL user can do only its part.
+#[tokio::test]
+async fn the_deny_list_is_closed_to_other_local_accounts() {
+    use std::os::unix::fs::PermissionsExt;
+
+    use mail_oidc_harness::stack::redis::{self, Reply};
+
+    let stack = stack().await;
+    let addr = stack
+        .endpoints()
+        .redis_url
+        .trim_start_matches("redis://")
+        .to_string();
+    let acl = stack.redis_acl().expect("a native stack's Redis ACL");
+    let p = acl.key_prefix.clone();
+    let revoked = format!("{p}revoked:user:bob@example.com");
+    let sid_key = format!("{p}revoked:sid:https://idp#s1");
+    let channel = format!("{p}revocations");
+    let run = |user: Option<&redis::RedisUser>, args: Vec<String>| {
+        let addr = addr.clone();
+        let user = user.cloned();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            redis::command(&addr, user.as_ref(), &args)
+                .await
+                .expect("redis answers")
+        }
+    };
+    let cmd = |parts: &[&str]| parts.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let refused = |reply: Reply, code: &str, what: &str| {
+        assert!(
+            reply.error().is_some_and(|e| e.starts_with(code)),
+            "{what}: expected {code}, got {reply:?}"
+        );
+    };
+    let admin = [
+        cmd(&["FLUSHALL"]),
+        cmd(&["FLUSHDB"]),
+        cmd(&["SHUTDOWN", "NOSAVE"]),
+        cmd(&["CONFIG", "SET", "appendonly", "no"]),
+        cmd(&["ACL", "LIST"]),
+        cmd(&["SCRIPT", "FLUSH"]),
+    ];
+
+    // Anonymous: nothing at all.
+    for args in [
+        cmd(&["PING"]),
+        cmd(&["GET", &revoked]),
+        cmd(&["DEL", &sid_key]),
+        cmd(&["SET", &revoked, "9999999999"]),
+        cmd(&["PUBLISH", &channel, "user bob@example.com 1"]),
+    ]
+    .into_iter()
+    .chain(admin.clone())
+    {
+        refused(
+            run(None, args.clone()).await,
+            "NOAUTH",
+            &format!("anonymous {args:?}"),
+        );
+    }
+    let guessed = redis::RedisUser {
+        name: "default".into(),
+        password: String::new(),
+    };
+    assert!(
+        run(Some(&guessed), cmd(&["PING"])).await.error().is_some(),
+        "the default user is off"
+    );
+
+    // The gateway reads the deny-list and does nothing else.
+    assert_eq!(
+        run(Some(&acl.gateway), cmd(&["MGET", &sid_key, &revoked])).await,
+        Reply::Array(vec![None, None])
+    );
+    for args in [
+        cmd(&["SET", &revoked, "9999999999"]),
+        cmd(&["DEL", &sid_key]),
+        cmd(&["PUBLISH", &channel, "user bob@example.com 1"]),
+        cmd(&["GET", &format!("{p}throttle:user:bob@example.com")]),
+    ]
+    .into_iter()
+    .chain(admin.clone())
+    {
+        refused(
+            run(Some(&acl.gateway), args.clone()).await,
+            "NOPERM",
+            &format!("gateway {args:?}"),
+        );
+    }
+
+    // The server owns its prefix and channel, and nothing that flushes, stops or reconfigures.
+    assert_eq!(
+        run(Some(&acl.server), cmd(&["GET", &revoked])).await,
+        Reply::Bulk(None)
+    );
+    for args in [
+        cmd(&["SET", "elsewhere", "1"]),
+        cmd(&["PUBLISH", "another-channel", "x"]),
+        cmd(&["KEYS", "*"]),
+    ]
+    .into_iter()
+    .chain(admin.clone())
+    {
+        refused(
+            run(Some(&acl.server), args.clone()).await,
+            "NOPERM",
+            &format!("server {args:?}"),
+        );
+    }
+
+    // The IdP's session store: reads and writes, no channels, no administration.
+    for args in [cmd(&["PUBLISH", &channel, "user bob@example.com 1"])]
+        .into_iter()
+        .chain(admin)
+    {
+        refused(
+            run(acl.idp.as_ref(), args.clone()).await,
+            "NOPERM",
+            &format!("IdP {args:?}"),
+        );
+    }
+
+    // Owner-only on disk; the ACL file holds hashes, not passwords.
+    let mode = |path: std::path::PathBuf| {
+        std::fs::metadata(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let dir = stack.dir().join("redis");
+    assert_eq!(mode(dir.clone()), 0o700);
+    assert_eq!(mode(dir.join("redis.sock")), 0o600);
+    assert_eq!(mode(dir.join("users.acl")), 0o600);
+    let acl_text = std::fs::read_to_string(dir.join("users.acl")).expect("acl");
+    for user in [&acl.server, &acl.gateway]
+        .into_iter()
+        .chain(acl.idp.as_ref())
+    {
+        assert_eq!(mode(dir.join(format!("{}.pass", user.name))), 0o600);
+        assert!(!acl_text.contains(&user.password));
+    }
+    assert_eq!(mode(stack.dir().join("gateway").join("redis.pass")), 0o400);
+}

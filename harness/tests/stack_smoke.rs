@@ -7,9 +7,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ldap3::{LdapConnAsync, Scope, SearchEntry};
 use mail_oidc_harness::idp::IdpClient;
-use mail_oidc_harness::stack::{Stack, TestUser};
+use mail_oidc_harness::stack::{Stack, TestUser, redis};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn init_tracing() {
     let _ = tracing_subscriber::fmt()
@@ -114,13 +113,13 @@ async fn ldap_user(stack: &Stack, user: &TestUser) -> SearchEntry {
     SearchEntry::construct(entries.into_iter().next().expect("entry"))
 }
 
-async fn redis_ping(url: &str) -> String {
-    let addr = url.trim_start_matches("redis://");
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("redis");
-    s.write_all(b"PING\r\n").await.expect("write");
-    let mut buf = [0u8; 16];
-    let n = s.read(&mut buf).await.expect("read");
-    String::from_utf8_lossy(&buf[..n]).into_owned()
+/// PING as the server's ACL user (anonymous clients are refused: see tests/redis_acl.rs).
+async fn redis_ping(stack: &Stack) -> redis::Reply {
+    let addr = stack.endpoints().redis_url.trim_start_matches("redis://");
+    let user = &stack.redis_acl().expect("native stack").server;
+    redis::command(addr, Some(user), &["PING"])
+        .await
+        .expect("redis")
 }
 
 #[tokio::test]
@@ -151,7 +150,10 @@ async fn idp_ldap_redis_stop_start_rotate() {
             .expect("ca")
             .contains("BEGIN CERTIFICATE")
     );
-    assert!(redis_ping(&ep.redis_url).await.starts_with("+PONG"));
+    assert_eq!(
+        redis_ping(&stack).await,
+        redis::Reply::Simple("PONG".into())
+    );
 
     // The demo user logs in by mail; the token is a JWT signed with the forge's key.
     let token = password_grant(&stack, "demo@example.com", "demo-password").await;

@@ -397,6 +397,10 @@ pub struct HttpAuthSection {
     /// Source networks (CIDR) allowed to assert `x-user`.
     #[serde(default)]
     pub x_user_trusted_sources: Vec<String>,
+    /// Refuse a gateway-asserted user whose token session headers (`-Sub`, `-Sid`, `-Iat`,
+    /// `-Exp`) are missing: without them single log-out cannot find the session.
+    #[serde(default = "default_true")]
+    pub x_user_requires_session: bool,
 }
 
 impl Default for HttpAuthSection {
@@ -408,6 +412,7 @@ impl Default for HttpAuthSection {
             x_user_secret_header: default_x_user_secret_header(),
             x_user_secret: None,
             x_user_trusted_sources: Vec::new(),
+            x_user_requires_session: true,
         }
     }
 }
@@ -831,11 +836,20 @@ impl Config {
     }
 }
 
-/// A `redis_url` value: `redis://` or `rediss://` (the revocation store and the login budget).
+/// A `redis_url` value: `redis://[user:password@]host:port[/db]`, `rediss://...`, or
+/// `redis+unix:///path/to/socket[?user=..&pass=..&db=..]` (the revocation store and the login
+/// budget). The message never repeats the URL: it may carry a password.
 fn check_redis_url(url: &str) -> Result<(), String> {
     match url::Url::parse(url) {
-        Ok(u) if matches!(u.scheme(), "redis" | "rediss") => Ok(()),
-        _ => Err(format!("{url:?} is not a redis:// or rediss:// URL")),
+        Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some() => Ok(()),
+        Ok(u) if matches!(u.scheme(), "redis+unix" | "unix") && u.path().len() > 1 => Ok(()),
+        Ok(u) => Err(format!(
+            "a {:?} URL is not a redis://, rediss:// or redis+unix:// URL with a host or socket path",
+            u.scheme()
+        )),
+        Err(e) => Err(format!(
+            "not a URL ({e}); expected redis://, rediss:// or redis+unix://"
+        )),
     }
 }
 
@@ -1417,5 +1431,36 @@ impl ListenerLimitsSection {
     }
     pub fn write_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.write_timeout_seconds.max(1))
+    }
+}
+
+#[cfg(test)]
+mod redis_url_tests {
+    use super::check_redis_url;
+
+    #[test]
+    fn credentials_tls_and_unix_sockets_are_accepted() {
+        for ok in [
+            "redis://127.0.0.1:6379",
+            "redis://mail-oidc-server:pw@127.0.0.1:6379/0",
+            "rediss://user:pw@redis.example:6380",
+            "redis+unix:///run/redis/redis.sock?user=mail-oidc-server&pass=pw",
+            "unix:///run/redis.sock",
+        ] {
+            assert_eq!(check_redis_url(ok), Ok(()), "{ok}");
+        }
+    }
+
+    /// The error goes to the start-up log: it must not repeat a password.
+    #[test]
+    fn refusals_never_repeat_the_url() {
+        for bad in [
+            "http://user:hunter2@127.0.0.1:6379",
+            "redis+unix://user:hunter2@host",
+            "hunter2",
+        ] {
+            let message = check_redis_url(bad).expect_err(bad);
+            assert!(!message.contains("hunter2"), "{bad}: {message}");
+        }
     }
 }

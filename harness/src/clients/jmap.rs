@@ -589,8 +589,22 @@ impl JmapWs {
         let h = request.headers_mut();
         h.insert("Sec-WebSocket-Protocol", HeaderValue::from_static("jmap"));
         for (name, value) in to_header_map(headers)? {
-            if let Some(name) = name {
-                h.append(name, value);
+            match name {
+                // tungstenite writes only the first Connection header: more tokens (a test's
+                // hostile hop-by-hop list) join its `Upgrade`.
+                Some(name) if name == reqwest::header::CONNECTION => {
+                    let merged = match h.get(&name).and_then(|v| v.to_str().ok()) {
+                        Some(upgrade) => format!("{upgrade}, {}", value.to_str().unwrap_or("")),
+                        None => value.to_str().unwrap_or("").to_string(),
+                    };
+                    let merged = HeaderValue::from_str(&merged)
+                        .map_err(|_| JmapError::Header(merged.clone()))?;
+                    h.insert(name, merged);
+                }
+                Some(name) => {
+                    h.append(name, value);
+                }
+                None => {}
             }
         }
         let connector = tls.map(tokio_tungstenite::Connector::Rustls);

@@ -90,6 +90,9 @@ impl Plan {
             redis_port: 6379,
             server_http: format!("{server}:8080"),
             gateway_secret: gateway_secret.to_string(),
+            redis_acl: super::redis::RedisAcl::generate_without_idp(
+                &mail_oidc_server::config::RevocationSection::default().key_prefix,
+            ),
         };
         Self {
             network: format!("mail-oidc-{run}"),
@@ -179,11 +182,18 @@ pub async fn start(
     key: &Path,
 ) -> anyhow::Result<Running> {
     let mut containers = Vec::new();
+    // The ACL as `--user` directives (hashes only), as compose/redis/users.acl does it.
+    let mut redis_cmd = vec!["redis-server".to_string()];
+    for line in plan.net.redis_acl.lines() {
+        redis_cmd.push("--user".into());
+        redis_cmd.push(line.trim_start_matches("user ").to_string());
+    }
     let redis = GenericImage::new("redis", "7.4-alpine")
         .with_exposed_port(6379.tcp())
         .with_wait_for(WaitFor::message_on_stdout("Ready to accept connections"))
         .with_network(&plan.network)
         .with_container_name(&plan.redis)
+        .with_cmd(redis_cmd)
         .start()
         .await
         .context("starting Redis")?;
@@ -354,9 +364,15 @@ mod tests {
             config.oidc.as_ref().and_then(|o| o.issuer.as_deref()),
             Some("http://localhost:40000/realms/mail")
         );
+        let redis_url = config.revocation.redis_url.clone().expect("redis_url");
+        let parsed = url::Url::parse(&redis_url).expect("url");
         assert_eq!(
-            config.revocation.redis_url.as_deref(),
-            Some("redis://mail-oidc-redis-r9:6379")
+            (parsed.host_str(), parsed.port(), parsed.username()),
+            (Some("mail-oidc-redis-r9"), Some(6379), "mail-oidc-server")
+        );
+        assert_eq!(
+            parsed.password(),
+            Some(plan.net.redis_acl.server.password.as_str())
         );
         let routes = compose::apisix_routes_yaml_for(&plan.net).expect("routes");
         assert!(

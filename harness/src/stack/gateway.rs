@@ -101,6 +101,9 @@ pub struct GatewaySettings {
     pub leeway_seconds: u64,
     /// `host:port` of the Redis holding the deny-list.
     pub redis_addr: String,
+    /// The gateway's Redis ACL user (reads `<prefix>revoked:*` only); its password goes to an
+    /// owner-only file that the Lua hook reads, never into the configuration.
+    pub redis_user: super::redis::RedisUser,
     /// The server's `revocation.key_prefix`.
     pub key_prefix: String,
     /// PEM certificate and key for HTTPS.
@@ -112,11 +115,13 @@ pub struct GatewaySettings {
 /// `OAUTH2_CLAIM_<name>` environment variables): refuses a token whose `nbf` lies ahead, then
 /// one the deny-list names (the server's Redis keys, see the server's `revocation::keys`), and
 /// forwards the token's session to the server. Redis unreachable: 503.
-fn render_lua(s: &GatewaySettings) -> String {
+fn render_lua(s: &GatewaySettings, password_file: &Path) -> String {
     let (host, port) = s
         .redis_addr
         .rsplit_once(':')
         .unwrap_or((s.redis_addr.as_str(), "6379"));
+    // Every session header, empty when the token lacks the claim: the server refuses a request
+    // that lacks one, so a header dropped on the way cannot pass for a token without it.
     let forward: String = SESSION_HEADERS
         .iter()
         .map(|(suffix, claim)| {
@@ -134,8 +139,22 @@ local redis = require "redis"
 local LEEWAY = {leeway}
 local REDIS_HOST = "{host}"
 local REDIS_PORT = {port}
+local REDIS_USER = "{redis_user}"
+local REDIS_PASSWORD_FILE = "{password_file}"
 local PREFIX = "{prefix}"
 local REALM = "{realm}"
+-- Lower-case prefixes of the headers the gateway sets and the server trusts.
+local VOUCHED = {{ "{vouched}", "x-forwarded-", "forwarded" }}
+
+-- Read once per Lua state from an owner-only file; nil (unreadable) fails every lookup closed.
+local function read_password()
+  local f = io.open(REDIS_PASSWORD_FILE, "r")
+  if f == nil then return nil end
+  local p = f:read("l")
+  f:close()
+  return p
+end
+local REDIS_PASSWORD = read_password()
 
 local function claim(r, name)
   local v = r.subprocess_env["OAUTH2_CLAIM_" .. name]
@@ -162,8 +181,18 @@ local client = nil
 local function connected()
   if client ~= nil then return true, client end
   local ok, c = pcall(redis.connect, {{ host = REDIS_HOST, port = REDIS_PORT, timeout = 1 }})
-  if ok then client = c end
-  return ok, c
+  if not ok then return false, c end
+  if REDIS_PASSWORD == nil then
+    pcall(c.quit, c)
+    return false, "the Redis password file " .. REDIS_PASSWORD_FILE .. " is unreadable"
+  end
+  local authed, why = pcall(c.auth, c, REDIS_USER, REDIS_PASSWORD)
+  if not authed then
+    pcall(c.quit, c)
+    return false, why
+  end
+  client = c
+  return true, c
 end
 
 local function lookup(keys)
@@ -181,7 +210,39 @@ local function lookup(keys)
 end
 
 local function forward(r, header, value)
-  if value ~= nil then r.headers_in[header] = value end
+  r.headers_in[header] = value or ""
+end
+
+local function vouched(name)
+  for _, p in ipairs(VOUCHED) do
+    if string.sub(name, 1, #p) == p then return true end
+  end
+  return false
+end
+
+-- A header the client names in its Connection header is hop-by-hop: the proxy drops it after
+-- this hook set it. Naming X-User-Sid would register the session without its sid, so a logout
+-- of that sid would not end it. Such tokens are removed; the others (close, upgrade, the
+-- client's own headers) stay.
+local function guard_connection(r)
+  local value = r.headers_in["Connection"]
+  if value == nil then return end
+  local kept, removed = {{}}, {{}}
+  for token in string.gmatch(value, "[^,%s]+") do
+    if vouched(string.lower(token)) then
+      table.insert(removed, token)
+    else
+      table.insert(kept, token)
+    end
+  end
+  if #removed == 0 then return end
+  r:warn("the client's Connection header named " .. table.concat(removed, ", ") ..
+    ": removed, the gateway forwards those headers")
+  if #kept == 0 then
+    r.headers_in["Connection"] = nil
+  else
+    r.headers_in["Connection"] = table.concat(kept, ", ")
+  end
 end
 
 -- Tokens without `iat` cannot prove they came after a revocation: they count as before.
@@ -192,6 +253,7 @@ local function issued_no_later(iat, before)
 end
 
 function check_token(r)
+  guard_connection(r)
   local nbf = tonumber(claim(r, "nbf") or "")
   if nbf ~= nil and nbf > os.time() + LEEWAY then
     r:info("refusing a token that is not valid before " .. tostring(nbf))
@@ -233,6 +295,9 @@ end
         leeway = s.leeway_seconds,
         realm = s.realm,
         prefix = s.key_prefix,
+        redis_user = s.redis_user.name,
+        password_file = password_file.display(),
+        vouched = s.x_user_header.to_ascii_lowercase(),
     )
 }
 
@@ -341,6 +406,40 @@ fn running_as_root() -> bool {
 /// A root-started httpd runs its workers as `nobody`, and they load the Lua hook at request
 /// time: make the file readable and its directory and the stack's (0700) traversable, not
 /// listable.
+/// Writes `secret` to `path`, mode 0400, owned by the account the Lua hook runs as: this one,
+/// or `nobody` when httpd starts as root and hands requests to `nobody`.
+fn write_worker_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::remove_file(path);
+    crate::private::write_atomically(path, secret.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    if running_as_root() {
+        let (uid, gid) = account_ids("nobody", "nogroup")?;
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+            .with_context(|| format!("handing {} to nobody", path.display()))?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o400))
+        .with_context(|| format!("restricting {}", path.display()))?;
+    Ok(())
+}
+
+/// The uid of `user` and the gid of `group`, from the system's databases.
+fn account_ids(user: &str, group: &str) -> anyhow::Result<(u32, u32)> {
+    let c_user = std::ffi::CString::new(user)?;
+    let c_group = std::ffi::CString::new(group)?;
+    // SAFETY: getpwnam/getgrnam read static buffers; the values are copied out at once and the
+    // harness calls them from one place only.
+    let (uid, gid) = unsafe {
+        let pw = libc::getpwnam(c_user.as_ptr());
+        let gr = libc::getgrnam(c_group.as_ptr());
+        if pw.is_null() || gr.is_null() {
+            bail!("no {user} user or {group} group on this system");
+        }
+        ((*pw).pw_uid, (*gr).gr_gid)
+    };
+    Ok((uid, gid))
+}
+
 fn let_workers_read(dir: &Path, file: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     for d in [Some(dir), dir.parent()].into_iter().flatten() {
@@ -545,7 +644,9 @@ pub async fn start(
     }
     std::fs::create_dir_all(dir.join("run"))?;
     let lua = dir.join("gateway.lua");
-    std::fs::write(&lua, render_lua(settings))?;
+    let password_file = dir.join("redis.pass");
+    std::fs::write(&lua, render_lua(settings, &password_file))?;
+    write_worker_secret(&password_file, &settings.redis_user.password)?;
     if running_as_root() {
         let_workers_read(dir, &lua)?;
     }
@@ -663,6 +764,10 @@ mod tests {
             x_user_secret: "s3cret".into(),
             leeway_seconds: 30,
             redis_addr: "127.0.0.1:6390".into(),
+            redis_user: super::super::redis::RedisUser {
+                name: "mail-oidc-gateway".into(),
+                password: "redis-secret".into(),
+            },
             key_prefix: "mail-oidc:".into(),
             tls_cert: PathBuf::from("/tmp/gw/cert.pem"),
             tls_key: PathBuf::from("/tmp/gw/key.pem"),
@@ -722,7 +827,7 @@ mod tests {
 
     #[test]
     fn lua_checks_the_server_keys_and_forwards_the_session() {
-        let lua = render_lua(&settings());
+        let lua = render_lua(&settings(), Path::new("/tmp/gw/redis.pass"));
         for needle in [
             "local REDIS_HOST = \"127.0.0.1\"",
             "local REDIS_PORT = 6390",
@@ -734,9 +839,16 @@ mod tests {
             "claim(r, \"at_hash\") ~= nil",
             "forward(r, \"X-User-Sid\", claim(r, \"sid\"))",
             "forward(r, \"X-User-Iat\", claim(r, \"iat\"))",
+            "local REDIS_USER = \"mail-oidc-gateway\"",
+            "local REDIS_PASSWORD_FILE = \"/tmp/gw/redis.pass\"",
+            "local VOUCHED = { \"x-user\", \"x-forwarded-\", \"forwarded\" }",
         ] {
             assert!(lua.contains(needle), "missing {needle:?} in:\n{lua}");
         }
+        assert!(
+            !lua.contains("redis-secret"),
+            "the password stays out of the script"
+        );
     }
 
     #[test]
@@ -784,7 +896,11 @@ mod tests {
             tls_key: pki.key.clone(),
             ..settings()
         };
-        std::fs::write(dir.path().join("gateway.lua"), render_lua(&settings)).expect("lua");
+        std::fs::write(
+            dir.path().join("gateway.lua"),
+            render_lua(&settings, &dir.path().join("redis.pass")),
+        )
+        .expect("lua");
         std::fs::write(
             &conf,
             render_conf(

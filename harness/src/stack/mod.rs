@@ -10,7 +10,7 @@ pub mod pki;
 pub mod ports;
 pub mod process;
 pub mod provider;
-mod redis;
+pub mod redis;
 pub mod server;
 pub mod slapd;
 pub mod wait;
@@ -248,6 +248,8 @@ pub struct Stack {
     idp: tokio::sync::Mutex<Provider>,
     idp_kind: Idp,
     redis: tokio::sync::Mutex<Option<ChildProcess>>,
+    /// The native Redis's ACL users (none for containers).
+    redis_acl: Option<redis::RedisAcl>,
     slapd: Option<ChildProcess>,
     /// The containers of `Backend::Containers` (none natively).
     containers: Option<containers::Running>,
@@ -400,6 +402,7 @@ impl Stack {
             server: None,
             idp_kind: provider.kind(),
             idp: tokio::sync::Mutex::new(provider),
+            redis_acl: None,
             redis: tokio::sync::Mutex::new(None),
             slapd: None,
             containers: Some(running),
@@ -435,9 +438,13 @@ impl Stack {
         let key = tokio::task::spawn_blocking(RsaKeyPair::generate);
         let (slapd_dir, redis_dir) = (root.join("slapd"), root.join("redis"));
         let (slapd_log, redis_log) = (logs.join("slapd.log"), logs.join("redis.log"));
+        // The ACL is written for the server's default key prefix (checked after the edits).
+        let redis_acl = redis::RedisAcl::generate(
+            &mail_oidc_server::config::RevocationSection::default().key_prefix,
+        );
         let (slapd, redis) = tokio::try_join!(
             slapd::start(&realm, &slapd_dir, &slapd_log),
-            redis::start(&redis_dir, &redis_log),
+            redis::start(&redis_dir, &redis_log, redis_acl),
         )?;
         let pki = pki.await.context("certificate task")??;
         let key = key.await.context("key generation task")??;
@@ -459,7 +466,9 @@ impl Stack {
             (Idp::Keycloak, false) => keycloak::shared(&http).await?.issuer(&kc_realm),
         };
         let x_user_secret = random_token(32);
+        // Operators' view of Redis (no credentials); the server connects over the socket.
         let redis_url = format!("redis://{}", redis.addr);
+        let server_redis_url = redis.server_url();
         // Chosen now for the server's `http.gateway_public_url`, like the IdP's port.
         let gateway_port = free_port()?;
         let gateway_public_url = gateway_url_for_port(gateway_port);
@@ -470,12 +479,19 @@ impl Stack {
             cert: &pki.cert,
             key: &pki.key,
             x_user_secret: &x_user_secret,
-            redis_url: &redis_url,
+            redis_url: &server_redis_url,
             gateway_public_url: &gateway_public_url,
         })?;
         // The builder's edits shape the stack's server and every extra server.
         for edit in builder.edits {
             edit(&mut base_config);
+        }
+        if base_config.revocation.key_prefix != redis.acl.key_prefix {
+            anyhow::bail!(
+                "revocation.key_prefix {:?} differs from the prefix the stack's Redis ACL allows ({:?})",
+                base_config.revocation.key_prefix,
+                redis.acl.key_prefix
+            );
         }
         let server_dir = root.join("server");
         let server_log = logs.join("server.log");
@@ -504,7 +520,14 @@ impl Stack {
                     &logs.join("lemonldap-ng.log"),
                     idp_port,
                     &slapd.url,
-                    &redis.addr,
+                    {
+                        let user = redis.acl.idp.clone().context("the IdP's Redis user")?;
+                        crate::realm::LlngRedis {
+                            socket: redis.socket.to_string_lossy().into_owned(),
+                            username: user.name,
+                            password: user.password,
+                        }
+                    },
                     key,
                     http.clone(),
                 )
@@ -576,6 +599,7 @@ impl Stack {
                         .unwrap_or_else(|| x_user_secret.clone()),
                     leeway_seconds: base_config.oidc.as_ref().map_or(30, |o| o.leeway_seconds),
                     redis_addr: redis.addr.clone(),
+                    redis_user: redis.acl.gateway.clone(),
                     key_prefix: base_config.revocation.key_prefix.clone(),
                     tls_cert: pki.cert.clone(),
                     tls_key: pki.key.clone(),
@@ -669,6 +693,7 @@ impl Stack {
             server,
             idp_kind: provider.kind(),
             idp: tokio::sync::Mutex::new(provider),
+            redis_acl: Some(redis.acl),
             redis: tokio::sync::Mutex::new(Some(redis.process)),
             slapd: Some(slapd.process),
             containers: None,
@@ -861,6 +886,11 @@ impl Stack {
         self.idp.lock().await.restart().await
     }
 
+    /// The native Redis's ACL users and passwords (tests use them to show what each may do).
+    pub fn redis_acl(&self) -> Option<&redis::RedisAcl> {
+        self.redis_acl.as_ref()
+    }
+
     /// Stops Redis (the revocation store, and the IdP's sessions) until [`Stack::start_redis`].
     pub async fn stop_redis(&self) {
         if let Some(mut r) = self.redis.lock().await.take() {
@@ -881,10 +911,15 @@ impl Stack {
             .next()
             .and_then(|p| p.parse::<u16>().ok())
             .context("the stack's Redis URL has no port")?;
+        let acl = self
+            .redis_acl
+            .clone()
+            .context("only the native stack restarts its Redis")?;
         let restarted = redis::start_on(
             &self.dir.path().join("redis"),
             &self.dir.path().join("logs").join("redis.log"),
             Some(port),
+            acl,
         )
         .await?;
         *guard = Some(restarted.process);

@@ -11,6 +11,7 @@ use super::access::{self, Path};
 use super::live::{self, LiveSession};
 use super::sso::sign_on;
 use super::{Account, END_DEADLINE, IdpTarget, MailTarget, Report};
+use crate::clients::jmap::{Auth, JmapClient};
 use crate::idp::IdpClient;
 use crate::tokens::{HostileLogout, TokenForge, decode_unverified};
 
@@ -406,4 +407,128 @@ async fn recovered(target: &MailTarget, path: Path, user: &str, token: &str) -> 
                 .map_err(|t| anyhow!("{t}"))?,
         }
     }
+}
+
+/// What a hostile client puts in its own `Connection` header: the session headers the gateway
+/// forwards. A proxy drops every header named there (hop-by-hop) after the gateway set it.
+pub const HOSTILE_CONNECTION: &str = "X-User-Sid, X-User-Sub, X-User-Iat, X-User-Exp";
+
+/// Which part of the session a back-channel logout names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogoutNames {
+    Sid,
+    Sub,
+}
+
+/// Issue 13's single log-out bypass through the gateway: a JMAP WebSocket and an EventSource
+/// opened through `target`'s gateway by a client whose `Connection` header names the session
+/// headers still end when a back-channel logout names that `sid` (or `sub`); the old token is
+/// refused at the gateway afterwards. `forge` signs logout tokens with the IdP's key.
+pub async fn hostile_connection_header(
+    target: &MailTarget,
+    idp: &IdpTarget,
+    backchannel_url: &str,
+    forge: &TokenForge,
+    account: &Account,
+    names: LogoutNames,
+) -> Report {
+    let mut report = Report::new("hostile Connection header through the gateway");
+    let Some(gateway) = report.step(
+        "the target has a gateway",
+        target
+            .gateway_jmap_session
+            .clone()
+            .context("no gateway session URL"),
+    ) else {
+        return report;
+    };
+    let Some(on) = report.step("browser login", sign_on(idp, account).await) else {
+        return report;
+    };
+    let token = on.confidential.tokens.access_token.clone();
+    let Some((sid, sub)) = report.step("the token names its session", session_of(&token)) else {
+        return report;
+    };
+    let hostile = [("Connection".to_string(), HOSTILE_CONNECTION.to_string())];
+    let client = || -> anyhow::Result<JmapClient> {
+        Ok(
+            JmapClient::new(&gateway, Auth::Bearer(token.clone()), &hostile)?
+                .with_ca(&target.ca_pem)?,
+        )
+    };
+    let mut doomed = Vec::new();
+    let ws = async {
+        let jmap = client()?;
+        let account = jmap.session().await?.account_id;
+        let mut ws = jmap.connect_ws().await?;
+        let answer = ws.request(mailbox_get(&account)).await?;
+        if answer.pointer("/methodResponses/0/0") != Some(&Value::from("Mailbox/get")) {
+            bail!("Mailbox/get over the WebSocket answered {answer}");
+        }
+        anyhow::Ok(LiveSession::WebSocket(Box::new(ws)))
+    }
+    .await;
+    if let Some(s) = report.step("open a WebSocket with the hostile header", ws) {
+        doomed.push(("the WebSocket", s));
+    }
+    let events = async {
+        let events = client()?.open_event_source().await?;
+        anyhow::Ok(LiveSession::EventSource(Box::new(events)))
+    }
+    .await;
+    if let Some(s) = report.step("open an EventSource with the hostile header", events) {
+        doomed.push(("the EventSource", s));
+    }
+    let claims = match names {
+        LogoutNames::Sid => sid
+            .as_deref()
+            .map(|sid| forge.logout_claims(Some(sid), None))
+            .context("the browser login's token has no sid"),
+        LogoutNames::Sub => Ok(forge.logout_claims(None, Some(&sub))),
+    };
+    let Some(logout) = report.step(
+        format!("a logout token naming only the {names:?}"),
+        claims.and_then(|c| forge.try_logout_token(&c)),
+    ) else {
+        return report;
+    };
+    report.check(
+        "the logout token is accepted",
+        async {
+            let (status, _, body) = post_logout_token(backchannel_url, &logout).await?;
+            if status != 200 {
+                bail!("expected 200, got {status}: {body}");
+            }
+            Ok(())
+        }
+        .await,
+    );
+    for (name, mut session) in doomed {
+        report.check(
+            format!("{name} ended"),
+            session.ended(END_DEADLINE).await.map(|_| ()),
+        );
+    }
+    report.check(
+        "the old token is refused through the gateway, hostile header or not",
+        async {
+            let err = match client()?.session().await {
+                Ok(session) => bail!("the gateway served {}'s session", session.username),
+                Err(e) => e,
+            };
+            if err.status() != Some(401) {
+                bail!("expected 401, got {err}");
+            }
+            Ok(())
+        }
+        .await,
+    );
+    report
+}
+
+fn mailbox_get(account: &str) -> Value {
+    serde_json::json!({
+        "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+        "methodCalls": [["Mailbox/get", {"accountId": account, "ids": null}, "m"]]
+    })
 }

@@ -10,6 +10,19 @@ pub use crate::testkit::{ISSUER, TestDirectory, TestValidator, token_error};
 pub const SECRET: &str = "s3cret-from-the-gateway";
 pub const ALICE_BASIC: &str = "Basic YWxpY2U6YWxpY2Vwdw=="; // alice:alicepw
 
+/// The token session a gateway forwards beside `x-user` (a token without `sid` and `iat`).
+pub const SESSION: [(&str, &str); 4] = [
+    ("x-user-sub", "sub-of-the-token"),
+    ("x-user-sid", ""),
+    ("x-user-iat", ""),
+    ("x-user-exp", "4102444800"),
+];
+
+/// `pairs` followed by [`SESSION`].
+pub fn with_session<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    pairs.iter().copied().chain(SESSION).collect()
+}
+
 pub fn section(strategies: &[HttpStrategy]) -> HttpAuthSection {
     HttpAuthSection {
         strategies: strategies.to_vec(),

@@ -19,7 +19,7 @@ use crate::auth::request_auth::{HttpAuthSettings, HttpAuthenticator};
 use crate::config::HttpStrategy::{self, *};
 use crate::testkit::BASE;
 use crate::testkit::request_auth::{
-    self as testkit, ALICE_BASIC, ISSUER, SECRET, gateway_section, section,
+    self as testkit, ALICE_BASIC, ISSUER, SECRET, gateway_section, section, with_session,
 };
 
 fn identity(strategy: HttpStrategy) -> HttpIdentity {
@@ -327,7 +327,7 @@ async fn basic_and_bearer_reach_the_handler_with_the_default_base() {
 #[tokio::test]
 async fn x_user_through_the_gateway_uses_the_configured_gateway_base() {
     let app = app_with(&gateway_section(&[XUser, Bearer], true, true), 1024);
-    let mut pairs = vec![("x-user", "bob"), ("x-user-secret", SECRET)];
+    let mut pairs = with_session(&[("x-user", "bob"), ("x-user-secret", SECRET)]);
     pairs.extend_from_slice(FORWARDED);
     let (response, body) = send(
         app.clone(),
@@ -366,7 +366,7 @@ async fn the_gateway_secret_does_not_reach_handlers() {
     let response = echo
         .oneshot(get(
             "/echo",
-            &[("x-user", "alice"), ("x-user-secret", SECRET)],
+            &with_session(&[("x-user", "alice"), ("x-user-secret", SECRET)]),
         ))
         .await
         .expect("infallible");
@@ -458,7 +458,10 @@ async fn serve_passes_the_peer_address_to_the_auth_layer() {
     let server = tokio::spawn(serve(listener, ctx));
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     stream
-        .write_all(b"GET /whoami HTTP/1.1\r\nHost: x\r\nX-User: alice\r\nConnection: close\r\n\r\n")
+        .write_all(
+            b"GET /whoami HTTP/1.1\r\nHost: x\r\nX-User: alice\r\nX-User-Iss: https://idp\r\nX-User-Sub: s\r\n\
+              X-User-Sid: \r\nX-User-Iat: \r\nX-User-Exp: 4102444800\r\nConnection: close\r\n\r\n",
+        )
         .await
         .expect("write");
     let mut reply = String::new();

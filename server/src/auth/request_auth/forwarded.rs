@@ -65,14 +65,39 @@ fn seconds(headers: &HeaderMap, name: &HeaderName) -> Result<Option<u64>, String
         .transpose()
 }
 
-/// The forwarded session; `None` when the gateway sent no subject (e.g. an older gateway).
+/// The forwarded session; `None` when the gateway sent no session headers at all and
+/// `required` is off (a gateway that authenticates without OIDC tokens).
 /// `default_issuer` stands in for a missing `-Iss` (the gateway accepts one issuer only).
+///
+/// With `required`, `-Sub` (non-empty), `-Sid`, `-Iat` and `-Exp` must all be present; the
+/// gateway sends `-Sid` and `-Iat` empty when the token has no such claim. A missing one means
+/// something between the gateway and us dropped it (a client that names it in its own
+/// `Connection` header makes a proxy do exactly that), and a session registered without its
+/// `sid` or `sub` would outlive a logout of that `sid` or `sub`: refused, never degraded.
 pub fn forwarded_session(
     headers: &HeaderMap,
     names: &TokenHeaders,
     default_issuer: Option<String>,
+    required: bool,
 ) -> Result<Option<TokenSession>, String> {
+    if required {
+        for name in [
+            &names.subject,
+            &names.sid,
+            &names.issued_at,
+            &names.expires_at,
+        ] {
+            if !headers.contains_key(name) {
+                return Err(format!(
+                    "no {name} header (the gateway always sends it; was it named in a Connection header?)"
+                ));
+            }
+        }
+    }
     let Some(subject) = one(headers, &names.subject)? else {
+        if required {
+            return Err(format!("{} is empty", names.subject));
+        }
         return Ok(None);
     };
     let issuer = match one(headers, &names.issuer)? {
@@ -80,11 +105,16 @@ pub fn forwarded_session(
         None => default_issuer
             .ok_or_else(|| format!("{} missing and no issuer is known", names.issuer))?,
     };
+    let expires_at = match seconds(headers, &names.expires_at)? {
+        Some(exp) => exp,
+        None if required => return Err(format!("{} is empty", names.expires_at)),
+        None => u64::MAX,
+    };
     Ok(Some(TokenSession {
         issuer,
         subject,
         sid: one(headers, &names.sid)?,
-        expires_at: seconds(headers, &names.expires_at)?.unwrap_or(u64::MAX),
+        expires_at,
         issued_at: seconds(headers, &names.issued_at)?,
         bearer: None,
     }))
@@ -116,7 +146,7 @@ mod tests {
             ("X-User-Exp", "200"),
         ]);
         assert_eq!(
-            forwarded_session(&h, &names(), None),
+            forwarded_session(&h, &names(), None, true),
             Ok(Some(TokenSession {
                 issuer: "https://idp".into(),
                 subject: "alice".into(),
@@ -127,23 +157,84 @@ mod tests {
             }))
         );
         let h = headers(&[("X-User-Sub", "alice"), ("X-User-Sid", "")]);
-        let s = forwarded_session(&h, &names(), Some("https://cfg".into()))
+        let s = forwarded_session(&h, &names(), Some("https://cfg".into()), false)
             .expect("ok")
             .expect("session");
         assert_eq!(
             (s.issuer.as_str(), s.sid, s.issued_at),
             ("https://cfg", None, None)
         );
-        assert_eq!(forwarded_session(&headers(&[]), &names(), None), Ok(None));
+        assert_eq!(
+            forwarded_session(&headers(&[]), &names(), None, false),
+            Ok(None)
+        );
     }
 
     #[test]
     fn ambiguous_or_garbled_headers_are_refused() {
         let two = headers(&[("X-User-Sub", "a"), ("X-User-Sub", "b")]);
-        assert!(forwarded_session(&two, &names(), Some("i".into())).is_err());
+        assert!(forwarded_session(&two, &names(), Some("i".into()), false).is_err());
         let nan = headers(&[("X-User-Sub", "a"), ("X-User-Iat", "soon")]);
-        assert!(forwarded_session(&nan, &names(), Some("i".into())).is_err());
+        assert!(forwarded_session(&nan, &names(), Some("i".into()), false).is_err());
         let no_iss = headers(&[("X-User-Sub", "a")]);
-        assert!(forwarded_session(&no_iss, &names(), None).is_err());
+        assert!(forwarded_session(&no_iss, &names(), None, false).is_err());
+    }
+
+    fn complete() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("X-User-Iss", "https://idp"),
+            ("X-User-Sub", "alice"),
+            ("X-User-Sid", "s1"),
+            ("X-User-Iat", "100"),
+            ("X-User-Exp", "200"),
+        ]
+    }
+
+    /// A client that lists `X-User-Sid` in its `Connection` header makes the proxy drop it: the
+    /// session must be refused, not registered under the user alone (issue 13's SLO bypass).
+    #[test]
+    fn a_required_session_missing_any_header_is_refused() {
+        for dropped in ["X-User-Sub", "X-User-Sid", "X-User-Iat", "X-User-Exp"] {
+            let h = headers(
+                &complete()
+                    .into_iter()
+                    .filter(|(n, _)| *n != dropped)
+                    .collect::<Vec<_>>(),
+            );
+            let err = forwarded_session(&h, &names(), Some("https://idp".into()), true)
+                .expect_err(dropped);
+            assert!(
+                err.contains(&dropped.to_ascii_lowercase()),
+                "{dropped}: {err}"
+            );
+        }
+        assert!(forwarded_session(&headers(&[]), &names(), None, true).is_err());
+        let no_exp = headers(&[
+            ("X-User-Sub", "alice"),
+            ("X-User-Sid", ""),
+            ("X-User-Iat", ""),
+            ("X-User-Exp", ""),
+        ]);
+        assert!(forwarded_session(&no_exp, &names(), Some("i".into()), true).is_err());
+    }
+
+    /// Empty `-Sid` and `-Iat` stand for a token without those claims.
+    #[test]
+    fn a_required_session_may_have_no_sid_or_iat() {
+        let h = headers(&[
+            ("X-User-Sub", "alice"),
+            ("X-User-Sid", ""),
+            ("X-User-Iat", ""),
+            ("X-User-Exp", "200"),
+        ]);
+        let s = forwarded_session(&h, &names(), Some("https://idp".into()), true)
+            .expect("ok")
+            .expect("session");
+        assert_eq!((s.sid, s.issued_at, s.expires_at), (None, None, 200));
+        assert!(
+            forwarded_session(&headers(&complete()), &names(), None, true)
+                .expect("ok")
+                .is_some()
+        );
     }
 }

@@ -402,6 +402,7 @@ impl HttpAuthenticator {
             headers,
             &self.settings.x_user_token_headers,
             default_issuer,
+            self.settings.x_user_requires_session,
         ) {
             Ok(token) => token,
             Err(why) => return refused(format!("gateway token headers: {why}")),

@@ -19,6 +19,8 @@ pub struct HttpAuthSettings {
     pub x_user_trusted_sources: Vec<IpNet>,
     /// The token-session headers the gateway sends beside `x_user_header`.
     pub x_user_token_headers: TokenHeaders,
+    /// Whether a gateway-asserted user without those headers is refused.
+    pub x_user_requires_session: bool,
 }
 
 // The shared secret must never reach a log line through `{:?}`.
@@ -34,6 +36,7 @@ impl std::fmt::Debug for HttpAuthSettings {
                 &self.x_user_secret.as_ref().map(|_| "<redacted>"),
             )
             .field("x_user_trusted_sources", &self.x_user_trusted_sources)
+            .field("x_user_requires_session", &self.x_user_requires_session)
             .finish()
     }
 }
@@ -123,6 +126,7 @@ impl HttpAuthSettings {
             x_user_secret_header,
             x_user_secret: section.x_user_secret.clone(),
             x_user_token_headers,
+            x_user_requires_session: section.x_user_requires_session,
             x_user_trusted_sources: section
                 .x_user_trusted_sources
                 .iter()

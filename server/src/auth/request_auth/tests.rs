@@ -9,7 +9,7 @@ use http::{HeaderValue, StatusCode};
 use super::*;
 use crate::config::{Config, ConfigError, HttpStrategy::*};
 use crate::testkit::request_auth::{
-    self as testkit, ALICE_BASIC, SECRET, gateway_section, section,
+    self as testkit, ALICE_BASIC, SECRET, gateway_section, section, with_session,
 };
 use crate::testkit::{BASE, headers};
 
@@ -559,7 +559,7 @@ async fn x_user_secret_and_cidr_combinations() {
         (true, true, None, GATEWAY, false),
     ];
     for (secret, cidr, sent, from, ok) in cases {
-        let mut pairs = vec![("x-user", "alice")];
+        let mut pairs = with_session(&[("x-user", "alice")]);
         if let Some(s) = sent {
             pairs.push(("x-user-secret", s));
         }
@@ -593,7 +593,14 @@ async fn x_user_untrusted_does_not_touch_the_directory() {
 #[tokio::test]
 async fn x_user_cidr_matches_ipv4_mapped_peers_and_needs_a_peer() {
     let s = gateway_section(&[XUser], false, true);
-    accepted(run(&s, &[("x-user", "bob")], peer("[::ffff:10.9.9.9]:1")).await);
+    accepted(
+        run(
+            &s,
+            &with_session(&[("x-user", "bob")]),
+            peer("[::ffff:10.9.9.9]:1"),
+        )
+        .await,
+    );
     unauthorized(run(&s, &[("x-user", "bob")], None).await);
 }
 
@@ -613,11 +620,45 @@ async fn x_user_with_directory_down_is_unavailable() {
     directory.set_down(true);
     let got = auth
         .authenticate(
-            &headers(&[("x-user", "alice"), ("x-user-secret", SECRET)]),
+            &headers(&with_session(&[
+                ("x-user", "alice"),
+                ("x-user-secret", SECRET),
+            ])),
             None,
         )
         .await;
     assert!(matches!(got, Err(AuthRejection::Unavailable(_))), "{got:?}");
+}
+
+/// Issue 13: a client that names `X-User-Sid` (or `-Sub`, `-Iat`, `-Exp`) in its own
+/// `Connection` header makes the gateway's proxy drop it. The request must be refused, not
+/// registered under the user alone, or a logout of that sid or sub would not end its session.
+#[tokio::test]
+async fn x_user_without_its_token_session_is_refused() {
+    let s = gateway_section(&[XUser], true, false);
+    for dropped in ["x-user-sub", "x-user-sid", "x-user-iat", "x-user-exp"] {
+        let pairs: Vec<_> = with_session(&[("x-user", "alice"), ("x-user-secret", SECRET)])
+            .into_iter()
+            .filter(|(n, _)| *n != dropped)
+            .collect();
+        let (detail, _) = unauthorized(run(&s, &pairs, None).await);
+        assert!(
+            detail.starts_with("x-user: gateway token headers: no ") && detail.contains(dropped),
+            "{dropped}: {detail}"
+        );
+    }
+    // An operator whose gateway authenticates without OIDC tokens opts out, explicitly.
+    let mut opted_out = s.clone();
+    opted_out.x_user_requires_session = false;
+    let id = accepted(
+        run(
+            &opted_out,
+            &[("x-user", "alice"), ("x-user-secret", SECRET)],
+            None,
+        )
+        .await,
+    );
+    assert!(id.token.is_none());
 }
 
 #[tokio::test]
@@ -652,11 +693,11 @@ async fn strategies_are_tried_in_order_and_the_first_success_wins() {
     let id = accepted(
         run(
             &gateway_section(&[Bearer, XUser], true, false),
-            &[
+            &with_session(&[
                 ("x-user", "bob"),
                 ("x-user-secret", SECRET),
                 ("authorization", "Bearer expired"),
-            ],
+            ]),
             None,
         )
         .await,
