@@ -2,11 +2,14 @@
 # Peak RSS of the server under the issue-13 JMAP memory attack: a ~2.2 MB Email/query whose
 # filter ORs 100,000 `subject` conditions, sent ROUNDS times, CONCURRENT at once. Prints the
 # server's RSS before, its peak (VmHWM) and its RSS after, in KiB, plus the HTTP statuses seen.
-# Usage: scripts/jmap-rss.sh [path/to/mail-oidc-server] [rounds] [concurrent]
+# With `echo` as 4th argument the request is instead the largest one the default caps accept:
+# Core/echo of 9,990 one-member objects (just under jmap.max_request_values = 20000).
+# Usage: scripts/jmap-rss.sh [path/to/mail-oidc-server] [rounds] [concurrent] [filter|echo]
 set -euo pipefail
 BIN=${1:-target/debug/mail-oidc-server}
 ROUNDS=${2:-5}
 CONCURRENT=${3:-4}
+KIND=${4:-filter}
 DIR=$(mktemp -d)
 trap 'kill "$PID" 2>/dev/null || true; rm -rf "$DIR"' EXIT
 cat >"$DIR/users.toml" <<'U'
@@ -32,13 +35,17 @@ for _ in $(seq 1 200); do
   sleep 0.1
 done
 [ -n "${PORT:-}" ] || { cat "$DIR/log"; echo "server did not start" >&2; exit 1; }
-python3 - "$DIR/req.json" <<'PY'
+python3 - "$DIR/req.json" "$KIND" <<'PY'
 import json, sys
 acc = "ACCOUNT"
 conds = [{"subject": "x%05d" % i} for i in range(100000)]
 req = {"using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
        "methodCalls": [["Email/query", {"accountId": acc,
                         "filter": {"operator": "OR", "conditions": conds}}, "q"]]}
+if sys.argv[2] == "echo":
+    req = {"using": ["urn:ietf:params:jmap:core"],
+           "methodCalls": [["Core/echo", {"list": [{"subject": "x%05d" % i}
+                                                  for i in range(9990)]}, "e"]]}
 open(sys.argv[1], "w").write(json.dumps(req))
 PY
 ACC=$(curl -s -u alice@example.com:secret "http://127.0.0.1:$PORT/.well-known/jmap" \

@@ -55,7 +55,10 @@ impl Meter {
         if self.depth > self.max_depth {
             self.over = Some(RequestError::Limit {
                 limit: "maxDepthInRequest",
-                detail: format!("arrays and objects nested more than {} deep", self.max_depth),
+                detail: format!(
+                    "arrays and objects nested more than {} deep",
+                    self.max_depth
+                ),
             });
             return Err(E::custom("nested too deep"));
         }
@@ -210,12 +213,18 @@ mod tests {
         );
         assert!(matches!(
             measure(doc, &limits(8, 2)),
-            Err(RequestError::Limit { limit: "maxDepthInRequest", .. })
+            Err(RequestError::Limit {
+                limit: "maxDepthInRequest",
+                ..
+            })
         ));
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
         assert!(matches!(
             measure(deep.as_bytes(), &limits(1000, 32)),
-            Err(RequestError::Limit { limit: "maxDepthInRequest", .. })
+            Err(RequestError::Limit {
+                limit: "maxDepthInRequest",
+                ..
+            })
         ));
     }
 
@@ -223,7 +232,10 @@ mod tests {
     fn bad_json_is_not_json() {
         for bad in [&b"{"[..], b"\xff", b"[1] [2]", b"{\"a\" 1}", b""] {
             assert!(
-                matches!(measure(bad, &limits(100, 10)), Err(RequestError::NotJson(_))),
+                matches!(
+                    measure(bad, &limits(100, 10)),
+                    Err(RequestError::NotJson(_))
+                ),
                 "{bad:?}"
             );
         }

@@ -1,7 +1,8 @@
 //! JMAP (RFC 8620 core, RFC 8621 mail, RFC 8887 WebSocket) over the [`MailStore`].
 //!
 //! Layout: `routes` holds the axum handlers (mounted by `crate::web` behind its auth layer),
-//! `api` the request envelope (back-references, request errors, limits), `methods/*` one module
+//! `api` the request envelope (back-references, request errors, limits), `budget` the size of a
+//! request measured before it is parsed, `methods/*` one module
 //! per data type, `state` the per-user tracker that turns the IMAP-shaped store into JMAP ids
 //! and state strings, `view` the snapshot it keeps, `push` the StateChange stream shared by
 //! the WebSocket and EventSource endpoints, `blob` uploads and downloads, `mime` the message
@@ -146,7 +147,9 @@ impl JmapContext {
             filter: Arc::new(SieveFilter::keep_all()),
             streams: crate::limits::StreamLimits::default(),
             offload: crate::offload::Offload::default(),
-            inflight: crate::inflight::InFlight::new(crate::config::ServerSection::default().max_in_flight_bytes),
+            inflight: crate::inflight::InFlight::new(
+                crate::config::ServerSection::default().max_in_flight_bytes,
+            ),
         }
     }
 

@@ -449,7 +449,9 @@ mod tests {
         assert!(Filter::parse(&json!({"operator": "AND"}), &cond, caps).is_err());
         assert!(Filter::parse(&json!([1]), &cond, caps).is_err());
         assert_eq!(
-            Filter::parse(&json!({"x": 1}), &cond, caps).unwrap_err().kind,
+            Filter::parse(&json!({"x": 1}), &cond, caps)
+                .unwrap_err()
+                .kind,
             "unsupportedFilter"
         );
     }
@@ -463,13 +465,20 @@ mod tests {
         };
         let or = |list: Vec<Value>| json!({"operator": "OR", "conditions": list});
         // At the caps: 5 nodes (operators count), 2 operators deep.
-        let at = or(vec![json!({"a": 1}), json!({"a": 2}), or(vec![json!({"a": 3})])]);
+        let at = or(vec![
+            json!({"a": 1}),
+            json!({"a": 2}),
+            or(vec![json!({"a": 3})]),
+        ]);
         assert!(Filter::parse(&at, &cond, caps).is_ok());
         let wide = or(vec![json!({"a": 1}); 5]);
         let e = Filter::parse(&wide, &cond, caps).unwrap_err();
         assert_eq!(e.kind, "unsupportedFilter");
         assert!(
-            e.description.as_deref().unwrap().contains("maxFilterConditions"),
+            e.description
+                .as_deref()
+                .unwrap()
+                .contains("maxFilterConditions"),
             "{e:?}"
         );
         let deep = or(vec![or(vec![or(vec![])])]);

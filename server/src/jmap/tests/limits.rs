@@ -143,14 +143,21 @@ async fn email_query_runs_off_the_async_workers() {
     assert!(!boxes["list"].as_array().unwrap().is_empty(), "{boxes}");
     h.store.ensure_user(BOB);
     let (name, _) = h
-        .call(BOB, "Email/get", json!({"accountId": h.account(BOB), "ids": []}))
+        .call(
+            BOB,
+            "Email/get",
+            json!({"accountId": h.account(BOB), "ids": []}),
+        )
         .await;
     assert_eq!(name, "Email/get");
     assert!(!heavy.is_finished(), "the query waits at the gate");
     gate.release_one();
     let out = heavy.await.unwrap().unwrap();
     assert_eq!(out["methodResponses"][0][0], json!("Email/query"));
-    assert_eq!(out["methodResponses"][0][1]["ids"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        out["methodResponses"][0][1]["ids"].as_array().map(Vec::len),
+        Some(1)
+    );
 }
 
 #[tokio::test]
@@ -158,7 +165,9 @@ async fn requests_too_big_once_parsed_are_refused_before_they_are_built() {
     let h = harness();
     let max = h.ctx.limits.max_values_in_request;
     // The attack of issue 13 in small: many tiny conditions (each a ~700-byte map once parsed).
-    let conditions: Vec<Value> = (0..max).map(|i| json!({"subject": format!("x{i}")})).collect();
+    let conditions: Vec<Value> = (0..max)
+        .map(|i| json!({"subject": format!("x{i}")}))
+        .collect();
     let body = json!({"using": USING, "methodCalls": [["Email/query",
         {"accountId": h.account(ALICE), "filter": or(conditions)}, "q"]]});
     let r = send(&h, authed(ALICE, post("/jmap", body.to_string()))).await;
@@ -203,7 +212,10 @@ async fn requests_count_against_the_in_flight_budget() {
         .await
         .expect("the query is running");
     let held_bytes = pool.in_use();
-    assert!(held_bytes > q.len(), "body and parsed estimate: {held_bytes}");
+    assert!(
+        held_bytes > q.len(),
+        "body and parsed estimate: {held_bytes}"
+    );
 
     // A request the rest of the budget cannot take, but the whole budget can: 503 with
     // Retry-After, nothing held.
@@ -273,7 +285,11 @@ async fn requests_over_max_concurrent_requests_are_refused_before_their_body_is_
         assert_eq!(task.await.unwrap().status(), StatusCode::OK);
     }
     let r = send(&h, authed(ALICE, post("/jmap", "not json"))).await;
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "a free slot: the body is read");
+    assert_eq!(
+        r.status(),
+        StatusCode::BAD_REQUEST,
+        "a free slot: the body is read"
+    );
 }
 
 /// Alice's request through the router, from a task of its own.

@@ -145,7 +145,11 @@ impl<'a> Candidate<'a> {
     fn body_text(&self) -> &str {
         self.body.get_or_init(|| {
             let mut out = String::new();
-            for part in self.message().map(|m| m.parts.as_slice()).unwrap_or_default() {
+            for part in self
+                .message()
+                .map(|m| m.parts.as_slice())
+                .unwrap_or_default()
+            {
                 if let PartType::Text(t) | PartType::Html(t) = &part.body {
                     out.push_str(&t.to_lowercase());
                     out.push('\n');
