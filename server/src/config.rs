@@ -43,6 +43,9 @@ pub struct Config {
     /// HTTP listener: JMAP and the well-known documents.
     #[serde(default)]
     pub http: HttpSection,
+    /// What one JMAP request may ask of the server (parsed size, query filters).
+    #[serde(default)]
+    pub jmap: JmapSection,
     pub oidc: Option<OidcSection>,
     pub directory: DirectorySection,
     #[serde(default)]
@@ -363,6 +366,49 @@ impl Default for HttpSection {
             auth: HttpAuthSection::default(),
         }
     }
+}
+
+/// `[jmap]`: bounds on what one request may make the server build and compute, advertised in
+/// the session under `https://mail-oidc.example/jmap/limits`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JmapSection {
+    /// FilterConditions and FilterOperators one `/query` filter may hold in all.
+    #[serde(default = "default_max_filter_conditions")]
+    pub max_filter_conditions: usize,
+    /// FilterOperators nested inside each other in one filter.
+    #[serde(default = "default_max_filter_depth")]
+    pub max_filter_depth: usize,
+    /// JSON values (objects, arrays, strings, numbers, literals) one request may hold.
+    #[serde(default = "default_max_request_values")]
+    pub max_request_values: usize,
+    /// How deep arrays and objects may nest in one request.
+    #[serde(default = "default_max_request_depth")]
+    pub max_request_depth: usize,
+}
+
+impl Default for JmapSection {
+    fn default() -> Self {
+        Self {
+            max_filter_conditions: default_max_filter_conditions(),
+            max_filter_depth: default_max_filter_depth(),
+            max_request_values: default_max_request_values(),
+            max_request_depth: default_max_request_depth(),
+        }
+    }
+}
+
+fn default_max_filter_conditions() -> usize {
+    100
+}
+fn default_max_filter_depth() -> usize {
+    10
+}
+fn default_max_request_values() -> usize {
+    20_000
+}
+fn default_max_request_depth() -> usize {
+    32
 }
 
 /// One way an HTTP request may authenticate.
@@ -1039,6 +1085,7 @@ impl Config {
         self.validate_pop3()?;
         self.validate_sieve()?;
         self.validate_in_flight()?;
+        self.validate_jmap()?;
         self.limits.validate()?;
         self.validate_store()?;
         if let Some(bad) = self.server.admins.iter().find(|a| a.trim().is_empty()) {
@@ -1089,6 +1136,31 @@ impl Config {
                     "{} is less than {key} ({size}): such a message could never be received",
                     self.server.max_in_flight_bytes
                 ),
+            });
+        }
+        Ok(())
+    }
+
+    fn validate_jmap(&self) -> Result<(), ConfigError> {
+        let j = &self.jmap;
+        for (key, value) in [
+            ("jmap.max_filter_conditions", j.max_filter_conditions),
+            ("jmap.max_filter_depth", j.max_filter_depth),
+            ("jmap.max_request_values", j.max_request_values),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    message: "must be at least 1".into(),
+                });
+            }
+        }
+        // Below 4 not even `{"using": [], "methodCalls": [["Core/echo", {...}, "c"]]}` fits;
+        // above 128 serde_json's own recursion limit refuses first.
+        if !(4..=128).contains(&j.max_request_depth) {
+            return Err(ConfigError::Invalid {
+                key: "jmap.max_request_depth".into(),
+                message: "must be between 4 and 128".into(),
             });
         }
         Ok(())

@@ -134,6 +134,10 @@ pub struct Services {
     /// SASL mechanisms from outside this crate, known to every protocol's registry (each
     /// listener enables them by name in its `auth.mechanisms`).
     pub extra_mechanisms: Vec<Arc<dyn SaslMechanism>>,
+    /// `server.max_in_flight_bytes`, shared by SMTP, IMAP and JMAP.
+    pub inflight: crate::inflight::InFlight,
+    /// The pool heavy commands run on (IMAP LIST/SEARCH, JMAP Email/query), off the workers.
+    pub offload: crate::offload::Offload,
 }
 
 impl Services {
@@ -309,6 +313,8 @@ pub fn build_services(config: &Config) -> Result<Services, StartError> {
         raw_validator,
         filter: Arc::new(SieveFilter::new(scripts)),
         extra_mechanisms: Vec::new(),
+        inflight: crate::inflight::InFlight::new(config.server.max_in_flight_bytes),
+        offload: crate::offload::Offload::default(),
     })
 }
 
@@ -447,7 +453,7 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
             std::time::Duration::from_secs(seconds),
         ));
     }
-    let inflight = crate::inflight::InFlight::new(config.server.max_in_flight_bytes);
+    let inflight = services.inflight.clone();
     let imap_ctx = Arc::new(ImapContext {
         hostname: config.server.hostname.clone(),
         config: config.imap.clone(),
@@ -455,7 +461,7 @@ pub async fn start_with(config: Config, services: Services) -> Result<RunningSer
         backends: services.backends.clone(),
         store: services.store.clone(),
         tls: services.tls.clone(),
-        offload: crate::offload::Offload::default(),
+        offload: services.offload.clone(),
         inflight: inflight.clone(),
     });
     let smtp_ctx = Arc::new(SmtpContext {

@@ -368,3 +368,23 @@ fn store_section_is_checked_and_old_configs_still_parse() {
     let (ok, text) = run_check(&format!("{DIRECTORY}[store]\nkind = \"tape\"\n"));
     assert!(!ok && text.contains("tape"), "{text}");
 }
+
+#[test]
+fn jmap_caps_must_be_usable() {
+    for (key, value) in [
+        ("max_filter_conditions", "0"),
+        ("max_filter_depth", "0"),
+        ("max_request_values", "0"),
+        ("max_request_depth", "3"),
+        ("max_request_depth", "129"),
+    ] {
+        let (ok, text) = run_check(&format!("{DIRECTORY}[jmap]\n{key} = {value}\n"));
+        assert!(!ok, "{key} = {value} must fail: {text}");
+        assert!(text.contains(&format!("jmap.{key}")), "{text}");
+    }
+    let (ok, text) = run_check(&format!(
+        "{DIRECTORY}[jmap]\nmax_filter_conditions = 1\nmax_filter_depth = 1\n\
+         max_request_values = 1\nmax_request_depth = 128\n"
+    ));
+    assert!(ok, "{text}");
+}

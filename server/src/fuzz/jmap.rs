@@ -107,7 +107,7 @@ pub(super) fn request(rt: &tokio::runtime::Runtime, input: &[u8]) -> usize {
     let caller = Caller::new(USER, None, true);
     let (ctx, account) = context();
     let body = replace(input, b"$acc", account.as_bytes());
-    let Ok(request) = parse_request(&body) else {
+    let Ok(request) = parse_request(&body, ctx.limits()) else {
         return 0;
     };
     let call_ids: Vec<String> = request

@@ -3,21 +3,28 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::JmapContext;
+use tokio::sync::OwnedSemaphorePermit;
+
 use super::error::{MethodError, RequestError};
 use super::methods::{self, Call};
-use super::session;
+use super::state::Tracker;
+use super::{JmapContext, Limits, budget, session};
+use crate::inflight::Reservation;
 
 pub const CORE: &str = "urn:ietf:params:jmap:core";
 pub const MAIL: &str = "urn:ietf:params:jmap:mail";
 pub const SUBMISSION: &str = "urn:ietf:params:jmap:submission";
 pub const WEBSOCKET: &str = "urn:ietf:params:jmap:websocket";
+/// This server's own limits beyond RFC 8620's (filter size, parsed request size). A vendor
+/// capability: clients that do not know it ignore it; it names no methods.
+pub const LIMITS: &str = "https://mail-oidc.example/jmap/limits";
 /// Every capability the session advertises (and `using` may name).
-pub const CAPABILITIES: [&str; 4] = [CORE, MAIL, SUBMISSION, WEBSOCKET];
+pub const CAPABILITIES: [&str; 5] = [CORE, MAIL, SUBMISSION, WEBSOCKET, LIMITS];
 
 /// Who is calling, from the HTTP layer.
 #[derive(Debug, Clone)]
@@ -50,21 +57,87 @@ pub struct Request {
     pub created_ids: Option<HashMap<String, String>>,
 }
 
-/// Body bytes -> Request: `notJSON` if not JSON, `notRequest` if not the right shape.
-pub fn parse_request(body: &[u8]) -> Result<Request, RequestError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| RequestError::NotJson(e.to_string()))?;
-    request_from_value(value)
+/// Body bytes -> Request: `notJSON` if not JSON, the `limit` error if its parsed tree would be
+/// over `maxValuesInRequest` / `maxDepthInRequest`, `notRequest` if not the right shape.
+pub fn parse_request(body: &[u8], limits: &Limits) -> Result<Request, RequestError> {
+    parse_value(body, limits).and_then(request_from_value)
+}
+
+/// Body bytes -> JSON, measured first so an oversized tree is never built.
+pub fn parse_value(body: &[u8], limits: &Limits) -> Result<Value, RequestError> {
+    budget::measure(body, limits)?;
+    serde_json::from_slice(body).map_err(|e| RequestError::NotJson(e.to_string()))
+}
+
+/// Reserves, against the server-wide in-flight budget, what parsing `body` will build (on top
+/// of whatever `reservation` already holds, e.g. the body itself): `Busy` when the budget is
+/// spent. The walk refuses bad or oversized JSON first, so a refused request costs nothing.
+pub fn reserve_parsed(
+    ctx: &JmapContext,
+    reservation: &mut Reservation,
+    body: &[u8],
+) -> Result<(), RequestError> {
+    let shape = budget::measure(body, &ctx.limits)?;
+    if reservation.try_grow(shape.estimated_bytes) {
+        Ok(())
+    } else {
+        Err(busy(ctx, shape.estimated_bytes))
+    }
+}
+
+/// The in-flight budget cannot take `bytes` more.
+pub fn busy(ctx: &JmapContext, bytes: usize) -> RequestError {
+    RequestError::Busy(format!(
+        "{bytes} more bytes in flight would pass the server's budget of {} bytes",
+        ctx.inflight.limit()
+    ))
+}
+
+/// One of the caller's `maxConcurrentRequests` slots, held until the response is built.
+pub struct Admission {
+    tracker: Arc<Tracker>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Takes a request slot of the caller before anything of the request is read or parsed, so
+/// requests over `maxConcurrentRequests` cost nothing.
+pub fn admit(ctx: &JmapContext, caller: &Caller) -> Result<Admission, RequestError> {
+    let tracker = ctx.tracker(&caller.user);
+    let permit = tracker.requests.clone().try_acquire_owned().map_err(|_| {
+        tracing::info!(user = %caller.user, "JMAP request refused: too many concurrent requests");
+        RequestError::Limit {
+            limit: "maxConcurrentRequests",
+            detail: format!(
+                "at most {} concurrent requests",
+                ctx.limits.max_concurrent_requests
+            ),
+        }
+    })?;
+    Ok(Admission {
+        tracker,
+        _permit: permit,
+    })
 }
 
 pub fn request_from_value(value: Value) -> Result<Request, RequestError> {
     serde_json::from_value(value).map_err(|e| RequestError::NotRequest(e.to_string()))
 }
 
-/// Runs a whole request; the Response object on success.
+/// Runs a whole request in a fresh request slot; the Response object on success.
 pub async fn execute(
     ctx: &JmapContext,
     caller: &Caller,
+    request: Request,
+) -> Result<Map<String, Value>, RequestError> {
+    let admission = admit(ctx, caller)?;
+    execute_admitted(ctx, caller, &admission, request).await
+}
+
+/// Runs a whole request in the slot `admission` holds.
+pub async fn execute_admitted(
+    ctx: &JmapContext,
+    caller: &Caller,
+    admission: &Admission,
     request: Request,
 ) -> Result<Map<String, Value>, RequestError> {
     if let Some(unknown) = request
@@ -86,17 +159,7 @@ pub async fn execute(
             ),
         });
     }
-    let tracker = ctx.tracker(&caller.user);
-    let _permit = tracker.requests.clone().try_acquire_owned().map_err(|_| {
-        tracing::info!(user = %caller.user, "JMAP request refused: too many concurrent requests");
-        RequestError::Limit {
-            limit: "maxConcurrentRequests",
-            detail: format!(
-                "at most {} concurrent requests",
-                ctx.limits.max_concurrent_requests
-            ),
-        }
-    })?;
+    let tracker = &admission.tracker;
 
     let echo_created = request.created_ids.is_some();
     let mut created_ids = request.created_ids.unwrap_or_default();
@@ -109,7 +172,7 @@ pub async fn execute(
                     let mut call = Call {
                         ctx,
                         caller,
-                        tracker: &tracker,
+                        tracker,
                         created_ids: &mut created_ids,
                     };
                     methods::dispatch(&mut call, &name, args).await
@@ -324,6 +387,8 @@ mod tests {
 
     #[test]
     fn request_parsing_errors() {
+        let limits = Limits::new(1 << 20);
+        let parse_request = |b: &[u8]| super::parse_request(b, &limits);
         assert!(matches!(parse_request(b"{"), Err(RequestError::NotJson(_))));
         assert!(matches!(
             parse_request(b"\xff"),

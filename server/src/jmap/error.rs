@@ -20,7 +20,14 @@ pub enum RequestError {
     /// A server limit (`maxCallsInRequest`, `maxSizeRequest`, `maxConcurrentRequests`).
     #[error("request exceeds the server limit {limit}: {detail}")]
     Limit { limit: &'static str, detail: String },
+    /// The server-wide budget of bytes in flight (`server.max_in_flight_bytes`) is spent: not
+    /// a limit of the session object the client could respect, so `503` with `Retry-After`.
+    #[error("server busy, try again later: {0}")]
+    Busy(String),
 }
+
+/// Seconds a refused client is asked to wait (`Retry-After`).
+pub const RETRY_AFTER_SECONDS: u32 = 5;
 
 impl RequestError {
     pub fn type_uri(&self) -> &'static str {
@@ -29,6 +36,8 @@ impl RequestError {
             RequestError::NotRequest(_) => "urn:ietf:params:jmap:error:notRequest",
             RequestError::UnknownCapability(_) => "urn:ietf:params:jmap:error:unknownCapability",
             RequestError::Limit { .. } => "urn:ietf:params:jmap:error:limit",
+            // RFC 7807: the status code says it all.
+            RequestError::Busy(_) => "about:blank",
         }
     }
 
@@ -38,6 +47,7 @@ impl RequestError {
                 limit: "maxConcurrentRequests",
                 ..
             } => StatusCode::TOO_MANY_REQUESTS,
+            RequestError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -57,7 +67,14 @@ impl RequestError {
 
 impl IntoResponse for RequestError {
     fn into_response(self) -> Response {
-        problem_response(self.status(), Value::Object(self.to_json()))
+        let mut response = problem_response(self.status(), Value::Object(self.to_json()));
+        if matches!(self, RequestError::Busy(_)) {
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(RETRY_AFTER_SECONDS),
+            );
+        }
+        response
     }
 }
 

@@ -1,7 +1,8 @@
 //! JMAP (RFC 8620 core, RFC 8621 mail, RFC 8887 WebSocket) over the [`MailStore`].
 //!
 //! Layout: `routes` holds the axum handlers (mounted by `crate::web` behind its auth layer),
-//! `api` the request envelope (back-references, request errors, limits), `methods/*` one module
+//! `api` the request envelope (back-references, request errors, limits), `budget` the size of a
+//! request measured before it is parsed, `methods/*` one module
 //! per data type, `state` the per-user tracker that turns the IMAP-shaped store into JMAP ids
 //! and state strings, `view` the snapshot it keeps, `push` the StateChange stream shared by
 //! the WebSocket and EventSource endpoints, `blob` uploads and downloads, `mime` the message
@@ -9,6 +10,7 @@
 
 pub(crate) mod api;
 mod blob;
+mod budget;
 mod error;
 mod eventsource;
 mod ids;
@@ -24,7 +26,7 @@ mod ws;
 #[cfg(test)]
 mod tests;
 
-pub use api::{CAPABILITIES, CORE, MAIL, SUBMISSION, WEBSOCKET};
+pub use api::{CAPABILITIES, CORE, LIMITS, MAIL, SUBMISSION, WEBSOCKET};
 pub use error::RequestError;
 pub use ids::account_id;
 pub use routes::router;
@@ -52,10 +54,19 @@ pub struct Limits {
     pub max_objects_in_set: usize,
     /// Uploaded blobs kept per account (bytes); the oldest go first.
     pub max_blob_bytes_per_account: usize,
+    /// FilterConditions plus FilterOperators in one `/query` filter.
+    pub max_filter_conditions: usize,
+    /// FilterOperators nested in one filter.
+    pub max_filter_depth: usize,
+    /// JSON values in one request: bounds the parsed tree, which is far larger than its text.
+    pub max_values_in_request: usize,
+    /// Nesting of arrays and objects in one request.
+    pub max_depth_in_request: usize,
 }
 
 impl Limits {
     pub fn new(max_upload_size: usize) -> Self {
+        let defaults = crate::config::JmapSection::default();
         Self {
             max_size_upload: max_upload_size,
             max_concurrent_upload: 4,
@@ -65,6 +76,22 @@ impl Limits {
             max_objects_in_get: 500,
             max_objects_in_set: 500,
             max_blob_bytes_per_account: max_upload_size.saturating_mul(4),
+            max_filter_conditions: defaults.max_filter_conditions,
+            max_filter_depth: defaults.max_filter_depth,
+            max_values_in_request: defaults.max_request_values,
+            max_depth_in_request: defaults.max_request_depth,
+        }
+    }
+
+    /// `http.max_upload_size` and the `[jmap]` section.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        let j = &config.jmap;
+        Self {
+            max_filter_conditions: j.max_filter_conditions,
+            max_filter_depth: j.max_filter_depth,
+            max_values_in_request: j.max_request_values,
+            max_depth_in_request: j.max_request_depth,
+            ..Self::new(config.http.max_upload_size)
         }
     }
 }
@@ -85,6 +112,10 @@ pub struct JmapContext {
     filter: Arc<SieveFilter>,
     /// WebSocket ping and idle limits, and the shutdown that ends every stream.
     streams: crate::limits::StreamLimits,
+    /// Where heavy queries run: the pool IMAP SEARCH uses, off the async workers.
+    offload: crate::offload::Offload,
+    /// The server-wide budget of bytes in flight: request bodies and their parsed trees.
+    inflight: crate::inflight::InFlight,
 }
 
 impl JmapContext {
@@ -115,7 +146,23 @@ impl JmapContext {
             sessions: None,
             filter: Arc::new(SieveFilter::keep_all()),
             streams: crate::limits::StreamLimits::default(),
+            offload: crate::offload::Offload::default(),
+            inflight: crate::inflight::InFlight::new(
+                crate::config::ServerSection::default().max_in_flight_bytes,
+            ),
         }
+    }
+
+    /// Heavy queries run on `offload` (share the server's pool, so the bound is server-wide).
+    pub fn with_offload(mut self, offload: crate::offload::Offload) -> Self {
+        self.offload = offload;
+        self
+    }
+
+    /// Request bodies and parsed requests count against `inflight` (`server.max_in_flight_bytes`).
+    pub fn with_inflight(mut self, inflight: crate::inflight::InFlight) -> Self {
+        self.inflight = inflight;
+        self
     }
 
     /// WebSocket ping and idle limits and the shutdown signal of long-lived streams.

@@ -90,27 +90,62 @@ async fn session_handler(State(ctx): State<Arc<JmapContext>>, authed: Authed) ->
 }
 
 async fn api_handler(State(ctx): State<Arc<JmapContext>>, authed: Authed, body: Body) -> Response {
-    let limit = ctx.limits.max_size_request;
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::info!(user = %authed.caller.user, error = %e, "JMAP request refused: body too large or unreadable");
-            return RequestError::Limit {
-                limit: "maxSizeRequest",
-                detail: format!("request body over {limit} bytes or unreadable"),
-            }
-            .into_response();
-        }
-    };
-    let result = match api::parse_request(&bytes) {
-        Ok(req) => api::execute(&ctx, &authed.caller, req).await,
-        Err(e) => Err(e),
-    };
-    match result {
+    match api_request(&ctx, &authed.caller, body).await {
         Ok(response) => axum::Json(response).into_response(),
         Err(e) => {
             tracing::info!(user = %authed.caller.user, error = %e, "JMAP request refused");
             e.into_response()
         }
     }
+}
+
+/// One API request, in the order that makes refusals cheap: the caller's request slot before
+/// the body is read, the body's bytes reserved against `server.max_in_flight_bytes` as they
+/// arrive, then the parsed tree measured and reserved before it is built. The reservation is
+/// held until the response is built.
+async fn api_request(
+    ctx: &JmapContext,
+    caller: &Caller,
+    body: Body,
+) -> Result<serde_json::Map<String, serde_json::Value>, RequestError> {
+    let admission = api::admit(ctx, caller)?;
+    let mut reservation = ctx.inflight.empty();
+    let bytes = read_body(ctx, &mut reservation, body).await?;
+    api::reserve_parsed(ctx, &mut reservation, &bytes)?;
+    let request = api::parse_request(&bytes, &ctx.limits)?;
+    drop(bytes);
+    api::execute_admitted(ctx, caller, &admission, request).await
+}
+
+/// The request body, at most `maxSizeRequest` bytes, each chunk reserved before it is kept.
+async fn read_body(
+    ctx: &JmapContext,
+    reservation: &mut crate::inflight::Reservation,
+    body: Body,
+) -> Result<Vec<u8>, RequestError> {
+    use futures_util::StreamExt as _;
+    let limit = ctx.limits.max_size_request;
+    let too_large = || RequestError::Limit {
+        limit: "maxSizeRequest",
+        detail: format!("request body over {limit} bytes"),
+    };
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            // The web layer's hard body limit ends the stream with an error too.
+            RequestError::Limit {
+                limit: "maxSizeRequest",
+                detail: format!("request body unreadable or too large: {e}"),
+            }
+        })?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        if !reservation.try_grow(chunk.len()) {
+            return Err(api::busy(ctx, chunk.len()));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::JmapContext;
-use super::api::{CORE, Caller, MAIL, SUBMISSION, WEBSOCKET};
+use super::api::{CORE, Caller, LIMITS, MAIL, SUBMISSION, WEBSOCKET};
 
 /// Changes only when what the session says changes (user, limits, run).
 pub fn session_state(ctx: &JmapContext, user: &str) -> String {
@@ -50,6 +50,12 @@ pub fn session_json(ctx: &JmapContext, caller: &Caller, base: &str) -> Value {
             WEBSOCKET: {
                 "url": format!("{}/jmap/ws", ws_base(base)),
                 "supportsPush": true,
+            },
+            LIMITS: {
+                "maxFilterConditions": l.max_filter_conditions,
+                "maxFilterDepth": l.max_filter_depth,
+                "maxValuesInRequest": l.max_values_in_request,
+                "maxDepthInRequest": l.max_depth_in_request,
             },
         },
         "accounts": {

@@ -56,6 +56,37 @@ pub async fn handler(
 /// Longest close reason a control frame carries (125 bytes minus the 2-byte code).
 const MAX_CLOSE_REASON: usize = 123;
 
+/// Refused messages (not JSON, not a Request, refused requests) after which the connection is
+/// closed (1008), as POP3 and ManageSieve close after 10 protocol errors.
+pub const MAX_BAD_MESSAGES: u32 = 10;
+
+/// One connection's refused messages: counted, and logged within the same per-connection
+/// budget as the other protocols' bad commands.
+struct BadMessages {
+    count: u32,
+    log: crate::log_limit::LogLimit,
+}
+
+impl BadMessages {
+    fn new() -> Self {
+        Self {
+            count: 0,
+            log: crate::log_limit::LogLimit::new("JMAP-WebSocket"),
+        }
+    }
+
+    /// A refused message: logged (within the budget) and counted toward the close, unless the
+    /// server, not the client, is at fault (`Busy`).
+    fn refused(&mut self, caller: &Caller, e: &RequestError) {
+        if !matches!(e, RequestError::Busy(_)) {
+            self.count += 1;
+        }
+        if self.log.allow() {
+            tracing::info!(user = %caller.user, error = %e, "JMAP WebSocket message refused");
+        }
+    }
+}
+
 async fn run(
     mut socket: WebSocket,
     ctx: Arc<JmapContext>,
@@ -71,6 +102,7 @@ async fn run(
     // Any frame from the client proves it alive; silence gets a ping, then a close.
     let mut heard = tokio::time::Instant::now();
     let mut pinged = false;
+    let mut bad = BadMessages::new();
     loop {
         let wake_at = if pinged {
             heard + limits.idle
@@ -91,10 +123,21 @@ async fn run(
                         break;
                     }
                 };
-                let reply = handle(&ctx, &caller, &text, &push_tx, &mut push_task).await;
+                let reply = handle(&ctx, &caller, &text, &push_tx, &mut push_task, &mut bad).await;
+                drop(text);
                 if let Some(reply) = reply
                     && socket.send(Message::text(reply)).await.is_err()
                 {
+                    break;
+                }
+                if bad.count >= MAX_BAD_MESSAGES {
+                    // Always logged: it says why the connection ends.
+                    tracing::info!(user = %caller.user, bad = bad.count, "JMAP WebSocket closed: too many bad messages");
+                    let frame = CloseFrame {
+                        code: close_code::POLICY,
+                        reason: "too many bad messages".into(),
+                    };
+                    let _ = socket.send(Message::Close(Some(frame))).await;
                     break;
                 }
             }
@@ -159,26 +202,34 @@ fn request_error(request_id: Option<&Value>, e: &RequestError) -> String {
     Value::Object(obj).to_string()
 }
 
-/// One client message; the reply to send, if any.
+/// One client message; the reply to send, if any. Refusals are counted in `bad`.
 async fn handle(
     ctx: &Arc<JmapContext>,
     caller: &Caller,
     text: &str,
     push_tx: &mpsc::Sender<String>,
     push_task: &mut Option<JoinHandle<()>>,
+    bad: &mut BadMessages,
 ) -> Option<String> {
+    let mut refuse = |id: Option<&Value>, e: RequestError| {
+        bad.refused(caller, &e);
+        Some(request_error(id, &e))
+    };
+    // The message and the tree parsed from it count against the in-flight budget until the
+    // reply is built; the tree is measured (and refused if too big) before it is built.
+    let mut reservation = ctx.inflight.empty();
+    if !reservation.try_grow(text.len()) {
+        return refuse(None, api::busy(ctx, text.len()));
+    }
+    if let Err(e) = api::reserve_parsed(ctx, &mut reservation, text.as_bytes()) {
+        return refuse(None, e);
+    }
     let value: Value = match serde_json::from_str(text) {
         Ok(v) => v,
-        Err(e) => {
-            tracing::info!(user = %caller.user, "JMAP WebSocket message is not JSON");
-            return Some(request_error(None, &RequestError::NotJson(e.to_string())));
-        }
+        Err(e) => return refuse(None, RequestError::NotJson(e.to_string())),
     };
     let Value::Object(mut obj) = value else {
-        return Some(request_error(
-            None,
-            &RequestError::NotRequest("not an object".into()),
-        ));
+        return refuse(None, RequestError::NotRequest("not an object".into()));
     };
     let kind = obj.remove("@type");
     match kind.as_ref().and_then(Value::as_str) {
@@ -196,10 +247,7 @@ async fn handle(
                     }
                     Value::Object(response).to_string()
                 }
-                Err(e) => {
-                    tracing::info!(user = %caller.user, error = %e, "JMAP WebSocket request refused");
-                    request_error(id.as_ref(), &e)
-                }
+                Err(e) => return refuse(id.as_ref(), e),
             })
         }
         Some("WebSocketPushEnable") => {
@@ -207,12 +255,7 @@ async fn handle(
                 None | Some(Value::Null) => None,
                 Some(v) => match serde_json::from_value::<Vec<String>>(v.clone()) {
                     Ok(list) => parse_types(Some(list)),
-                    Err(e) => {
-                        return Some(request_error(
-                            None,
-                            &RequestError::NotRequest(e.to_string()),
-                        ));
-                    }
+                    Err(e) => return refuse(None, RequestError::NotRequest(e.to_string())),
                 },
             };
             let push_state = obj
@@ -245,14 +288,13 @@ async fn handle(
             }
             None
         }
-        other => {
-            tracing::info!(user = %caller.user, kind = ?other, "JMAP WebSocket message of unknown @type");
+        _ => {
             let mut detail = Map::new();
             detail.insert("@type".into(), kind.clone().unwrap_or(Value::Null));
-            Some(request_error(
+            refuse(
                 obj.get("id"),
-                &RequestError::NotRequest(format!("unknown @type {}", Value::Object(detail))),
-            ))
+                RequestError::NotRequest(format!("unknown @type {}", Value::Object(detail))),
+            )
         }
     }
 }

@@ -81,12 +81,14 @@ impl HttpContext {
             None => BaseUrl::from_bound(bound),
         };
         let gateway_base = gateway_base(&config.http)?;
-        let jmap = crate::jmap::JmapContext::new(
+        let jmap = crate::jmap::JmapContext::with_limits(
             services.store.clone(),
             services.backends.directory.clone(),
             config.server.hostname.clone(),
-            config.http.max_upload_size,
+            crate::jmap::Limits::from_config(config),
         )
+        .with_offload(services.offload.clone())
+        .with_inflight(services.inflight.clone())
         .with_sessions(services.revocation.registry().clone())
         .with_filter(services.filter.clone())
         .with_stream_limits(StreamLimits {

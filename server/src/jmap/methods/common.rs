@@ -98,8 +98,61 @@ pub enum Filter<C> {
 /// Parses one FilterCondition object.
 pub type CondParser<'a, C> = &'a dyn Fn(&Map<String, Value>) -> Result<C, MethodError>;
 
+/// How big one filter may be (`maxFilterConditions`, `maxFilterDepth` of our limits
+/// capability): matching costs conditions times messages, so the size is bounded up front.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilterCaps {
+    /// FilterConditions and FilterOperators together.
+    pub max_conditions: usize,
+    /// FilterOperators nested inside each other (a lone condition is 0 deep).
+    pub max_depth: usize,
+}
+
+impl FilterCaps {
+    /// `unsupportedFilter` (RFC 8620 §5.5: valid, but this server will not process it) naming
+    /// the cap, when `value` is over one; walks at most `max_conditions + 1` nodes.
+    fn check(&self, value: &Value) -> Result<(), MethodError> {
+        let mut nodes = 0usize;
+        // (node, its operator depth); an explicit stack, so hostile nesting cannot overflow ours.
+        let mut todo = vec![(value, 0usize)];
+        while let Some((node, depth)) = todo.pop() {
+            let Value::Object(obj) = node else { continue };
+            nodes += 1;
+            if nodes > self.max_conditions {
+                return Err(MethodError::unsupported_filter(format!(
+                    "filter has more than {} conditions and operators (maxFilterConditions)",
+                    self.max_conditions
+                )));
+            }
+            if obj.contains_key("operator")
+                && let Some(Value::Array(list)) = obj.get("conditions")
+            {
+                let depth = depth + 1;
+                if depth > self.max_depth {
+                    return Err(MethodError::unsupported_filter(format!(
+                        "filter operators nested more than {} deep (maxFilterDepth)",
+                        self.max_depth
+                    )));
+                }
+                todo.extend(list.iter().map(|v| (v, depth)));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl<C> Filter<C> {
-    pub fn parse(value: &Value, cond: CondParser<'_, C>) -> Result<Self, MethodError> {
+    /// Parses a filter within `caps`.
+    pub fn parse(
+        value: &Value,
+        cond: CondParser<'_, C>,
+        caps: FilterCaps,
+    ) -> Result<Self, MethodError> {
+        caps.check(value)?;
+        Self::parse_tree(value, cond)
+    }
+
+    fn parse_tree(value: &Value, cond: CondParser<'_, C>) -> Result<Self, MethodError> {
         let Value::Object(obj) = value else {
             return Err(MethodError::invalid_arguments("filter must be an object"));
         };
@@ -109,7 +162,7 @@ impl<C> Filter<C> {
         let conditions = match obj.get("conditions") {
             Some(Value::Array(list)) => list
                 .iter()
-                .map(|v| Filter::parse(v, cond))
+                .map(|v| Filter::parse_tree(v, cond))
                 .collect::<Result<Vec<_>, _>>()?,
             _ => {
                 return Err(MethodError::invalid_arguments(
@@ -380,19 +433,60 @@ mod tests {
                 .and_then(Value::as_i64)
                 .ok_or_else(|| MethodError::unsupported_filter("n"))
         };
+        let caps = FilterCaps {
+            max_conditions: 10,
+            max_depth: 3,
+        };
         let f = Filter::parse(
             &json!({"operator": "AND", "conditions": [{"n": 1}, {"operator": "NOT", "conditions": [{"n": 2}]}]}),
             &cond,
+            caps,
         )
         .unwrap();
         assert!(f.matches(&|c| *c == 1 || *c == 3));
         assert!(!f.matches(&|c| *c == 1 || *c == 2));
-        assert!(Filter::parse(&json!({"operator": "XOR", "conditions": []}), &cond).is_err());
-        assert!(Filter::parse(&json!({"operator": "AND"}), &cond).is_err());
-        assert!(Filter::parse(&json!([1]), &cond).is_err());
+        assert!(Filter::parse(&json!({"operator": "XOR", "conditions": []}), &cond, caps).is_err());
+        assert!(Filter::parse(&json!({"operator": "AND"}), &cond, caps).is_err());
+        assert!(Filter::parse(&json!([1]), &cond, caps).is_err());
         assert_eq!(
-            Filter::parse(&json!({"x": 1}), &cond).unwrap_err().kind,
+            Filter::parse(&json!({"x": 1}), &cond, caps)
+                .unwrap_err()
+                .kind,
             "unsupportedFilter"
+        );
+    }
+
+    #[test]
+    fn filters_over_the_caps_are_unsupported() {
+        let cond = |_: &Map<String, Value>| -> Result<(), MethodError> { Ok(()) };
+        let caps = FilterCaps {
+            max_conditions: 5,
+            max_depth: 2,
+        };
+        let or = |list: Vec<Value>| json!({"operator": "OR", "conditions": list});
+        // At the caps: 5 nodes (operators count), 2 operators deep.
+        let at = or(vec![
+            json!({"a": 1}),
+            json!({"a": 2}),
+            or(vec![json!({"a": 3})]),
+        ]);
+        assert!(Filter::parse(&at, &cond, caps).is_ok());
+        let wide = or(vec![json!({"a": 1}); 5]);
+        let e = Filter::parse(&wide, &cond, caps).unwrap_err();
+        assert_eq!(e.kind, "unsupportedFilter");
+        assert!(
+            e.description
+                .as_deref()
+                .unwrap()
+                .contains("maxFilterConditions"),
+            "{e:?}"
+        );
+        let deep = or(vec![or(vec![or(vec![])])]);
+        let e = Filter::parse(&deep, &cond, caps).unwrap_err();
+        assert_eq!(e.kind, "unsupportedFilter");
+        assert!(
+            e.description.as_deref().unwrap().contains("maxFilterDepth"),
+            "{e:?}"
         );
     }
 

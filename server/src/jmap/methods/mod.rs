@@ -61,6 +61,14 @@ impl Call<'_> {
         }
     }
 
+    /// The size caps of a `/query` filter.
+    pub fn filter_caps(&self) -> FilterCaps {
+        FilterCaps {
+            max_conditions: self.ctx.limits.max_filter_conditions,
+            max_depth: self.ctx.limits.max_filter_depth,
+        }
+    }
+
     pub fn check_account(&self, account_id: &str) -> Result<(), MethodError> {
         if account_id == self.caller.account_id {
             Ok(())
@@ -97,7 +105,7 @@ pub async fn dispatch(
         "Mailbox/set" => mailbox::set(call, args),
         "Email/get" => email::get(call, args),
         "Email/changes" => email::changes(call, args),
-        "Email/query" => email::query(call, args),
+        "Email/query" => email::query(call, args).await,
         "Email/queryChanges" => query_changes(call, args),
         "Email/set" => email::set(call, args),
         "Email/import" => email::import(call, args),

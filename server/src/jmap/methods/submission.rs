@@ -165,7 +165,7 @@ pub fn query(call: &mut Call<'_>, args: Map<String, Value>) -> Result<Value, Met
     let filter = args
         .filter
         .as_ref()
-        .map(|f| Filter::parse(f, &parse_cond))
+        .map(|f| Filter::parse(f, &parse_cond, call.filter_caps()))
         .transpose()?;
     let sort = args.sort.unwrap_or_default();
     for c in &sort {

@@ -2,6 +2,7 @@
 //! `oneshot` with the identity extensions set by hand, and a WebSocket over a real listener.
 
 mod api;
+mod limits;
 mod mail;
 mod quota;
 mod revocation;
@@ -33,6 +34,16 @@ pub fn harness() -> Harness {
 
 pub fn harness_with(directory_down: bool) -> Harness {
     harness_over(Arc::new(MemoryStore::new()), directory_down)
+}
+
+/// A harness whose context `build` finishes (its offload pool, in-flight budget, limits).
+pub fn harness_built(build: impl FnOnce(JmapContext) -> JmapContext) -> Harness {
+    let h = harness();
+    let ctx = Arc::try_unwrap(h.ctx).unwrap_or_else(|_| unreachable!("no clone yet"));
+    Harness {
+        ctx: Arc::new(build(ctx)),
+        store: h.store,
+    }
 }
 
 pub fn harness_over(store: Arc<MemoryStore>, directory_down: bool) -> Harness {

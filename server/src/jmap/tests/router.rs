@@ -11,9 +11,9 @@ use crate::auth::request_auth::HttpIdentity;
 use crate::jmap::router;
 use crate::web::PublicBase;
 
-const BASE: &str = "https://mail.example.com/prefix";
+pub(super) const BASE: &str = "https://mail.example.com/prefix";
 
-fn authed(user: &str, req: Request<Body>) -> Request<Body> {
+pub(super) fn authed(user: &str, req: Request<Body>) -> Request<Body> {
     let mut req = req;
     req.extensions_mut().insert(HttpIdentity {
         user: user.to_string(),
@@ -24,7 +24,7 @@ fn authed(user: &str, req: Request<Body>) -> Request<Body> {
     req
 }
 
-async fn send(h: &Harness, req: Request<Body>) -> Response {
+pub(super) async fn send(h: &Harness, req: Request<Body>) -> Response {
     router(h.ctx.clone()).oneshot(req).await.unwrap()
 }
 
@@ -35,11 +35,11 @@ async fn body_bytes(r: Response) -> Vec<u8> {
         .to_vec()
 }
 
-async fn body_json(r: Response) -> Value {
+pub(super) async fn body_json(r: Response) -> Value {
     serde_json::from_slice(&body_bytes(r).await).unwrap()
 }
 
-fn post(uri: &str, body: impl Into<Body>) -> Request<Body> {
+pub(super) fn post(uri: &str, body: impl Into<Body>) -> Request<Body> {
     Request::post(uri)
         .header(header::CONTENT_TYPE, "application/json")
         .body(body.into())

@@ -142,3 +142,94 @@ async fn websocket_without_jmap_subprotocol_is_refused() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+/// Connects as alice, sends `messages` one at a time and reads each reply, until all were
+/// answered or the server closed. The JSON replies, and the close frame's code and reason.
+pub(super) async fn exchange(
+    h: &Harness,
+    messages: Vec<String>,
+) -> (Vec<Value>, Option<(u16, String)>) {
+    let addr = serve(h).await;
+    let mut req = format!("ws://{addr}/jmap/ws")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "jmap".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let mut replies = Vec::new();
+    for m in messages {
+        if ws.send(Message::text(m)).await.is_err() {
+            break;
+        }
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a reply before the deadline");
+        match msg {
+            Some(Ok(Message::Text(t))) => replies.push(serde_json::from_str(t.as_str()).unwrap()),
+            Some(Ok(Message::Close(frame))) => {
+                let close = frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+                // The server drops the connection after its close: wait for the end, so its
+                // connection task (and what it logs when it ends) is done.
+                while let Ok(Some(Ok(_))) =
+                    tokio::time::timeout(Duration::from_secs(10), ws.next()).await
+                {}
+                return (replies, close);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    (replies, None)
+}
+
+#[test]
+fn bad_messages_are_logged_within_the_budget_and_too_many_close_the_connection() {
+    use crate::jmap::ws::MAX_BAD_MESSAGES;
+    use crate::log_limit::FIRST_LINES;
+    // One thread runs the test and the server, so the capture sees the server's lines.
+    let ((replies, close), log) = crate::testkit::logs::capture(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let h = harness();
+                // A good request first: it does not count.
+                let mut messages = vec![
+                    json!({"@type": "Request", "id": "ok", "using": USING,
+                        "methodCalls": [["Core/echo", {}, "e"]]})
+                    .to_string(),
+                ];
+                messages.extend((0..MAX_BAD_MESSAGES + 5).map(|i| format!("{{bad {i}")));
+                exchange(&h, messages).await
+            })
+    });
+    let bad = MAX_BAD_MESSAGES as usize;
+    assert_eq!(replies.len(), 1 + bad, "{replies:?}");
+    assert_eq!(replies[0]["requestId"], json!("ok"));
+    assert!(
+        replies[1..]
+            .iter()
+            .all(|r| r["type"] == json!("urn:ietf:params:jmap:error:notJSON")),
+        "{replies:?}"
+    );
+    assert_eq!(close, Some((1008, "too many bad messages".to_string())));
+    let first = FIRST_LINES as usize;
+    assert_eq!(
+        log.matches("JMAP WebSocket message refused").count(),
+        first,
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("their log lines are suppressed").count(),
+        1,
+        "{log}"
+    );
+    let rest = format!("{} more bad-command log lines suppressed", bad - first);
+    assert_eq!(log.matches(&rest).count(), 1, "{log}");
+    assert_eq!(
+        log.matches("JMAP WebSocket closed: too many bad messages")
+            .count(),
+        1,
+        "{log}"
+    );
+}

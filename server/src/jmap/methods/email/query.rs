@@ -1,9 +1,10 @@
 //! Email/query (RFC 8621 §4.4): filters, sorts, collapseThreads, paging.
 
+use std::cell::OnceCell;
 use std::cmp::Ordering;
 use std::collections::HashSet;
 
-use mail_parser::{DateTime, PartType};
+use mail_parser::{DateTime, Message, PartType};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -117,28 +118,55 @@ fn parse_cond(m: &Map<String, Value>) -> Result<Vec<Cond>, MethodError> {
     Ok(out)
 }
 
-/// Lower-case decoded text of the text parts (for `body` and `text`).
-fn body_text(e: &EmailView) -> String {
-    let Some(msg) = parse_message(e.meta.data.as_slice()) else {
-        return String::new();
-    };
-    let mut out = String::new();
-    for part in &msg.parts {
-        if let PartType::Text(t) | PartType::Html(t) = &part.body {
-            out.push_str(&t.to_lowercase());
-            out.push('\n');
-        }
-    }
-    out
+/// One email being matched, with what its conditions need parsed once: a filter may test the
+/// body many times, and parsing the message is the expensive part.
+struct Candidate<'a> {
+    e: &'a EmailView,
+    parsed: OnceCell<Option<Message<'a>>>,
+    body: OnceCell<String>,
 }
 
-fn header_matches(e: &EmailView, name: &str, value: Option<&str>) -> bool {
-    let Some(msg) = parse_message(e.meta.data.as_slice()) else {
-        return false;
-    };
-    msg.headers_raw()
-        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-        .any(|(_, v)| value.is_none_or(|want| v.to_lowercase().contains(want)))
+impl<'a> Candidate<'a> {
+    fn new(e: &'a EmailView) -> Self {
+        Self {
+            e,
+            parsed: OnceCell::new(),
+            body: OnceCell::new(),
+        }
+    }
+
+    fn message(&self) -> Option<&Message<'a>> {
+        self.parsed
+            .get_or_init(|| parse_message(self.e.meta.data.as_slice()))
+            .as_ref()
+    }
+
+    /// Lower-case decoded text of the text parts (for `body` and `text`).
+    fn body_text(&self) -> &str {
+        self.body.get_or_init(|| {
+            let mut out = String::new();
+            for part in self
+                .message()
+                .map(|m| m.parts.as_slice())
+                .unwrap_or_default()
+            {
+                if let PartType::Text(t) | PartType::Html(t) = &part.body {
+                    out.push_str(&t.to_lowercase());
+                    out.push('\n');
+                }
+            }
+            out
+        })
+    }
+
+    fn header_matches(&self, name: &str, value: Option<&str>) -> bool {
+        let Some(msg) = self.message() else {
+            return false;
+        };
+        msg.headers_raw()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .any(|(_, v)| value.is_none_or(|want| v.to_lowercase().contains(want)))
+    }
 }
 
 fn thread_keyword(snap: &Snapshot, e: &EmailView, kw: &str) -> (bool, bool) {
@@ -157,9 +185,10 @@ fn thread_keyword(snap: &Snapshot, e: &EmailView, kw: &str) -> (bool, bool) {
     (all, some)
 }
 
-fn cond_matches(snap: &Snapshot, e: &EmailView, conds: &[Cond]) -> bool {
+fn cond_matches(snap: &Snapshot, c: &Candidate<'_>, conds: &[Cond]) -> bool {
+    let e = c.e;
     let m = &e.meta;
-    conds.iter().all(|c| match c {
+    conds.iter().all(|cond| match cond {
         Cond::InMailbox(id) => e.copies.iter().any(|c| c.mailbox_id == *id),
         Cond::InMailboxOtherThan(ids) => e.copies.iter().any(|c| !ids.contains(&c.mailbox_id)),
         Cond::Before(t) => m.received_at < *t,
@@ -177,7 +206,7 @@ fn cond_matches(snap: &Snapshot, e: &EmailView, conds: &[Cond]) -> bool {
         Cond::Cc(t) => m.cc.contains(t.as_str()),
         Cond::Bcc(t) => m.bcc.contains(t.as_str()),
         Cond::Subject(t) => m.subject.to_lowercase().contains(t.as_str()),
-        Cond::Body(t) => body_text(e).contains(t.as_str()),
+        Cond::Body(t) => c.body_text().contains(t.as_str()),
         Cond::Text(t) => {
             let t = t.as_str();
             m.subject.to_lowercase().contains(t)
@@ -185,9 +214,9 @@ fn cond_matches(snap: &Snapshot, e: &EmailView, conds: &[Cond]) -> bool {
                 || m.to.contains(t)
                 || m.cc.contains(t)
                 || m.bcc.contains(t)
-                || body_text(e).contains(t)
+                || c.body_text().contains(t)
         }
-        Cond::Header(name, value) => header_matches(e, name, value.as_deref()),
+        Cond::Header(name, value) => c.header_matches(name, value.as_deref()),
     })
 }
 
@@ -238,13 +267,13 @@ fn compare(snap: &Snapshot, a: &EmailView, b: &EmailView, c: &Comparator) -> Ord
     }
 }
 
-pub fn query(call: &mut Call<'_>, args: Map<String, Value>) -> Result<Value, MethodError> {
+pub async fn query(call: &mut Call<'_>, args: Map<String, Value>) -> Result<Value, MethodError> {
     let args: QueryArgs = parse_args(args)?;
     call.check_account(&args.account_id)?;
     let filter = args
         .filter
         .as_ref()
-        .map(|f| Filter::parse(f, &parse_cond))
+        .map(|f| Filter::parse(f, &parse_cond, call.filter_caps()))
         .transpose()?;
     let sort = args.sort.unwrap_or_else(|| {
         vec![Comparator {
@@ -279,30 +308,18 @@ pub fn query(call: &mut Call<'_>, args: Map<String, Value>) -> Result<Value, Met
         }
     }
     let (snap, states) = call.refresh();
-    let mut list: Vec<&EmailView> = snap
-        .emails
-        .values()
-        .filter(|e| {
-            filter
-                .as_ref()
-                .is_none_or(|f| f.matches(&|c| cond_matches(&snap, e, c)))
-        })
-        .collect();
-    list.sort_by(|a, b| {
-        for c in &sort {
-            let ord = compare(&snap, a, b, c);
-            let ord = if c.is_ascending { ord } else { ord.reverse() };
-            if ord.is_ne() {
-                return ord;
-            }
-        }
-        a.id().cmp(b.id())
-    });
-    if args.collapse_threads {
-        let mut seen = HashSet::new();
-        list.retain(|e| seen.insert(e.meta.thread_id.clone()));
-    }
-    let ids = list.into_iter().map(|e| e.id().to_string()).collect();
+    // Filtering and sorting touch every message (body conditions parse each one): a heavy job,
+    // run on the offload pool as IMAP SEARCH is, never on the async workers.
+    let collapse = args.collapse_threads;
+    let ids = call
+        .ctx
+        .offload
+        .run(move || matching_ids(&snap, filter.as_ref(), &sort, collapse))
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "Email/query job failed");
+            MethodError::server_unavailable("the query could not be run")
+        })?;
     let paging = Paging {
         position: args.position,
         anchor: args.anchor,
@@ -311,8 +328,40 @@ pub fn query(call: &mut Call<'_>, args: Map<String, Value>) -> Result<Value, Met
         calculate_total: args.calculate_total,
     };
     let mut out = page(call, ids, &paging, call.state(states.email))?;
-    out["collapseThreads"] = Value::Bool(args.collapse_threads);
+    out["collapseThreads"] = Value::Bool(collapse);
     Ok(out)
+}
+
+/// The ids of the emails that match `filter`, in `sort` order, one per thread if `collapse`.
+fn matching_ids(
+    snap: &Snapshot,
+    filter: Option<&Filter<Vec<Cond>>>,
+    sort: &[Comparator],
+    collapse: bool,
+) -> Vec<String> {
+    let mut list: Vec<&EmailView> = snap
+        .emails
+        .values()
+        .filter(|e| {
+            let candidate = Candidate::new(e);
+            filter.is_none_or(|f| f.matches(&|c| cond_matches(snap, &candidate, c)))
+        })
+        .collect();
+    list.sort_by(|a, b| {
+        for c in sort {
+            let ord = compare(snap, a, b, c);
+            let ord = if c.is_ascending { ord } else { ord.reverse() };
+            if ord.is_ne() {
+                return ord;
+            }
+        }
+        a.id().cmp(b.id())
+    });
+    if collapse {
+        let mut seen = HashSet::new();
+        list.retain(|e| seen.insert(e.meta.thread_id.clone()));
+    }
+    list.into_iter().map(|e| e.id().to_string()).collect()
 }
 
 #[cfg(test)]
