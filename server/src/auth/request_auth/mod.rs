@@ -49,7 +49,7 @@ use crate::config::{ConfigError, HttpAuthSection, HttpStrategy};
 use credentials::{Authorization, Presented};
 
 /// Seconds a client is told to wait after a 503 (IdP or directory unreachable).
-pub const RETRY_AFTER_SECONDS: u64 = 10;
+pub use problem::RETRY_AFTER_SECONDS;
 
 /// Who an authenticated HTTP request is, put in the request extensions by the auth layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -484,17 +484,12 @@ impl HttpAuthenticator {
                     .insert(RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
                 response
             }
-            AuthRejection::Unavailable(detail) => {
-                let mut response = Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("authentication is temporarily unavailable ({detail}); retry later"),
-                )
-                .into_response();
-                response
-                    .headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
-                response
-            }
+            // `Retry-After` comes with every 503 Problem.
+            AuthRejection::Unavailable(detail) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("authentication is temporarily unavailable ({detail}); retry later"),
+            )
+            .into_response(),
         }
     }
 }

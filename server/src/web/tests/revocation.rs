@@ -272,17 +272,23 @@ struct Admin {
 
 fn admin_app() -> Admin {
     let store = Arc::new(RecordingStore::new());
-    let service = RevocationService::new(store.clone(), SessionRegistry::new(false), false);
+    let (app, service) = admin_app_over(store.clone());
+    Admin {
+        app,
+        service,
+        store,
+    }
+}
+
+/// The admin router over any store (e.g. one that is down).
+fn admin_app_over(store: Arc<dyn RevocationStore>) -> (Router, Arc<RevocationService>) {
+    let service = RevocationService::new(store, SessionRegistry::new(false), false);
     let (authenticator, _) = testkit::authenticator(&section(&[Bearer, Basic]));
     let mut ctx = HttpContext::from_parts(authenticator, base(), 64 * 1024);
     ctx.revocation = Some(service.clone());
     ctx.admins = vec!["Alice@Example.com".into()];
     ctx.issuer = Some(TestValidator::new() as Arc<dyn TokenValidator>);
-    Admin {
-        app: router(Arc::new(ctx)),
-        service,
-        store,
-    }
+    (router(Arc::new(ctx)), service)
 }
 
 fn revoke_as(credentials: &str, body: Value) -> Request<Body> {
@@ -356,6 +362,22 @@ async fn admin_revokes_every_session_of_a_user_password_ones_too() {
         "{revoked:?}"
     );
     assert_eq!(a.store.revokes(), revoked);
+}
+
+#[tokio::test]
+async fn admin_revoke_with_the_store_down_is_503_with_retry_after() {
+    let (app, service) = admin_app_over(Arc::new(DownStore));
+    for body in [json!({"user": "bob"}), json!({"sid": "s-down"})] {
+        let (response, problem) = send(app.clone(), revoke_as(ALICE_BASIC, body)).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{problem}"
+        );
+        let retry = header(&response, RETRY_AFTER).expect("Retry-After on every 503");
+        assert!(retry.parse::<u64>().is_ok_and(|s| s > 0), "{retry}");
+    }
+    assert!(service.registry().sessions().is_empty());
 }
 
 #[tokio::test]
