@@ -120,6 +120,17 @@ pub enum Notice {
     Resync,
 }
 
+/// What [`RevocationStore::first_use`] found for a logout token's `jti`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JtiUse {
+    /// Never seen: now recorded.
+    First,
+    /// Recorded before for this very token (the IdP sending it again).
+    SameToken,
+    /// Recorded before for another token: the `jti` is being reused (a replay).
+    OtherToken,
+}
+
 /// The store could not be asked or written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("revocation store unavailable: {0}")]
@@ -144,8 +155,14 @@ pub trait RevocationStore: Send + Sync {
     async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError>;
     /// The revocation that denies this session, if any (a description for logs and replies).
     async fn lookup(&self, query: Query<'_>) -> Result<Option<String>, StoreError>;
-    /// Records a logout token's `jti`; `false` when it was recorded before (a replay).
-    async fn first_use(&self, issuer: &str, jti: &str) -> Result<bool, StoreError>;
+    /// Records a logout token's `jti` (issuer-scoped) with `fingerprint`, the digest of the
+    /// whole token, unless that `jti` was recorded before; says which.
+    async fn first_use(
+        &self,
+        issuer: &str,
+        jti: &str,
+        fingerprint: &str,
+    ) -> Result<JtiUse, StoreError>;
     /// Notices from every instance, this one included.
     fn subscribe(&self) -> broadcast::Receiver<Notice>;
     /// For logs: `memory` or `redis`.

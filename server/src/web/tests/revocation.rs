@@ -113,6 +113,25 @@ async fn backchannel_logout_ends_the_live_session_with_200_no_store() {
 }
 
 #[tokio::test]
+async fn a_jti_reused_with_another_sid_is_400_and_revokes_nothing() {
+    let idp = FakeIdp::start(&[&keys().idp]).await;
+    let store = Arc::new(RecordingStore::new());
+    let (app, service) = logout_app(&idp, store.clone());
+    let first = logout_claims(&idp, "sid-a");
+    let (response, _) = send(app.clone(), logout_form(&signed(None, &first))).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let other = live(&service, &idp.issuer(), "sid-b");
+
+    let mut reused = logout_claims(&idp, "sid-b");
+    reused["jti"] = first["jti"].clone();
+    let (response, body) = send(app, logout_form(&signed(None, &reused))).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], json!("invalid_request"));
+    assert_eq!(store.revokes().len(), 1, "sid-b was not revoked");
+    assert_eq!(other.try_ended(), None);
+}
+
+#[tokio::test]
 async fn a_bad_logout_token_is_400_with_an_oauth_error_body() {
     let idp = FakeIdp::start(&[&keys().idp]).await;
     let store = Arc::new(RecordingStore::new());
