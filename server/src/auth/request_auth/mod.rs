@@ -38,7 +38,7 @@ use http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use crate::auth::AuthBackends;
-use crate::auth::directory::Directory;
+use crate::auth::directory::{Directory, DirectoryError};
 use crate::auth::oidc::{TokenError, TokenValidator};
 use crate::auth::revocation::{Denied, RevocationService};
 use crate::auth::sasl::TokenSession;
@@ -329,6 +329,9 @@ impl HttpAuthenticator {
                 attempt.failed().await;
                 refused("invalid user name or password")
             }
+            Err(e @ DirectoryError::RevocationUnavailable(_)) => {
+                undecided(e.to_string(), REVOCATION_DOWN)
+            }
             Err(e) => undecided(e.to_string(), DIRECTORY_DOWN),
         }
     }
@@ -495,6 +498,7 @@ impl HttpAuthenticator {
 }
 
 const DIRECTORY_DOWN: &str = "the directory could not be reached";
+const REVOCATION_DOWN: &str = "the revocation store could not be reached";
 
 fn refused(reason: impl Into<String>) -> Attempt {
     let reason = reason.into();

@@ -5,8 +5,10 @@
 //! writes it to the [`RevocationStore`], which tells every server instance (a Redis channel, or
 //! in-process for the memory store); each instance ends the matching sessions in its
 //! [`SessionRegistry`]. Every bearer login and HTTP request asks the store first
-//! ([`RevocationService::check`]), so a revoked token opens nothing new.
+//! ([`RevocationService::check`]), so a revoked token opens nothing new; every password login
+//! asks it too ([`RevocationService::check_password_login`]), so a store outage fails closed.
 
+mod directory;
 pub mod keys;
 pub mod logout_token;
 mod memory;
@@ -17,12 +19,15 @@ mod service;
 mod validator;
 
 #[cfg(test)]
+mod password_tests;
+#[cfg(test)]
 mod receiver_tests;
 #[cfg(test)]
 mod redis_tests;
 #[cfg(test)]
 mod service_tests;
 
+pub use directory::RevocationCheckingDirectory;
 pub use memory::MemoryRevocationStore;
 pub use receiver::{LogoutError, LogoutReceiver, LogoutSettings, revocation_for};
 pub use redis::{RedisRevocationConfig, RedisRevocationStore};
