@@ -341,7 +341,8 @@ pub struct HttpSection {
     /// HTTP listener (plain HTTP: TLS is the gateway's job); absent = none.
     pub listen: Option<SocketAddr>,
     /// Base URL clients use to reach this server, for URLs in the JMAP session and the
-    /// protected-resource metadata; absent = `http://<bound listen address>`.
+    /// protected-resource metadata; absent = `http://<bound listen address>`, which is refused
+    /// behind a gateway (x-user or `gateway_public_url` configured).
     pub public_url: Option<String>,
     /// Base URL clients use through the gateway (e.g. `https://mail.example.org/oidc`), for URLs
     /// in answers to requests authenticated by `x-user`; required with that strategy.
@@ -995,6 +996,18 @@ impl Config {
                 key: "http.gateway_public_url".into(),
                 message: "required with the `x-user` strategy: the gateway's public base URL \
                           (scheme, host, port, path prefix) for URLs in its responses"
+                    .into(),
+            });
+        }
+        let behind_gateway = auth.strategies.contains(&HttpStrategy::XUser)
+            || self.http.gateway_public_url.is_some();
+        if behind_gateway && self.http.listen.is_some() && self.http.public_url.is_none() {
+            // The fallback, `http://<bound address>`, is the backend's own cleartext address:
+            // a client following the session's URLs (or a challenge's resource_metadata) from
+            // the gateway's pass-through routes would send its credentials around the gateway.
+            return Err(ConfigError::Invalid {
+                key: "http.public_url".into(),
+                message: "required behind a gateway (the `x-user` strategy or                           `http.gateway_public_url` is configured): the URL clients reach this                           server at through the gateway's pass-through routes (e.g.                           `https://mail.example.org`), or the session would hand out the                           backend's own cleartext address"
                     .into(),
             });
         }
