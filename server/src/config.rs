@@ -714,7 +714,7 @@ pub enum ThrottleStoreKind {
 
 /// `[login_throttle]`: after some free failures, each further attempt from the same address
 /// or for the same user name waits a doubling delay (see README).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginThrottleSection {
     /// Off: failures are only counted per connection (`max_auth_failures`).
@@ -1253,7 +1253,7 @@ impl Default for LimitsSection {
 }
 
 /// Deadlines and caps of a line protocol's listeners.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerLimitsSection {
     /// A command (line, SMTP DATA body, IMAP literal) must arrive completely within this many
