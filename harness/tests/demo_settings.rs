@@ -30,8 +30,14 @@ async fn the_demo_throttles_and_keeps_pass_through_clients_on_the_gateway() {
 
     // Pass-through session: every URL is the gateway's, over HTTPS.
     let user = stack.create_user("demo-gw").await.expect("user");
-    let jmap = pass_through(&stack, Auth::Basic(user.mail.clone(), user.password.clone()));
-    let session = jmap.session().await.expect("session through the pass-through route");
+    let jmap = pass_through(
+        &stack,
+        Auth::Basic(user.mail.clone(), user.password.clone()),
+    );
+    let session = jmap
+        .session()
+        .await
+        .expect("session through the pass-through route");
     let ws = session.ws_url.clone().unwrap_or_default();
     for url in [
         &session.api_url,
@@ -40,15 +46,19 @@ async fn the_demo_throttles_and_keeps_pass_through_clients_on_the_gateway() {
         &ws,
     ] {
         assert!(
-            url.starts_with(&format!("{gateway}/")) || url.starts_with(&gateway.replace("https://", "wss://")),
+            url.starts_with(&format!("{gateway}/"))
+                || url.starts_with(&gateway.replace("https://", "wss://")),
             "{url} is not on the gateway {gateway}"
         );
         assert!(!url.contains(&backend), "{url} names the backend");
     }
     // The session's apiUrl works through the gateway.
-    jmap.call_at(&session.api_url, serde_json::json!([["Core/echo", {}, "0"]]))
-        .await
-        .expect("a call at the session's apiUrl");
+    jmap.call_at(
+        &session.api_url,
+        serde_json::json!([["Core/echo", {}, "0"]]),
+    )
+    .await
+    .expect("a call at the session's apiUrl");
     // A 401 on the pass-through route points its resource_metadata at the gateway too.
     let err = pass_through(&stack, Auth::None)
         .session()
@@ -80,7 +90,11 @@ async fn the_demo_throttles_and_keeps_pass_through_clients_on_the_gateway() {
         refused.push(reply.tagged.clone());
     }
     for (n, line) in refused.iter().take(6).enumerate() {
-        assert!(line.starts_with("NO [AUTHENTICATIONFAILED]"), "attempt {}: {line}", n + 1);
+        assert!(
+            line.starts_with("NO [AUTHENTICATIONFAILED]"),
+            "attempt {}: {line}",
+            n + 1
+        );
     }
     assert!(
         refused[6].starts_with("NO [UNAVAILABLE] Too many failed logins"),

@@ -17,7 +17,8 @@ use crate::auth::directory::{
 use crate::auth::oidc::{OidcValidator, OidcValidatorConfig, TokenValidator};
 use crate::auth::revocation::{
     MemoryRevocationStore, RedisRevocationConfig, RedisRevocationStore,
-    RevocationCheckingDirectory, RevocationCheckingValidator, RevocationService, RevocationStore, SessionRegistry,
+    RevocationCheckingDirectory, RevocationCheckingValidator, RevocationService, RevocationStore,
+    SessionRegistry,
 };
 use crate::auth::sasl::{Protocol, SaslMechanism, SaslRegistry, default_mechanisms};
 use crate::auth::throttle::{

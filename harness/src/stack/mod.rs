@@ -479,16 +479,19 @@ impl Stack {
         // Chosen now for the server's `http.gateway_public_url`, like the IdP's port.
         let gateway_port = free_port()?;
         let gateway_public_url = gateway_url_for_port(gateway_port);
-        let mut base_config = server::config_for(builder.profile, &server::ServerEnv {
-            realm: &realm,
-            discovery_url: &discovery_url_of(&expected_issuer),
-            ldap_url: &slapd.url,
-            cert: &pki.cert,
-            key: &pki.key,
-            x_user_secret: &x_user_secret,
-            redis_url: &redis_url,
-            gateway_public_url: &gateway_public_url,
-        })?;
+        let mut base_config = server::config_for(
+            builder.profile,
+            &server::ServerEnv {
+                realm: &realm,
+                discovery_url: &discovery_url_of(&expected_issuer),
+                ldap_url: &slapd.url,
+                cert: &pki.cert,
+                key: &pki.key,
+                x_user_secret: &x_user_secret,
+                redis_url: &redis_url,
+                gateway_public_url: &gateway_public_url,
+            },
+        )?;
         // The builder's edits shape the stack's server and every extra server.
         for edit in builder.edits {
             edit(&mut base_config);

@@ -442,7 +442,9 @@ mod tests {
             config.limits.imap.max_connections
         );
         assert_eq!(config.http.public_url, None);
-        let err = config.validate().expect_err("behind the gateway without a public URL");
+        let err = config
+            .validate()
+            .expect_err("behind the gateway without a public URL");
         assert!(err.to_string().contains("http.public_url"), "{err}");
         config.http.public_url = Some("http://127.0.0.1:5".into());
         config.validate().expect("valid with its direct URL");

@@ -107,7 +107,12 @@ mod tests {
             Ok(Some("user@example.com".into()))
         );
         let open = wrapped(Arc::new(DownStore), true);
-        assert!(open.scram_sha256("user").await.expect("fail open").is_some());
+        assert!(
+            open.scram_sha256("user")
+                .await
+                .expect("fail open")
+                .is_some()
+        );
     }
 
     #[tokio::test]

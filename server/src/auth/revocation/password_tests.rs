@@ -51,8 +51,8 @@ async fn start(redis: &RedisServer) -> Running {
         users.display(),
         redis.url(),
     );
-    let config = Config::parse(&text, std::path::Path::new("password-revocation.toml"))
-        .expect("config");
+    let config =
+        Config::parse(&text, std::path::Path::new("password-revocation.toml")).expect("config");
     let server = server::start(config).await.expect("server starts");
     Running {
         server,
@@ -75,7 +75,9 @@ async fn exchange(addr: SocketAddr, lines: &[&str]) -> String {
             let line = String::from_utf8_lossy(&line[..end]).into_owned();
             // The first line is the greeting, IMAP's `* OK` too.
             let more = !seen.is_empty() && line.starts_with("* ")
-                || (line.len() > 3 && line.as_bytes()[3] == b'-' && line[..3].parse::<u16>().is_ok());
+                || (line.len() > 3
+                    && line.as_bytes()[3] == b'-'
+                    && line[..3].parse::<u16>().is_ok());
             seen.push(line.clone());
             if more {
                 continue;
@@ -232,12 +234,16 @@ async fn a_password_login_at_or_before_the_users_revocation_time_is_refused() {
     let refused = alice_logs_in_everywhere(&s.server).await;
     // Refused like a wrong password: the reply says nothing about the revocation.
     assert!(
-        refused.imap_login.starts_with("a NO [AUTHENTICATIONFAILED]"),
+        refused
+            .imap_login
+            .starts_with("a NO [AUTHENTICATIONFAILED]"),
         "{}",
         refused.imap_login
     );
     assert!(
-        refused.imap_plain.starts_with("a NO [AUTHENTICATIONFAILED]"),
+        refused
+            .imap_plain
+            .starts_with("a NO [AUTHENTICATIONFAILED]"),
         "{}",
         refused.imap_plain
     );

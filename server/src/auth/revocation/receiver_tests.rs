@@ -327,10 +327,19 @@ async fn replayed_jti_is_refused_without_a_second_revocation() {
 async fn a_jti_reused_with_another_sid_is_a_replay_and_revokes_nothing() {
     let f = fixture().await;
     let first = logout_claims(&f.idp, "sid-first");
-    assert!(f.receiver.receive(&signed(Some("JWT"), &first)).await.is_ok());
+    assert!(
+        f.receiver
+            .receive(&signed(Some("JWT"), &first))
+            .await
+            .is_ok()
+    );
     let other = f.live("sid-other");
     // Validly signed, same iss and jti, another session: the jti was used, whatever it names.
-    let reused = with(logout_claims(&f.idp, "sid-other"), "jti", first["jti"].clone());
+    let reused = with(
+        logout_claims(&f.idp, "sid-other"),
+        "jti",
+        first["jti"].clone(),
+    );
     assert_eq!(
         f.receiver.receive(&signed(Some("JWT"), &reused)).await,
         Err(LogoutError::Invalid(LogoutTokenError::Replayed))

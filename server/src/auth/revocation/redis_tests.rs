@@ -255,7 +255,10 @@ async fn logout_jti_is_first_used_once_per_issuer() {
         Ok(JtiUse::OtherToken),
         "another token with that jti"
     );
-    assert_eq!(store.first_use(OTHER_ISS, "j1", "t2").await, Ok(JtiUse::First));
+    assert_eq!(
+        store.first_use(OTHER_ISS, "j1", "t2").await,
+        Ok(JtiUse::First)
+    );
     assert_eq!(store.first_use(ISS, "j2", "t1").await, Ok(JtiUse::First));
 }
 
