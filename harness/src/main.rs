@@ -298,6 +298,20 @@ fn demo_mail_dir() -> PathBuf {
     .join("mail")
 }
 
+/// The demo's stack: its own IdP, mail on disk in `store_path`, and the demo's server settings
+/// (the documented defaults, not the test stacks' relaxed ones).
+fn demo_stack(idp: Idp, store_path: PathBuf) -> mail_oidc_harness::stack::StackBuilder {
+    Stack::builder()
+        .backend(Backend::Auto)
+        .idp(idp)
+        .dedicated_idp()
+        .demo()
+        .server_config(move |c| {
+            c.store.kind = mail_oidc_server::config::StoreKind::Disk;
+            c.store.path = Some(store_path);
+        })
+}
+
 async fn up(env_file: Option<PathBuf>, idp: Idp) -> anyhow::Result<()> {
     // The demo's mail survives a restart: the disk store in a directory of this user's own.
     let mail_dir = demo_mail_dir();
@@ -309,16 +323,7 @@ async fn up(env_file: Option<PathBuf>, idp: Idp) -> anyhow::Result<()> {
     for path in &env_paths {
         let _ = std::fs::remove_file(path);
     }
-    let stack = Stack::builder()
-        .backend(Backend::Auto)
-        .idp(idp)
-        .dedicated_idp()
-        .server_config(move |c| {
-            c.store.kind = mail_oidc_server::config::StoreKind::Disk;
-            c.store.path = Some(store_path);
-        })
-        .start()
-        .await?;
+    let stack = demo_stack(idp, store_path).start().await?;
     let realm = stack.realm();
     let demo = realm
         .user(DEMO_USER)
@@ -885,6 +890,16 @@ async fn revoke(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `up` runs the demo's server settings (their meaning is tested in `stack::server`).
+    #[test]
+    fn up_runs_the_demo_profile_not_the_test_one() {
+        let builder = demo_stack(Idp::LemonLdap, PathBuf::from("/tmp/mail"));
+        assert_eq!(
+            builder.profile(),
+            mail_oidc_harness::stack::server::Profile::Demo
+        );
+    }
 
     #[test]
     fn parses_env_files() {

@@ -344,7 +344,8 @@ pub struct HttpSection {
     /// HTTP listener (plain HTTP: TLS is the gateway's job); absent = none.
     pub listen: Option<SocketAddr>,
     /// Base URL clients use to reach this server, for URLs in the JMAP session and the
-    /// protected-resource metadata; absent = `http://<bound listen address>`.
+    /// protected-resource metadata; absent = `http://<bound listen address>`, which is refused
+    /// behind a gateway (x-user or `gateway_public_url` configured).
     pub public_url: Option<String>,
     /// Base URL clients use through the gateway (e.g. `https://mail.example.org/oidc`), for URLs
     /// in answers to requests authenticated by `x-user`; required with that strategy.
@@ -764,7 +765,7 @@ pub enum ThrottleStoreKind {
 
 /// `[login_throttle]`: after some free failures, each further attempt from the same address
 /// or for the same user name waits a doubling delay (see README).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginThrottleSection {
     /// Off: failures are only counted per connection (`max_auth_failures`).
@@ -1058,6 +1059,18 @@ impl Config {
                     .into(),
             });
         }
+        let behind_gateway = auth.strategies.contains(&HttpStrategy::XUser)
+            || self.http.gateway_public_url.is_some();
+        if behind_gateway && self.http.listen.is_some() && self.http.public_url.is_none() {
+            // The fallback, `http://<bound address>`, is the backend's own cleartext address:
+            // a client following the session's URLs (or a challenge's resource_metadata) from
+            // the gateway's pass-through routes would send its credentials around the gateway.
+            return Err(ConfigError::Invalid {
+                key: "http.public_url".into(),
+                message: "required behind a gateway (the `x-user` strategy or                           `http.gateway_public_url` is configured): the URL clients reach this                           server at through the gateway's pass-through routes (e.g.                           `https://mail.example.org`), or the session would hand out the                           backend's own cleartext address"
+                    .into(),
+            });
+        }
         self.validate_revocation()?;
         self.validate_login_throttle()?;
         for (key, failures) in [
@@ -1326,7 +1339,7 @@ impl Default for LimitsSection {
 }
 
 /// Deadlines and caps of a line protocol's listeners.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerLimitsSection {
     /// A command (line, SMTP DATA body, IMAP literal) must arrive completely within this many

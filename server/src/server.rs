@@ -17,7 +17,8 @@ use crate::auth::directory::{
 use crate::auth::oidc::{OidcValidator, OidcValidatorConfig, TokenValidator};
 use crate::auth::revocation::{
     MemoryRevocationStore, RedisRevocationConfig, RedisRevocationStore,
-    RevocationCheckingValidator, RevocationService, RevocationStore, SessionRegistry,
+    RevocationCheckingDirectory, RevocationCheckingValidator, RevocationService, RevocationStore,
+    SessionRegistry,
 };
 use crate::auth::sasl::{Protocol, SaslMechanism, SaslRegistry, default_mechanisms};
 use crate::auth::throttle::{
@@ -271,6 +272,11 @@ pub fn build_services(config: &Config) -> Result<Services, StartError> {
             "revocation.fail_open = true: tokens are accepted while the revocation store is unreachable"
         );
     }
+    // Password logins ask the deny-list too; the token validator above only looks users up.
+    let directory: Arc<dyn Directory> = Arc::new(RevocationCheckingDirectory::new(
+        directory,
+        revocation.clone(),
+    ));
     let validator = raw_validator.clone().map(|v| {
         Arc::new(RevocationCheckingValidator::new(v, revocation.clone())) as Arc<dyn TokenValidator>
     });

@@ -90,9 +90,37 @@ fn x_user_without_secret_or_trusted_sources_is_refused() {
         "names both keys: {text}"
     );
     let (ok, text) = run_check(&format!(
-        "{DIRECTORY}[http]\nlisten = \"127.0.0.1:0\"\ngateway_public_url = \"https://gw.example/oidc\"\n[http.auth]\nstrategies = [\"x-user\"]\nx_user_trusted_sources = [\"127.0.0.1/32\"]\n"
+        "{DIRECTORY}[http]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://gw.example\"\ngateway_public_url = \"https://gw.example/oidc\"\n[http.auth]\nstrategies = [\"x-user\"]\nx_user_trusted_sources = [\"127.0.0.1/32\"]\n"
     ));
     assert!(ok, "a trusted source alone is enough: {text}");
+}
+
+#[test]
+fn behind_a_gateway_without_a_public_url_is_refused() {
+    // x-user, or a gateway URL alone: the session would otherwise hand out the backend's own
+    // cleartext address to clients on the gateway's pass-through routes.
+    for http in [
+        "gateway_public_url = \"https://gw.example/oidc\"\n[http.auth]\nstrategies = [\"x-user\"]\nx_user_secret = \"s3cret\"\n",
+        "gateway_public_url = \"https://gw.example/oidc\"\n[http.auth]\nstrategies = [\"basic\"]\n",
+    ] {
+        let (ok, text) = run_check(&format!(
+            "{DIRECTORY}[http]\nlisten = \"127.0.0.1:0\"\n{http}"
+        ));
+        assert!(!ok, "must fail: {text}");
+        assert!(
+            text.contains("http.public_url") && text.contains("gateway"),
+            "names the key and why: {text}"
+        );
+        let (ok, text) = run_check(&format!(
+            "{DIRECTORY}[http]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://gw.example\"\n{http}"
+        ));
+        assert!(ok, "with a public URL it passes: {text}");
+    }
+    // No gateway: the bound address stays the default.
+    let (ok, text) = run_check(&format!(
+        "{DIRECTORY}[http]\nlisten = \"127.0.0.1:0\"\n[http.auth]\nstrategies = [\"basic\"]\n"
+    ));
+    assert!(ok, "{text}");
 }
 
 #[test]

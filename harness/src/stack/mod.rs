@@ -141,6 +141,7 @@ pub struct StackBuilder {
     realm: Realm,
     edits: Vec<ConfigEdit>,
     with_server: bool,
+    profile: server::Profile,
 }
 
 impl std::fmt::Debug for StackBuilder {
@@ -148,6 +149,7 @@ impl std::fmt::Debug for StackBuilder {
         f.debug_struct("StackBuilder")
             .field("backend", &self.backend)
             .field("with_server", &self.with_server)
+            .field("profile", &self.profile)
             .field("server_config_edits", &self.edits.len())
             .finish()
     }
@@ -176,6 +178,19 @@ impl StackBuilder {
     pub fn realm(mut self, realm: Realm) -> Self {
         self.realm = realm;
         self
+    }
+
+    /// The demo's server settings (`mail-oidc up`): the server's documented defaults and the
+    /// gateway's HTTPS URL as `http.public_url`, instead of the test stacks' relaxed ones
+    /// (see [`server::Profile`]).
+    pub fn demo(mut self) -> Self {
+        self.profile = server::Profile::Demo;
+        self
+    }
+
+    /// The server settings [`StackBuilder::start`] will use.
+    pub fn profile(&self) -> server::Profile {
+        self.profile
     }
 
     /// Edits the base server configuration before the server starts (calls compose in order).
@@ -314,6 +329,7 @@ impl Stack {
             realm: Realm::demo(),
             edits: Vec::new(),
             with_server: true,
+            profile: server::Profile::Tests,
         }
     }
 
@@ -472,16 +488,19 @@ impl Stack {
         // Chosen now for the server's `http.gateway_public_url`, like the IdP's port.
         let gateway_port = free_port()?;
         let gateway_public_url = gateway_url_for_port(gateway_port);
-        let mut base_config = server::base_config(&server::ServerEnv {
-            realm: &realm,
-            discovery_url: &discovery_url_of(&expected_issuer),
-            ldap_url: &slapd.url,
-            cert: &pki.cert,
-            key: &pki.key,
-            x_user_secret: &x_user_secret,
-            redis_url: &server_redis_url,
-            gateway_public_url: &gateway_public_url,
-        })?;
+        let mut base_config = server::config_for(
+            builder.profile,
+            &server::ServerEnv {
+                realm: &realm,
+                discovery_url: &discovery_url_of(&expected_issuer),
+                ldap_url: &slapd.url,
+                cert: &pki.cert,
+                key: &pki.key,
+                x_user_secret: &x_user_secret,
+                redis_url: &server_redis_url,
+                gateway_public_url: &gateway_public_url,
+            },
+        )?;
         // The builder's edits shape the stack's server and every extra server.
         for edit in builder.edits {
             edit(&mut base_config);
@@ -497,7 +516,8 @@ impl Stack {
         let server_log = logs.join("server.log");
         let mut server = match &server_binary {
             Some(bin) => Some(
-                server::start(bin, "server", base_config.clone(), &server_dir, &server_log).await?,
+                server::start_direct(bin, "server", base_config.clone(), &server_dir, &server_log)
+                    .await?,
             ),
             None => None,
         };
@@ -575,8 +595,9 @@ impl Stack {
                 }
                 let mut config = base_config.clone();
                 config.http.listen = http;
-                server =
-                    Some(server::start(bin, "server", config, &server_dir, &server_log).await?);
+                server = Some(
+                    server::start_direct(bin, "server", config, &server_dir, &server_log).await?,
+                );
             }
         }
 
@@ -620,10 +641,15 @@ impl Stack {
                         old.stop();
                         base_config.http.gateway_public_url =
                             Some(gateway_url_for_port(gw.addr().port()));
+                        if builder.profile == server::Profile::Demo {
+                            base_config.http.public_url =
+                                Some(format!("https://127.0.0.1:{}", gw.addr().port()));
+                        }
                         let mut config = base_config.clone();
                         config.http.listen = Some(backend);
                         let restarted =
-                            server::start(bin, "server", config, &server_dir, &server_log).await?;
+                            server::start_direct(bin, "server", config, &server_dir, &server_log)
+                                .await?;
                         addrs = restarted.addrs.clone();
                         server = Some(restarted);
                     }
@@ -960,7 +986,7 @@ impl Stack {
         let n = self.extra_servers.fetch_add(1, Ordering::Relaxed) + 2;
         let name = format!("server-{n}");
         let log = self.dir.path().join("logs").join(format!("{name}.log"));
-        server::start(
+        server::start_direct(
             &binary,
             &name,
             config,

@@ -13,6 +13,7 @@ use serde_json::json;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
+use super::ports::{START_ATTEMPTS, free_port, is_bind_failure};
 use super::process::{ChildProcess, tail};
 use super::wait::Deadline;
 use crate::realm::Realm;
@@ -109,8 +110,23 @@ pub fn find_binary() -> anyhow::Result<PathBuf> {
         })
 }
 
-/// Failed logins the stack's server allows per address and per user name before delays.
+/// Failed logins a test stack's server allows per address and per user name before delays.
 pub const LOGIN_THROTTLE_FREE_FAILURES: u32 = 1_000_000;
+
+/// What the stack's server is for; the two differ only in [`relax_for_tests`] and the public URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Profile {
+    /// Test stacks: the failed-login budget and the per-address caps out of the way (every
+    /// client is 127.0.0.1, and the failure suites fail logins by the hundred); the public URL
+    /// is the server's own direct address, which is what the tests talk to (see
+    /// [`start_direct`]).
+    #[default]
+    Tests,
+    /// `mail-oidc up`: the server's documented defaults (failed-login budget, per-address
+    /// caps but HTTP's, which every gateway request shares), and the gateway's HTTPS URL as
+    /// the public URL, so its pass-through routes never send clients around it.
+    Demo,
+}
 
 /// What the base configuration needs to know about the rest of the stack.
 pub struct ServerEnv<'a> {
@@ -127,11 +143,63 @@ pub struct ServerEnv<'a> {
     pub gateway_public_url: &'a str,
 }
 
+impl ServerEnv<'_> {
+    /// The gateway's own base (`https://127.0.0.1:<port>`): its pass-through routes.
+    pub fn gateway_base_url(&self) -> &str {
+        self.gateway_public_url
+            .strip_suffix(super::gateway::OIDC_PREFIX)
+            .unwrap_or(self.gateway_public_url)
+    }
+}
+
+/// The configuration of a stack's server for `profile`: [`base_config`], then the profile's own
+/// settings. A test configuration has no `http.public_url` yet: [`start_direct`] gives it the
+/// address it binds, so it is only valid once started that way.
+pub fn config_for(profile: Profile, env: &ServerEnv<'_>) -> anyhow::Result<Config> {
+    let mut config = base_config(env)?;
+    match profile {
+        Profile::Tests => relax_for_tests(&mut config),
+        Profile::Demo => {
+            config.http.public_url = Some(env.gateway_base_url().to_string());
+            config
+                .validate()
+                .context("the demo's server configuration")?;
+        }
+    }
+    Ok(config)
+}
+
+/// The test stacks' settings, applied by the stack builder (never by `mail-oidc up`): the
+/// hostile-token and failure suites fail logins from 127.0.0.1 by the hundred, on purpose, so the
+/// budget stays on (in memory, so a Redis outage test keeps password logins) but far out of
+/// their way; every client (the gateway, the tests, `mail-oidc bench` with its ~110
+/// connections) comes from 127.0.0.1, so the per-address caps are raised to the global ones.
+pub fn relax_for_tests(config: &mut Config) {
+    let t = &mut config.login_throttle;
+    t.store = mail_oidc_server::config::ThrottleStoreKind::Memory;
+    t.free_failures_per_address = LOGIN_THROTTLE_FREE_FAILURES;
+    t.free_failures_per_user = LOGIN_THROTTLE_FREE_FAILURES;
+    t.base_delay_seconds = 1;
+    t.max_delay_seconds = 1;
+    let l = &mut config.limits;
+    for listener in [
+        &mut l.imap,
+        &mut l.submission,
+        &mut l.smtp,
+        &mut l.pop3,
+        &mut l.sieve,
+    ] {
+        listener.max_connections_per_address = listener.max_connections;
+    }
+    l.http.max_connections_per_address = l.http.max_connections;
+}
+
 /// Every listener (ManageSieve too) on 127.0.0.1:0, TLS from the stack's CA, OIDC against the IdP (every client id
 /// is an accepted audience, user from `email`), users from LDAP through the admin account, HTTP
 /// (JMAP) accepting Bearer, Basic and the gateway's `X-User` (secret + loopback source), the
 /// deny-list in the stack's Redis, the realm's administrator allowed to revoke.
-/// Built from JSON so every key left out keeps the server's own default.
+/// Built from JSON so every key left out keeps the server's own default: the failed-login
+/// budget is the documented one. No `http.public_url` (see [`config_for`]), so not validated.
 pub fn base_config(env: &ServerEnv<'_>) -> anyhow::Result<Config> {
     let any = "127.0.0.1:0";
     let admins: Vec<&str> = env
@@ -175,33 +243,51 @@ pub fn base_config(env: &ServerEnv<'_>) -> anyhow::Result<Config> {
         },
         "store": { "kind": "memory" },
         "revocation": { "store": "redis", "redis_url": env.redis_url },
-        // The hostile-token and failure suites fail logins from 127.0.0.1 by the hundred, on
-        // purpose: the budget stays on (in memory, so a Redis outage test keeps password
-        // logins), but far out of their way.
-        "login_throttle": {
-            "store": "memory",
-            "free_failures_per_address": LOGIN_THROTTLE_FREE_FAILURES,
-            "free_failures_per_user": LOGIN_THROTTLE_FREE_FAILURES,
-            "base_delay_seconds": 1,
-            "max_delay_seconds": 1,
-        },
-        // Every client of the stack (the gateway, the tests, `mail-oidc bench` with its
-        // ~110 connections) comes from 127.0.0.1: the per-address caps are raised to the
-        // global ones. A short grace keeps the stack's teardown within its SIGTERM wait.
+        // Every HTTP request through the gateway comes from its address (README: raise it
+        // there). A short grace keeps the stack's teardown within its SIGTERM wait.
         "limits": {
             "shutdown_grace_seconds": 2,
-            "imap": { "max_connections_per_address": 1024 },
-            "submission": { "max_connections_per_address": 1024 },
-            "smtp": { "max_connections_per_address": 1024 },
-            "pop3": { "max_connections_per_address": 1024 },
-            "sieve": { "max_connections_per_address": 1024 },
             "http": { "max_connections_per_address": 1024 },
         },
     });
-    let config: Config =
-        serde_json::from_value(value).context("building the server's base configuration")?;
-    config.validate()?;
-    Ok(config)
+    serde_json::from_value(value).context("building the server's base configuration")
+}
+
+/// [`start`] for a test server: with an HTTP listener and no `http.public_url`, it binds a
+/// port chosen here and takes `http://127.0.0.1:<port>` as its public URL (the tests talk to
+/// it directly); another port if that one was taken meanwhile.
+pub async fn start_direct(
+    binary: &Path,
+    name: &str,
+    config: Config,
+    dir: &Path,
+    log: &Path,
+) -> anyhow::Result<ServerHandle> {
+    let (Some(listen), None) = (config.http.listen, &config.http.public_url) else {
+        return start(binary, name, config, dir, log).await;
+    };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let port = match listen.port() {
+            0 => free_port()?,
+            port => port,
+        };
+        let addr = SocketAddr::new(listen.ip(), port);
+        let mut config = config.clone();
+        config.http.listen = Some(addr);
+        config.http.public_url = Some(format!("http://{addr}"));
+        match start(binary, name, config, dir, log).await {
+            Err(e)
+                if listen.port() == 0
+                    && attempt < START_ATTEMPTS
+                    && is_bind_failure(&format!("{e:#}")) =>
+            {
+                tracing::debug!(%addr, "server's HTTP port taken meanwhile; another one");
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Writes `config` to `<dir>/<name>.toml` and starts the server; returns once the ready file
@@ -297,11 +383,9 @@ mod tests {
     use super::*;
     use mail_oidc_server::config::{DirectorySection, HttpStrategy};
 
-    #[test]
-    fn base_config_survives_the_toml_round_trip() {
-        let realm = Realm::demo();
-        let config = base_config(&ServerEnv {
-            realm: &realm,
+    fn env(realm: &Realm) -> ServerEnv<'_> {
+        ServerEnv {
+            realm,
             discovery_url: "http://localhost:1/.well-known/openid-configuration",
             ldap_url: "ldap://127.0.0.1:2",
             cert: Path::new("/tmp/cert.pem"),
@@ -309,8 +393,68 @@ mod tests {
             x_user_secret: "gw-secret",
             redis_url: "redis://127.0.0.1:3",
             gateway_public_url: "https://127.0.0.1:4/oidc",
-        })
-        .expect("base config");
+        }
+    }
+
+    /// The demo runs what README documents as the server's defaults, not the tests' budget,
+    /// and sends pass-through clients to the gateway's HTTPS URL, not around it.
+    #[test]
+    fn the_demo_config_has_the_documented_defaults_and_the_gateways_public_url() {
+        let realm = Realm::demo();
+        let config = config_for(Profile::Demo, &env(&realm)).expect("demo config");
+        let text = toml::to_string(&config).expect("toml");
+        let demo = Config::parse(&text, Path::new("server.toml")).expect("valid as written");
+        let defaults = Config::default();
+        assert_eq!(demo.login_throttle, defaults.login_throttle);
+        assert!(demo.login_throttle.enabled);
+        assert_eq!(demo.login_throttle.free_failures_per_address, 10);
+        assert_eq!(demo.login_throttle.free_failures_per_user, 5);
+        assert_eq!(demo.login_throttle.max_delay_seconds, 300);
+        let (l, d) = (&demo.limits, &defaults.limits);
+        assert_eq!(
+            [&l.imap, &l.submission, &l.smtp, &l.pop3, &l.sieve],
+            [&d.imap, &d.submission, &d.smtp, &d.pop3, &d.sieve]
+        );
+        assert!(l.imap.max_connections_per_address < l.imap.max_connections);
+        assert_eq!(
+            demo.http.public_url.as_deref(),
+            Some("https://127.0.0.1:4"),
+            "the gateway's pass-through routes"
+        );
+        assert_eq!(
+            demo.http.gateway_public_url.as_deref(),
+            Some("https://127.0.0.1:4/oidc")
+        );
+    }
+
+    /// The tests' relaxations are the tests' own, and a test server is only valid once
+    /// [`start_direct`] gave it its address as public URL.
+    #[test]
+    fn the_test_config_is_relaxed_and_needs_its_direct_url() {
+        let realm = Realm::demo();
+        let mut config = config_for(Profile::Tests, &env(&realm)).expect("test config");
+        assert_eq!(
+            config.login_throttle.free_failures_per_address,
+            LOGIN_THROTTLE_FREE_FAILURES
+        );
+        assert_eq!(
+            config.limits.imap.max_connections_per_address,
+            config.limits.imap.max_connections
+        );
+        assert_eq!(config.http.public_url, None);
+        let err = config
+            .validate()
+            .expect_err("behind the gateway without a public URL");
+        assert!(err.to_string().contains("http.public_url"), "{err}");
+        config.http.public_url = Some("http://127.0.0.1:5".into());
+        config.validate().expect("valid with its direct URL");
+    }
+
+    #[test]
+    fn base_config_survives_the_toml_round_trip() {
+        let realm = Realm::demo();
+        let mut config = config_for(Profile::Tests, &env(&realm)).expect("base config");
+        config.http.public_url = Some("http://127.0.0.1:5".into());
         let text = toml::to_string(&config).expect("toml");
         let parsed = Config::parse(&text, Path::new("server.toml")).expect("parses back");
         let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");

@@ -300,6 +300,18 @@ async fn http_request_body_never_finished_gets_503() {
     .await;
     let status = c.line().await.expect("a response");
     assert!(status.starts_with("HTTP/1.1 503"), "{status:?}");
+    // README promises `Retry-After` on every 503.
+    let mut headers = Vec::new();
+    while let Some(line) = c.line().await {
+        if line.is_empty() {
+            break;
+        }
+        headers.push(line.to_ascii_lowercase());
+    }
+    assert!(
+        headers.iter().any(|h| h.starts_with("retry-after: ")),
+        "{headers:?}"
+    );
 }
 
 /// A JMAP WebSocket opened by hand, so the test sees the server's frames as they are.

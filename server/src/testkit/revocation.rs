@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 
 use crate::auth::revocation::logout_token::BACKCHANNEL_LOGOUT_EVENT;
 use crate::auth::revocation::{
-    MemoryRevocationStore, Notice, Query, Revocation, RevocationStore, StoreError,
+    JtiUse, MemoryRevocationStore, Notice, Query, Revocation, RevocationStore, StoreError,
 };
 use crate::auth::sasl::TokenSession;
 use crate::testkit::oidc::{FakeIdp, TestKey, keys, mint};
@@ -46,15 +46,15 @@ pub fn token_session(issuer: &str, subject: &str, sid: Option<&str>, iat: u64) -
     }
 }
 
-/// One `first_use` call: issuer, jti, and what the store answered.
-pub type JtiUse = (String, String, bool);
+/// One `first_use` call: issuer, jti, and whether it was the jti's first use.
+pub type JtiCall = (String, String, bool);
 
 /// A [`MemoryRevocationStore`] that records every write, so a test can prove a refused logout
 /// token wrote nothing.
 pub struct RecordingStore {
     inner: MemoryRevocationStore,
     revokes: Mutex<Vec<Revocation>>,
-    jtis: Mutex<Vec<JtiUse>>,
+    jtis: Mutex<Vec<JtiCall>>,
 }
 
 impl RecordingStore {
@@ -70,7 +70,7 @@ impl RecordingStore {
         self.revokes.lock().expect("lock").clone()
     }
 
-    pub fn jtis(&self) -> Vec<JtiUse> {
+    pub fn jtis(&self) -> Vec<JtiCall> {
         self.jtis.lock().expect("lock").clone()
     }
 
@@ -91,13 +91,18 @@ impl RevocationStore for RecordingStore {
         self.inner.lookup(query).await
     }
 
-    async fn first_use(&self, issuer: &str, jti: &str) -> Result<bool, StoreError> {
-        let first = self.inner.first_use(issuer, jti).await?;
+    async fn first_use(
+        &self,
+        issuer: &str,
+        jti: &str,
+        fingerprint: &str,
+    ) -> Result<JtiUse, StoreError> {
+        let seen = self.inner.first_use(issuer, jti, fingerprint).await?;
         self.jtis
             .lock()
             .expect("lock")
-            .push((issuer.into(), jti.into(), first));
-        Ok(first)
+            .push((issuer.into(), jti.into(), seen == JtiUse::First));
+        Ok(seen)
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Notice> {
@@ -122,7 +127,7 @@ impl RevocationStore for DownStore {
         Err(StoreError("connection refused".into()))
     }
 
-    async fn first_use(&self, _: &str, _: &str) -> Result<bool, StoreError> {
+    async fn first_use(&self, _: &str, _: &str, _: &str) -> Result<JtiUse, StoreError> {
         Err(StoreError("connection refused".into()))
     }
 

@@ -17,6 +17,10 @@ pub enum DirectoryError {
     /// The directory server could not be reached or answered with an operational error.
     #[error("directory unavailable: {0}")]
     Unavailable(String),
+    /// The password was right but the revocation store (the user's deny-list entry) could not
+    /// be asked, and `revocation.fail_open` is off.
+    #[error("revocation store unavailable: {0}")]
+    RevocationUnavailable(String),
 }
 
 /// User lookup, password verification and, optionally, SCRAM secrets.

@@ -38,7 +38,7 @@ use http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use crate::auth::AuthBackends;
-use crate::auth::directory::Directory;
+use crate::auth::directory::{Directory, DirectoryError};
 use crate::auth::oidc::{TokenError, TokenValidator};
 use crate::auth::revocation::{Denied, RevocationService};
 use crate::auth::sasl::TokenSession;
@@ -49,7 +49,7 @@ use crate::config::{ConfigError, HttpAuthSection, HttpStrategy};
 use credentials::{Authorization, Presented};
 
 /// Seconds a client is told to wait after a 503 (IdP or directory unreachable).
-pub const RETRY_AFTER_SECONDS: u64 = 10;
+pub use problem::RETRY_AFTER_SECONDS;
 
 /// Who an authenticated HTTP request is, put in the request extensions by the auth layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -329,6 +329,9 @@ impl HttpAuthenticator {
                 attempt.failed().await;
                 refused("invalid user name or password")
             }
+            Err(e @ DirectoryError::RevocationUnavailable(_)) => {
+                undecided(e.to_string(), REVOCATION_DOWN)
+            }
             Err(e) => undecided(e.to_string(), DIRECTORY_DOWN),
         }
     }
@@ -485,22 +488,18 @@ impl HttpAuthenticator {
                     .insert(RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
                 response
             }
-            AuthRejection::Unavailable(detail) => {
-                let mut response = Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("authentication is temporarily unavailable ({detail}); retry later"),
-                )
-                .into_response();
-                response
-                    .headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
-                response
-            }
+            // `Retry-After` comes with every 503 Problem.
+            AuthRejection::Unavailable(detail) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("authentication is temporarily unavailable ({detail}); retry later"),
+            )
+            .into_response(),
         }
     }
 }
 
 const DIRECTORY_DOWN: &str = "the directory could not be reached";
+const REVOCATION_DOWN: &str = "the revocation store could not be reached";
 
 fn refused(reason: impl Into<String>) -> Attempt {
     let reason = reason.into();

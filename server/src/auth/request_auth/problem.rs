@@ -2,11 +2,13 @@
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use http::header::CONTENT_TYPE;
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, StatusCode};
 use serde::Serialize;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
+/// `Retry-After` of every `503` this server answers (README promises one on each).
+pub const RETRY_AFTER_SECONDS: u64 = 10;
 
 /// `{type, title, status, detail}`. `type` is `about:blank`, so `title` is the status phrase
 /// (RFC 7807 §4.2) and `detail` says what went wrong; it never contains a credential.
@@ -42,6 +44,12 @@ impl IntoResponse for Problem {
         response
             .headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        // Every 503 is temporary by definition: here once, so no handler can forget it.
+        if self.status_code == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
         response
     }
 }

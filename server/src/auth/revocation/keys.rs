@@ -8,7 +8,7 @@
 //! | `<prefix>revoked:sid:<iss>#<sid>` | `1`: the IdP session is logged out |
 //! | `<prefix>revoked:sub:<iss>#<sub>` | Unix seconds: tokens of `sub` issued at or before it are revoked |
 //! | `<prefix>revoked:user:<user>` | Unix seconds: the same for a directory user (lower case) |
-//! | `<prefix>logout-jti:<iss>#<jti>` | `1`: this logout token was accepted once |
+//! | `<prefix>logout-jti:<iss>#<jti>` | SHA-256 (hex) of the logout token that used this `jti` |
 //!
 //! Every key expires after `revocation.ttl_seconds`. Instances announce each revocation as JSON
 //! on the channel `<prefix>revocations`.

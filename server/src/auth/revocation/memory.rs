@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use super::{Notice, Query, Revocation, RevocationStore, StoreError, decide, keys};
+use super::{JtiUse, Notice, Query, Revocation, RevocationStore, StoreError, decide, keys};
 
 /// Notices buffered for a slow listener before it sees `Lagged` (and resyncs).
 const NOTICE_BUFFER: usize = 1024;
@@ -17,6 +17,8 @@ pub struct MemoryRevocationStore {
     ttl: Duration,
     /// Key (as in [`keys`], empty prefix) -> (value, expiry).
     entries: Mutex<HashMap<String, (u64, Instant)>>,
+    /// Logout-token key -> (the token's fingerprint, expiry).
+    jtis: Mutex<HashMap<String, (String, Instant)>>,
     notices: broadcast::Sender<Notice>,
 }
 
@@ -25,6 +27,7 @@ impl MemoryRevocationStore {
         Self {
             ttl,
             entries: Mutex::new(HashMap::new()),
+            jtis: Mutex::new(HashMap::new()),
             notices: broadcast::channel(NOTICE_BUFFER).0,
         }
     }
@@ -86,13 +89,24 @@ impl RevocationStore for MemoryRevocationStore {
         Ok(decide(query, sid, subject, user))
     }
 
-    async fn first_use(&self, issuer: &str, jti: &str) -> Result<bool, StoreError> {
+    async fn first_use(
+        &self,
+        issuer: &str,
+        jti: &str,
+        fingerprint: &str,
+    ) -> Result<JtiUse, StoreError> {
         let key = keys::logout_jti("", issuer, jti);
-        if self.get(&key).is_some() {
-            return Ok(false);
+        let now = Instant::now();
+        let mut jtis = self.jtis.lock().unwrap_or_else(|e| e.into_inner());
+        jtis.retain(|_, (_, until)| *until > now);
+        match jtis.get(&key) {
+            Some((seen, _)) if seen == fingerprint => Ok(JtiUse::SameToken),
+            Some(_) => Ok(JtiUse::OtherToken),
+            None => {
+                jtis.insert(key, (fingerprint.to_string(), now + self.ttl));
+                Ok(JtiUse::First)
+            }
         }
-        self.put_max(key, 1);
-        Ok(true)
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Notice> {
@@ -178,17 +192,18 @@ mod tests {
     #[tokio::test]
     async fn jti_is_accepted_once_and_entries_expire() {
         let store = MemoryRevocationStore::new(Duration::from_millis(30));
-        assert_eq!(store.first_use("https://idp", "j1").await, Ok(true));
-        assert_eq!(store.first_use("https://idp", "j1").await, Ok(false));
-        assert_eq!(store.first_use("https://other", "j1").await, Ok(true));
+        let first = |iss: &'static str, fp: &'static str| {
+            let store = &store;
+            async move { store.first_use(iss, "j1", fp).await }
+        };
+        assert_eq!(first("https://idp", "t1").await, Ok(JtiUse::First));
+        assert_eq!(first("https://idp", "t1").await, Ok(JtiUse::SameToken));
+        assert_eq!(first("https://idp", "t2").await, Ok(JtiUse::OtherToken));
+        assert_eq!(first("https://other", "t2").await, Ok(JtiUse::First));
         let deadline = Instant::now() + Duration::from_secs(5);
-        while store
-            .get(&keys::logout_jti("", "https://idp", "j1"))
-            .is_some()
-        {
+        while first("https://idp", "t2").await != Ok(JtiUse::First) {
             assert!(Instant::now() < deadline, "entry never expired");
             tokio::task::yield_now().await;
         }
-        assert_eq!(store.first_use("https://idp", "j1").await, Ok(true));
     }
 }

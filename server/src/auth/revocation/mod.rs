@@ -5,8 +5,10 @@
 //! writes it to the [`RevocationStore`], which tells every server instance (a Redis channel, or
 //! in-process for the memory store); each instance ends the matching sessions in its
 //! [`SessionRegistry`]. Every bearer login and HTTP request asks the store first
-//! ([`RevocationService::check`]), so a revoked token opens nothing new.
+//! ([`RevocationService::check`]), so a revoked token opens nothing new; every password login
+//! asks it too ([`RevocationService::check_password_login`]), so a store outage fails closed.
 
+mod directory;
 pub mod keys;
 pub mod logout_token;
 mod memory;
@@ -17,12 +19,15 @@ mod service;
 mod validator;
 
 #[cfg(test)]
+mod password_tests;
+#[cfg(test)]
 mod receiver_tests;
 #[cfg(test)]
 mod redis_tests;
 #[cfg(test)]
 mod service_tests;
 
+pub use directory::RevocationCheckingDirectory;
 pub use memory::MemoryRevocationStore;
 pub use receiver::{LogoutError, LogoutReceiver, LogoutSettings, revocation_for};
 pub use redis::{RedisRevocationConfig, RedisRevocationStore};
@@ -120,6 +125,17 @@ pub enum Notice {
     Resync,
 }
 
+/// What [`RevocationStore::first_use`] found for a logout token's `jti`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JtiUse {
+    /// Never seen: now recorded.
+    First,
+    /// Recorded before for this very token (the IdP sending it again).
+    SameToken,
+    /// Recorded before for another token: the `jti` is being reused (a replay).
+    OtherToken,
+}
+
 /// The store could not be asked or written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("revocation store unavailable: {0}")]
@@ -144,8 +160,14 @@ pub trait RevocationStore: Send + Sync {
     async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError>;
     /// The revocation that denies this session, if any (a description for logs and replies).
     async fn lookup(&self, query: Query<'_>) -> Result<Option<String>, StoreError>;
-    /// Records a logout token's `jti`; `false` when it was recorded before (a replay).
-    async fn first_use(&self, issuer: &str, jti: &str) -> Result<bool, StoreError>;
+    /// Records a logout token's `jti` (issuer-scoped) with `fingerprint`, the digest of the
+    /// whole token, unless that `jti` was recorded before; says which.
+    async fn first_use(
+        &self,
+        issuer: &str,
+        jti: &str,
+        fingerprint: &str,
+    ) -> Result<JtiUse, StoreError>;
     /// Notices from every instance, this one included.
     fn subscribe(&self) -> broadcast::Receiver<Notice>;
     /// For logs: `memory` or `redis`.

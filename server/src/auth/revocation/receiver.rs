@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::logout_token::{self, LogoutEvent, LogoutRules, LogoutTokenError};
-use super::{Query, Revocation, RevocationService};
+use super::{JtiUse, Query, Revocation, RevocationService};
 use crate::auth::oidc::TokenValidator;
 use crate::auth::sasl::TokenSession;
 
@@ -55,12 +55,20 @@ impl LogoutReceiver {
         let revocation =
             revocation_for(&event).ok_or(LogoutError::Invalid(LogoutTokenError::NoSidOrSub))?;
         let store = self.revocation.store();
-        match store.first_use(&event.issuer, &event.jti).await {
-            Ok(true) => {}
-            // Seen before: a replay if that logout was recorded. If it was not (the store
-            // failed between the jti and the revocation, and the IdP got a 503), this is the
-            // IdP's retry of the same token and must go through.
-            Ok(false) => {
+        match store
+            .first_use(&event.issuer, &event.jti, &fingerprint(token))
+            .await
+        {
+            Ok(JtiUse::First) => {}
+            // The jti of another token: never twice, whatever that token names.
+            Ok(JtiUse::OtherToken) => {
+                tracing::info!(jti = %event.jti, "logout token refused: jti already used by another token");
+                return Err(LogoutError::Invalid(LogoutTokenError::Replayed));
+            }
+            // This very token again: a replay if its logout was recorded. If it was not (the
+            // store failed between the jti and the revocation, and the IdP got a 503), this is
+            // the IdP's retry and must go through.
+            Ok(JtiUse::SameToken) => {
                 let Some(probe) = covered_session(&revocation) else {
                     return Err(LogoutError::Invalid(LogoutTokenError::Replayed));
                 };
@@ -108,6 +116,15 @@ impl LogoutReceiver {
         )
         .map_err(LogoutError::Invalid)
     }
+}
+
+/// The digest a logout token's `jti` is recorded with: only the very same token is a retry.
+fn fingerprint(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A token session that `revocation` covers: asking the store about it tells whether the

@@ -324,6 +324,38 @@ async fn replayed_jti_is_refused_without_a_second_revocation() {
 }
 
 #[tokio::test]
+async fn a_jti_reused_with_another_sid_is_a_replay_and_revokes_nothing() {
+    let f = fixture().await;
+    let first = logout_claims(&f.idp, "sid-first");
+    assert!(
+        f.receiver
+            .receive(&signed(Some("JWT"), &first))
+            .await
+            .is_ok()
+    );
+    let other = f.live("sid-other");
+    // Validly signed, same iss and jti, another session: the jti was used, whatever it names.
+    let reused = with(
+        logout_claims(&f.idp, "sid-other"),
+        "jti",
+        first["jti"].clone(),
+    );
+    assert_eq!(
+        f.receiver.receive(&signed(Some("JWT"), &reused)).await,
+        Err(LogoutError::Invalid(LogoutTokenError::Replayed))
+    );
+    assert_eq!(f.store.revokes().len(), 1, "sid-other was not revoked");
+    assert_eq!(other.try_ended(), None);
+    // Nor with a subject only.
+    let sub_only = without(reused, "sid");
+    assert_eq!(
+        f.receiver.receive(&signed(Some("JWT"), &sub_only)).await,
+        Err(LogoutError::Invalid(LogoutTokenError::Replayed))
+    );
+    assert_eq!(f.store.revokes().len(), 1);
+}
+
+#[tokio::test]
 async fn access_tokens_are_not_logout_tokens() {
     let f = fixture().await;
     let k = &keys().idp;
@@ -409,8 +441,13 @@ impl super::RevocationStore for FlakyStore {
     async fn lookup(&self, query: super::Query<'_>) -> Result<Option<String>, super::StoreError> {
         self.inner.lookup(query).await
     }
-    async fn first_use(&self, issuer: &str, jti: &str) -> Result<bool, super::StoreError> {
-        self.inner.first_use(issuer, jti).await
+    async fn first_use(
+        &self,
+        issuer: &str,
+        jti: &str,
+        fingerprint: &str,
+    ) -> Result<super::JtiUse, super::StoreError> {
+        self.inner.first_use(issuer, jti, fingerprint).await
     }
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<super::Notice> {
         self.inner.subscribe()

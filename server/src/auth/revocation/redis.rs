@@ -11,7 +11,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use super::{Notice, Query, Revocation, RevocationStore, StoreError, decide, keys};
+use super::{JtiUse, Notice, Query, Revocation, RevocationStore, StoreError, decide, keys};
 
 /// Notices buffered for a slow listener before it sees `Lagged` (and resyncs).
 const NOTICE_BUFFER: usize = 1024;
@@ -163,21 +163,39 @@ impl RevocationStore for RedisRevocationStore {
         Ok(decide(query, sid_revoked, get(1), get(2)))
     }
 
-    async fn first_use(&self, issuer: &str, jti: &str) -> Result<bool, StoreError> {
+    async fn first_use(
+        &self,
+        issuer: &str,
+        jti: &str,
+        fingerprint: &str,
+    ) -> Result<JtiUse, StoreError> {
         let mut conn = self.commands.clone();
+        let key = keys::logout_jti(&self.prefix, issuer, jti);
         let set: Option<String> = self
             .within(
                 "jti",
                 redis::cmd("SET")
-                    .arg(keys::logout_jti(&self.prefix, issuer, jti))
-                    .arg(1)
+                    .arg(&key)
+                    .arg(fingerprint)
                     .arg("NX")
                     .arg("EX")
                     .arg(self.ttl_seconds)
                     .query_async(&mut conn),
             )
             .await?;
-        Ok(set.is_some())
+        if set.is_some() {
+            return Ok(JtiUse::First);
+        }
+        // Written once with NX, never changed: reading it after the failed SET is safe. Gone
+        // meanwhile (expired) or anything else than this token's fingerprint: a reuse.
+        let seen: Option<String> = self
+            .within("jti", redis::cmd("GET").arg(&key).query_async(&mut conn))
+            .await?;
+        Ok(if seen.as_deref() == Some(fingerprint) {
+            JtiUse::SameToken
+        } else {
+            JtiUse::OtherToken
+        })
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Notice> {

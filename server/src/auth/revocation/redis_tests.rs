@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use tokio::sync::broadcast;
 
 use super::{
-    LiveSession, Notice, Query, RedisRevocationConfig, RedisRevocationStore, Revocation,
+    JtiUse, LiveSession, Notice, Query, RedisRevocationConfig, RedisRevocationStore, Revocation,
     RevocationService, RevocationStore, SessionRegistry, keys,
 };
 use crate::auth::revocation::EndReason;
@@ -244,10 +244,22 @@ async fn subject_revoked_before_never_moves_back() {
 async fn logout_jti_is_first_used_once_per_issuer() {
     let redis = RedisServer::start();
     let store = store(&redis, &unique("t:"));
-    assert_eq!(store.first_use(ISS, "j1").await, Ok(true));
-    assert_eq!(store.first_use(ISS, "j1").await, Ok(false), "a replay");
-    assert_eq!(store.first_use(OTHER_ISS, "j1").await, Ok(true));
-    assert_eq!(store.first_use(ISS, "j2").await, Ok(true));
+    assert_eq!(store.first_use(ISS, "j1", "t1").await, Ok(JtiUse::First));
+    assert_eq!(
+        store.first_use(ISS, "j1", "t1").await,
+        Ok(JtiUse::SameToken),
+        "the same token again"
+    );
+    assert_eq!(
+        store.first_use(ISS, "j1", "t2").await,
+        Ok(JtiUse::OtherToken),
+        "another token with that jti"
+    );
+    assert_eq!(
+        store.first_use(OTHER_ISS, "j1", "t2").await,
+        Ok(JtiUse::First)
+    );
+    assert_eq!(store.first_use(ISS, "j2", "t1").await, Ok(JtiUse::First));
 }
 
 #[tokio::test]
@@ -280,7 +292,7 @@ async fn keys_and_channel_are_the_documented_ones_and_every_key_expires() {
     for r in &revocations {
         store.revoke(r).await.expect("revoke");
     }
-    assert_eq!(store.first_use(ISS, "j1").await, Ok(true));
+    assert_eq!(store.first_use(ISS, "j1", "f1").await, Ok(JtiUse::First));
 
     // Announced on `<prefix>revocations` as the JSON the gateway and other instances read.
     let mut messages = gateway.on_message();
@@ -307,7 +319,7 @@ async fn keys_and_channel_are_the_documented_ones_and_every_key_expires() {
             format!("{prefix}revoked:user:alice@example.com"),
             "1700000001",
         ),
-        (format!("{prefix}logout-jti:{ISS}#j1"), "1"),
+        (format!("{prefix}logout-jti:{ISS}#j1"), "f1"),
     ];
     let mut listed: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}*"))
@@ -400,7 +412,7 @@ async fn killed_redis_fails_within_the_timeout_then_a_restart_resyncs() {
         assert!(lookup.is_err(), "lookup with Redis down: {lookup:?}");
         let revoke = store.revoke(&r).await;
         assert!(revoke.is_err(), "revoke with Redis down: {revoke:?}");
-        let jti = store.first_use(ISS, "j-down").await;
+        let jti = store.first_use(ISS, "j-down", "f").await;
         assert!(jti.is_err(), "first_use with Redis down: {jti:?}");
         assert!(
             started.elapsed() <= 3 * TIMEOUT + SLACK,
@@ -432,7 +444,7 @@ async fn killed_redis_fails_within_the_timeout_then_a_restart_resyncs() {
         Notice::Revoked(r),
         "subscribed again"
     );
-    assert_eq!(store.first_use(ISS, "j-up").await, Ok(true));
+    assert_eq!(store.first_use(ISS, "j-up", "f").await, Ok(JtiUse::First));
 }
 
 #[tokio::test]

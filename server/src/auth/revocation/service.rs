@@ -69,8 +69,37 @@ impl RevocationService {
         &self.store
     }
 
-    /// Whether a (new) token session may be used. Sessions without a token always may: the
-    /// store only knows tokens, and a password login is by definition later than any revocation.
+    /// Whether a password login of `user` (canonical) may go on. It has no `iat`: it is judged
+    /// as a session authenticated now against the user's "revoked before" time (as
+    /// `/admin/revoke` writes it), so it is refused when that time is now or later (the same
+    /// second, or another instance's clock ahead) and a later login works, as for tokens.
+    /// Like a token login, it fails closed when the store cannot be asked (unless
+    /// `revocation.fail_open`).
+    pub async fn check_password_login(&self, user: &str) -> Result<(), Denied> {
+        let now = crate::time::now_unix().max(0) as u64;
+        let query = Query {
+            token: None,
+            user,
+            authenticated_at: Some(now),
+        };
+        match self.store.lookup(query).await {
+            Ok(None) => Ok(()),
+            Ok(Some(why)) => {
+                tracing::info!(%user, %why, "password login refused: revoked");
+                Err(Denied::Revoked(why))
+            }
+            Err(e) if self.fail_open => {
+                tracing::warn!(error = %e, %user, "revocation store unreachable; accepting the password login (revocation.fail_open)");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, %user, "revocation store unreachable; refusing the password login (fail closed)");
+                Err(Denied::Unavailable(e.0))
+            }
+        }
+    }
+
+    /// Whether a (new) token session may be used.
     pub async fn check(&self, token: &TokenSession, user: &str) -> Result<(), Denied> {
         let query = Query {
             token: Some(token),

@@ -80,7 +80,8 @@ mod tests {
             &self,
             _: &str,
             _: &str,
-        ) -> Result<bool, crate::auth::revocation::StoreError> {
+            _: &str,
+        ) -> Result<crate::auth::revocation::JtiUse, crate::auth::revocation::StoreError> {
             Err(crate::auth::revocation::StoreError("down".into()))
         }
         fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::auth::revocation::Notice> {

@@ -113,6 +113,25 @@ async fn backchannel_logout_ends_the_live_session_with_200_no_store() {
 }
 
 #[tokio::test]
+async fn a_jti_reused_with_another_sid_is_400_and_revokes_nothing() {
+    let idp = FakeIdp::start(&[&keys().idp]).await;
+    let store = Arc::new(RecordingStore::new());
+    let (app, service) = logout_app(&idp, store.clone());
+    let first = logout_claims(&idp, "sid-a");
+    let (response, _) = send(app.clone(), logout_form(&signed(None, &first))).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let other = live(&service, &idp.issuer(), "sid-b");
+
+    let mut reused = logout_claims(&idp, "sid-b");
+    reused["jti"] = first["jti"].clone();
+    let (response, body) = send(app, logout_form(&signed(None, &reused))).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], json!("invalid_request"));
+    assert_eq!(store.revokes().len(), 1, "sid-b was not revoked");
+    assert_eq!(other.try_ended(), None);
+}
+
+#[tokio::test]
 async fn a_bad_logout_token_is_400_with_an_oauth_error_body() {
     let idp = FakeIdp::start(&[&keys().idp]).await;
     let store = Arc::new(RecordingStore::new());
@@ -272,17 +291,23 @@ struct Admin {
 
 fn admin_app() -> Admin {
     let store = Arc::new(RecordingStore::new());
-    let service = RevocationService::new(store.clone(), SessionRegistry::new(false), false);
+    let (app, service) = admin_app_over(store.clone());
+    Admin {
+        app,
+        service,
+        store,
+    }
+}
+
+/// The admin router over any store (e.g. one that is down).
+fn admin_app_over(store: Arc<dyn RevocationStore>) -> (Router, Arc<RevocationService>) {
+    let service = RevocationService::new(store, SessionRegistry::new(false), false);
     let (authenticator, _) = testkit::authenticator(&section(&[Bearer, Basic]));
     let mut ctx = HttpContext::from_parts(authenticator, base(), 64 * 1024);
     ctx.revocation = Some(service.clone());
     ctx.admins = vec!["Alice@Example.com".into()];
     ctx.issuer = Some(TestValidator::new() as Arc<dyn TokenValidator>);
-    Admin {
-        app: router(Arc::new(ctx)),
-        service,
-        store,
-    }
+    (router(Arc::new(ctx)), service)
 }
 
 fn revoke_as(credentials: &str, body: Value) -> Request<Body> {
@@ -356,6 +381,22 @@ async fn admin_revokes_every_session_of_a_user_password_ones_too() {
         "{revoked:?}"
     );
     assert_eq!(a.store.revokes(), revoked);
+}
+
+#[tokio::test]
+async fn admin_revoke_with_the_store_down_is_503_with_retry_after() {
+    let (app, service) = admin_app_over(Arc::new(DownStore));
+    for body in [json!({"user": "bob"}), json!({"sid": "s-down"})] {
+        let (response, problem) = send(app.clone(), revoke_as(ALICE_BASIC, body)).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{problem}"
+        );
+        let retry = header(&response, RETRY_AFTER).expect("Retry-After on every 503");
+        assert!(retry.parse::<u64>().is_ok_and(|s| s > 0), "{retry}");
+    }
+    assert!(service.registry().sessions().is_empty());
 }
 
 #[tokio::test]
