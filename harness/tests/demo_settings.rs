@@ -72,6 +72,26 @@ async fn the_demo_throttles_and_keeps_pass_through_clients_on_the_gateway() {
         )),
         "{challenge}"
     );
+    // ... and the gateway serves it, without a token, as RFC 9728 metadata.
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .tls_certs_only([
+            reqwest::Certificate::from_pem(stack.endpoints().ca_pem.as_bytes()).expect("CA"),
+        ])
+        .build()
+        .expect("http");
+    let metadata = http
+        .get(format!("{gateway}/.well-known/oauth-protected-resource"))
+        .send()
+        .await
+        .expect("metadata");
+    assert_eq!(metadata.status(), 200);
+    let metadata: serde_json::Value = metadata.json().await.expect("metadata JSON");
+    assert!(metadata["resource"].is_string(), "{metadata}");
+    // The session's EventSource URL is served through the gateway too.
+    jmap.open_event_source()
+        .await
+        .expect("the session's EventSource through the gateway");
 
     // The documented budget: 5 free failures per user name; the failure past them starts the
     // delay, so the attempt after it is refused unchecked (the test stacks allow 1,000,000).
