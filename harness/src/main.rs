@@ -383,7 +383,14 @@ async fn up(env_file: Option<PathBuf>, idp: Idp) -> anyhow::Result<()> {
                 ep.ldap_url, realm.admin_dn, realm.admin_password
             ),
         ),
-        ("Redis", ep.redis_url.clone()),
+        (
+            "Redis",
+            format!(
+                "{}  (no anonymous access; ACL users' passwords in {}/*.pass)",
+                ep.redis_url,
+                stack.dir().join("redis").display()
+            ),
+        ),
         ("CA certificate", ca.to_string()),
         (
             "OIDC client",
