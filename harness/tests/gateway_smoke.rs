@@ -39,6 +39,20 @@ fn gateway_tls(stack: &Stack) -> Option<std::sync::Arc<rustls::ClientConfig>> {
     Some(mail_oidc_harness::clients::tls::client_config(&stack.endpoints().ca_pem).expect("CA"))
 }
 
+/// The token session a gateway forwards beside `X-User` (a token without `sid` and `iat`).
+fn session_headers(issuer: &str, sub: &str) -> Vec<(String, String)> {
+    [
+        ("X-User-Iss", issuer),
+        ("X-User-Sub", sub),
+        ("X-User-Sid", ""),
+        ("X-User-Iat", ""),
+        ("X-User-Exp", "4102444800"),
+    ]
+    .into_iter()
+    .map(|(n, v)| (n.to_string(), v.to_string()))
+    .collect()
+}
+
 /// GET the server's `/whoami` through the gateway's token-checked route.
 async fn oidc_whoami(stack: &Stack, auth: Auth, extra: &[(String, String)]) -> RawResponse {
     gateway_client(stack, auth, extra)
@@ -149,14 +163,18 @@ async fn gateway_verifies_tokens_and_asserts_the_identity() {
         whoami(&resp, "LemonLDAP::NG token"),
         (user.mail.clone(), "x-user".to_string(), oidc_base.clone())
     );
-    // Whatever identity headers the client adds, in any case.
-    let forged = [
+    // Whatever identity headers the client adds, in any case (the token session too, so that
+    // the server alone would accept them: only the gateway's stripping refuses them).
+    let forged: Vec<(String, String)> = [
         ("X-User".to_string(), "bob@example.com".to_string()),
         ("x-user".to_string(), "root@example.com".to_string()),
         ("X-USER-SECRET".to_string(), ep.x_user_secret.clone()),
         ("X-Forwarded-Prefix".to_string(), "/evil".to_string()),
         ("X-Forwarded-Host".to_string(), "evil.example".to_string()),
-    ];
+    ]
+    .into_iter()
+    .chain(session_headers(&ep.issuer, "bob"))
+    .collect();
     let resp = oidc_whoami(&stack, Auth::Bearer(token.clone()), &forged).await;
     assert_eq!(
         whoami(&resp, "token + forged headers"),
@@ -196,10 +214,13 @@ async fn gateway_verifies_tokens_and_asserts_the_identity() {
         resp.text()
     );
     // ... which the server itself would have honoured: the gateway's stripping is what refused.
-    let asserted = [
+    let asserted: Vec<(String, String)> = [
         ("X-User".to_string(), "bob@example.com".to_string()),
         ("X-User-Secret".to_string(), ep.x_user_secret.clone()),
-    ];
+    ]
+    .into_iter()
+    .chain(session_headers(&ep.issuer, "bob"))
+    .collect();
     let direct = JmapClient::new(format!("http://{}/whoami", ep.http), Auth::None, &asserted)
         .expect("client");
     let resp = direct.raw_get("/whoami", &[]).await.expect("GET");

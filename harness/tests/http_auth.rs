@@ -222,24 +222,40 @@ async fn direct_bearer_basic_and_x_user_rules() {
         .header("X-User", &user.mail)
         .header("X-User-Secret", "guess");
     assert_eq!(session_user(&stack, req).await.0, 401);
-    // With the secret from the trusted address (127.0.0.1): accepted.
-    let req = c
-        .get(&url)
-        .header("X-User", &user.mail)
-        .header("X-User-Secret", &ep.x_user_secret);
+    // With the secret from the trusted address (127.0.0.1) and the token's session: accepted.
+    let session = |req: reqwest::RequestBuilder| {
+        req.header("X-User-Iss", &ep.issuer)
+            .header("X-User-Sub", &user.uid)
+            .header("X-User-Sid", "")
+            .header("X-User-Iat", "")
+            .header("X-User-Exp", "4102444800")
+    };
+    let req = session(
+        c.get(&url)
+            .header("X-User", &user.mail)
+            .header("X-User-Secret", &ep.x_user_secret),
+    );
     assert_eq!(
         session_user(&stack, req).await,
         (200, Some(user.mail.clone()))
     );
+    // Without the session headers (a proxy may drop them): refused, never user-only.
+    let req = c
+        .get(&url)
+        .header("X-User", &user.mail)
+        .header("X-User-Secret", &ep.x_user_secret);
+    assert_eq!(session_user(&stack, req).await.0, 401);
     // With the secret but from an untrusted loopback address (127.0.0.2): refused.
     let untrusted = reqwest::Client::builder()
         .no_proxy()
         .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
         .build()
         .expect("client");
-    let req = untrusted
-        .get(&url)
-        .header("X-User", &user.mail)
-        .header("X-User-Secret", &ep.x_user_secret);
+    let req = session(
+        untrusted
+            .get(&url)
+            .header("X-User", &user.mail)
+            .header("X-User-Secret", &ep.x_user_secret),
+    );
     assert_eq!(session_user(&stack, req).await.0, 401);
 }
