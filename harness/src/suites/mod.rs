@@ -28,16 +28,16 @@ pub const END_DEADLINE: Duration = Duration::from_secs(10);
 /// The mail server under test.
 #[derive(Debug, Clone)]
 pub struct MailTarget {
-    /// IMAP over implicit TLS.
-    pub imaps: SocketAddr,
-    /// Submission over implicit TLS.
-    pub submissions: SocketAddr,
+    /// IMAP over implicit TLS, if the server speaks IMAP (checks needing it are skipped).
+    pub imaps: Option<SocketAddr>,
+    /// Submission over implicit TLS, if the server takes submissions.
+    pub submissions: Option<SocketAddr>,
     /// POP3 over implicit TLS, if the server speaks POP3.
     pub pop3s: Option<SocketAddr>,
     /// ManageSieve (STARTTLS), if the server speaks it.
     pub sieve: Option<SocketAddr>,
-    /// The server's own JMAP session URL (bearer tokens sent directly).
-    pub jmap_session: String,
+    /// The server's own JMAP session URL (bearer tokens sent directly), if it speaks JMAP.
+    pub jmap_session: Option<String>,
     /// The JMAP session URL through the OIDC gateway, if there is one.
     pub gateway_jmap_session: Option<String>,
     /// PEM of the CA that signed the server's (and the gateway's) certificate.
@@ -48,15 +48,34 @@ impl MailTarget {
     /// The stack's own server and gateway.
     pub fn from_endpoints(ep: &Endpoints) -> Self {
         Self {
-            imaps: ep.imaps,
-            submissions: ep.submissions,
+            imaps: Some(ep.imaps),
+            submissions: Some(ep.submissions),
             pop3s: Some(ep.pop3s).filter(|a| a.port() != 0),
             sieve: Some(ep.sieve).filter(|a| a.port() != 0),
-            jmap_session: ep.jmap_session.clone(),
+            jmap_session: Some(ep.jmap_session.clone()),
             gateway_jmap_session: (!ep.gateway.is_empty())
                 .then(|| format!("{}/oidc/.well-known/jmap", ep.gateway)),
             ca_pem: ep.ca_pem.clone(),
         }
+    }
+
+    /// The IMAPS address, or why a flow needing it cannot run.
+    pub fn imaps_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.imaps
+            .ok_or_else(|| anyhow::anyhow!("the target has no IMAPS endpoint"))
+    }
+
+    /// The submissions (implicit TLS) address, or why a flow needing it cannot run.
+    pub fn submissions_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.submissions
+            .ok_or_else(|| anyhow::anyhow!("the target has no submissions endpoint"))
+    }
+
+    /// The server's own JMAP session URL, or why a flow needing it cannot run.
+    pub fn jmap_url(&self) -> anyhow::Result<&str> {
+        self.jmap_session
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("the target has no JMAP session URL"))
     }
 }
 

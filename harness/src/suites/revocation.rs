@@ -160,7 +160,7 @@ pub async fn logout_reaches_every_instance(
             ),
             (
                 "JMAP WebSocket",
-                live::websocket(target, &target.jmap_session, &token).await,
+                live::websocket_direct(target, &token).await,
             ),
         ] {
             if let Some(s) = report.step(format!("open {kind} on instance {}", i + 1), session) {
@@ -247,7 +247,7 @@ pub async fn admin_revocation(
         ),
         (
             "JMAP WebSocket",
-            live::websocket(target, &target.jmap_session, victim_token).await,
+            live::websocket_direct(target, victim_token).await,
         ),
     ] {
         if let Some(s) = report.step(format!("open {name}"), session) {
@@ -288,7 +288,7 @@ pub async fn admin_revocation(
 /// IMAPS + LOGIN with the password, INBOX selected.
 async fn imap_password(target: &MailTarget, account: &Account) -> anyhow::Result<LiveSession> {
     let mut imap =
-        crate::clients::imap::ImapClient::connect_tls(target.imaps, &target.ca_pem).await?;
+        crate::clients::imap::ImapClient::connect_tls(target.imaps_addr()?, &target.ca_pem).await?;
     let login = imap.login(&account.mail, &account.password).await?;
     if !login.is_ok() {
         bail!("LOGIN refused: {login:?}");
@@ -357,7 +357,7 @@ where
         ),
         (
             "JMAP WebSocket",
-            live::websocket(target, &target.jmap_session, token).await,
+            live::websocket_direct(target, token).await,
         ),
     ] {
         if let Some(s) = report.step(format!("open {name}"), session) {
