@@ -387,7 +387,7 @@ fn hostile_tokens(
     keyed: bool,
     mail: &str,
     sub: &str,
-) -> anyhow::Result<(Vec<(String, String)>, Vec<String>)> {
+) -> anyhow::Result<HostileSet> {
     let mut made = Vec::new();
     let mut left_out = Vec::new();
     for kind in Hostile::ALL {
@@ -401,7 +401,13 @@ fn hostile_tokens(
             left_out.push(format!("{kind:?}"));
         }
     }
-    Ok((made, left_out))
+    Ok(HostileSet { made, left_out })
+}
+
+/// Hostile tokens by name, and the names left out for want of the IdP's key.
+struct HostileSet {
+    made: Vec<(String, String)>,
+    left_out: Vec<String>,
 }
 
 /// The `kid` the IdP publishes first (the keyless forgeries name it, so the server looks up
@@ -488,9 +494,11 @@ pub async fn run(
             audience: plan.idp.client_id.clone(),
         },
     };
-    let (hostile, left_out) =
-        hostile_tokens(&forge, plan.forge.is_some(), &plan.user.mail, &sub)
-            .map_err(|e| CheckError::BadArguments(format!("forging tokens: {e:#}")))?;
+    let HostileSet {
+        made: hostile,
+        left_out,
+    } = hostile_tokens(&forge, plan.forge.is_some(), &plan.user.mail, &sub)
+        .map_err(|e| CheckError::BadArguments(format!("forging tokens: {e:#}")))?;
     let no_key = "needs the IdP's signing key (--signing-key/--signing-kid)";
     let creds = SaslCredentials {
         account: plan.user.clone(),
@@ -572,15 +580,50 @@ pub async fn run(
                 }
             },
         };
-        if plan.bystander.is_none() {
-            let id = format!("sasl.{p}.oauthbearer.authzid-other-user");
+        // Checks that pass vacuously without their input are skips here, with the reason.
+        let cleartext_flag = match p {
+            "imap" => plan
+                .imap
+                .is_none()
+                .then_some("no --imap (STARTTLS port) given"),
+            "smtp" => plan
+                .submission
+                .is_none()
+                .then_some("no --submission (STARTTLS port) given"),
+            "pop3" => plan.pop3.is_none().then_some("no --pop3 (STLS port) given"),
+            _ => None,
+        };
+        let vacuous = [
+            (
+                format!("sasl.{p}.oauthbearer.authzid-other-user"),
+                plan.bystander.is_none().then_some("no --bystander given"),
+            ),
+            (format!("sasl.{p}.no-plaintext-before-tls"), cleartext_flag),
+        ];
+        for (id, reason) in vacuous {
+            let Some(reason) = reason else { continue };
             for c in report.checks.iter_mut().filter(|c| c.id() == id) {
+                if matches!(c.verdict, Verdict::Skip { .. }) {
+                    continue;
+                }
                 c.result = Ok(());
                 c.evidence = None;
                 c.verdict = Verdict::Skip {
-                    reason: "no --bystander given".into(),
+                    reason: reason.into(),
                 };
             }
+        }
+        if plan.failure_limit.is_none() {
+            report.skip(
+                Spec::should(
+                    format!("sasl.{p}.failure-limit"),
+                    "failed logins close the connection after the server's limit",
+                    p,
+                    "RFC 4422 §3.8; RFC 4954 §4",
+                ),
+                "failure limit",
+                "the server's limit is not known: pass --failure-limit N",
+            );
         }
         for mech in ["OAUTHBEARER", "XOAUTH2"] {
             for name in &left_out {

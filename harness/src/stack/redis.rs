@@ -10,6 +10,7 @@
 //! - the gateway (`mail-oidc-gateway`): reads `<prefix>revoked:*`, nothing else;
 //! - the IdP's session store (`lemonldap`): LemonLDAP::NG's session keys have no prefix, so every
 //!   key, but only reads and writes (no FLUSH*, SHUTDOWN, CONFIG, no channels).
+//!
 //! The server and LemonLDAP::NG connect over the socket (mode 0600: only this account); the
 //! gateway's workers may run as `nobody`, so it uses loopback TCP with its password.
 
