@@ -471,13 +471,17 @@ async fn up(env_file: Option<PathBuf>, idp: Idp) -> anyhow::Result<()> {
     }
     print_slo_walkthrough(&stack, &demo.mail, &demo.password);
 
-    let env = envfile::render(&envfile::entries(
-        &stack,
-        &settings,
-        &demo.mail,
-        &demo.password,
-        &access_token,
-    ));
+    let mut entries =
+        envfile::entries(&stack, &settings, &demo.mail, &demo.password, &access_token);
+    // The IdP's signing key, for `check`'s validly signed hostile tokens: owner-only, in the
+    // stack's own directory (gone with the stack).
+    let forge = stack.forge();
+    let key_path = stack.dir().join("idp-signing-key.pem");
+    private::write_atomically(&key_path, forge.private_pem.as_bytes())
+        .with_context(|| format!("writing {}", key_path.display()))?;
+    entries.push(("MAIL_OIDC_SIGNING_KEY", key_path.display().to_string()));
+    entries.push(("MAIL_OIDC_SIGNING_KID", forge.kid));
+    let env = envfile::render(&entries);
     for path in &env_paths {
         write_env_file(path, path == &env_paths[0], &env)?;
     }

@@ -264,16 +264,33 @@ impl Plan {
             issuer,
             discovery_url,
         };
-        let forge = match (&args.signing_key, &args.signing_kid) {
-            (Some(path), Some(kid)) => {
-                let pem = std::fs::read_to_string(path)
+        // The `up` environment's key belongs to the `up` environment's IdP only.
+        let from_env = || {
+            args.issuer
+                .is_none()
+                .then(|| {
+                    Some((
+                        PathBuf::from(env("MAIL_OIDC_SIGNING_KEY")?),
+                        env("MAIL_OIDC_SIGNING_KID")?,
+                    ))
+                })
+                .flatten()
+                .filter(|(p, k)| !p.as_os_str().is_empty() && !k.is_empty())
+        };
+        let key = match (&args.signing_key, &args.signing_kid) {
+            (Some(path), Some(kid)) => Some((path.clone(), kid.clone())),
+            _ => from_env(),
+        };
+        let forge = match key {
+            Some((path, kid)) => {
+                let pem = std::fs::read_to_string(&path)
                     .map_err(|e| bad(format!("--signing-key {}: {e}", path.display())))?;
                 let keys = RsaKeyPair::from_private_pem(&pem)
                     .map_err(|e| bad(format!("--signing-key {}: {e:#}", path.display())))?;
                 Some(TokenForge {
                     private_pem: keys.private_pem,
                     public_pem: keys.public_pem,
-                    kid: kid.clone(),
+                    kid,
                     issuer: idp.issuer.clone(),
                     audience: idp.client_id.clone(),
                 })
@@ -1007,5 +1024,43 @@ mod tests {
         assert!(plan.imaps.is_none());
         let target = plan.mail_target();
         assert!(target.imaps.is_none() && target.jmap_session.is_some());
+    }
+
+    #[test]
+    fn the_up_environment_supplies_the_signing_key() {
+        let keys = RsaKeyPair::generate().expect("openssl");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = dir.path().join("k.pem");
+        std::fs::write(&key, &keys.private_pem).expect("key file");
+        let key_path = key.display().to_string();
+        let env = move |k: &str| {
+            Some(match k {
+                "MAIL_OIDC_ISSUER" => "http://idp.test".to_string(),
+                "MAIL_OIDC_CLIENT_ID" => "mail-oidc".into(),
+                "MAIL_OIDC_CLIENT_SECRET" => "secret".into(),
+                "MAIL_OIDC_USER" => "demo@example.com".into(),
+                "MAIL_OIDC_PASSWORD" => "pw".into(),
+                "MAIL_OIDC_SIGNING_KEY" => key_path.clone(),
+                "MAIL_OIDC_SIGNING_KID" => "kid-1".into(),
+                _ => return None,
+            })
+        };
+        let args = parse(&["--imaps", "127.0.0.1:1", "--insecure-skip-tls-verify"]).expect("clap");
+        let plan = Plan::resolve(&args, &env).expect("resolves");
+        let forge = plan.forge.expect("the env's key is used");
+        assert_eq!(forge.kid, "kid-1");
+        assert_eq!(forge.public_pem, keys.public_pem);
+        assert_eq!(forge.audience, "mail-oidc");
+        // Another IdP named on the command line: the env's key is not its key.
+        let mut outside = args.clone();
+        outside.issuer = Some("http://other.test".into());
+        outside.client_id = Some("c".into());
+        outside.client_secret = Some("s".into());
+        assert!(
+            Plan::resolve(&outside, &env)
+                .expect("resolves")
+                .forge
+                .is_none()
+        );
     }
 }
