@@ -90,6 +90,8 @@ async fn our_server_passes_the_strict_profile() {
     let mut err = Vec::new();
     let code = command(&parse(&argv), &no_env, &mut err).await;
     let table = String::from_utf8_lossy(&err).into_owned();
+    // The table as a user sees it, in the test's output.
+    eprintln!("{table}");
     assert_eq!(code, 0, "{table}");
 
     let report: Value =

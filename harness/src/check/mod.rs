@@ -448,12 +448,21 @@ async fn published_kid(idp: &IdpClient) -> anyhow::Result<String> {
         .to_string())
 }
 
+/// `open an IMAP session` -> `open-an-imap-session`.
+fn slug(name: &str) -> String {
+    name.to_ascii_lowercase()
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
 /// Gives every check of a flow written before ids existed an id under `prefix` (from its
 /// name), a protocol and a section.
 fn adopt(report: &mut Report, prefix: &str, protocol: &str, section: &str) {
     for c in report.checks.iter_mut().filter(|c| c.spec.is_none()) {
         c.spec = Some(Spec::must(
-            format!("{prefix}.{}", sasl::kebab(&c.name)),
+            format!("{prefix}.{}", slug(&c.name)),
             c.name.clone(),
             protocol,
             section,
@@ -729,9 +738,10 @@ pub async fn run(
         (Some(url), Some(forge), Some(_)) => {
             let mut r =
                 revocation::hostile_logout_tokens(&target, url, forge, &plan.user, &token).await;
+            // Its set-up steps (the session to end, the valid token) have no spec of their own.
             adopt(
                 &mut r,
-                "backchannel",
+                "backchannel.setup",
                 "backchannel",
                 "OpenID Connect Back-Channel Logout 1.0 §2.6",
             );
@@ -927,6 +937,55 @@ mod tests {
 
     fn with_idp(extra: &[&'static str]) -> Vec<&'static str> {
         IDP.iter().copied().chain(extra.iter().copied()).collect()
+    }
+
+    #[test]
+    fn a_failed_must_exits_1_and_a_failed_should_or_deviation_does_not() {
+        let mut r = Report::new("t");
+        r.check_spec(
+            Spec::should("a", "a", "imap", "RFC 4616 §4"),
+            "a",
+            Err(anyhow::anyhow!("no")),
+        );
+        r.skip(
+            Spec::must("b", "b", "imap", "RFC 7628 §3.1"),
+            "b",
+            "no --imaps",
+        );
+        let mut outcome = Outcome {
+            checks: r.checks.clone(),
+            profile: "strict",
+        };
+        assert_eq!(outcome.exit_code(), 0);
+        r.check_spec(
+            Spec::must("c", "c", "imap", "RFC 7628 §3.2.2"),
+            "c",
+            Err(anyhow::anyhow!("no")),
+        );
+        outcome.checks = r.checks.clone();
+        assert_eq!(outcome.exit_code(), 1);
+        let profile = Profile {
+            name: "t",
+            deviations: vec![profile::Deviation {
+                id_prefix: "c".into(),
+                source: "their docs".into(),
+            }],
+        };
+        profile.apply(&mut outcome.checks);
+        assert_eq!(
+            outcome.exit_code(),
+            0,
+            "a listed deviation does not fail the run"
+        );
+    }
+
+    #[test]
+    fn adopted_ids_are_readable() {
+        assert_eq!(slug("open an IMAP session"), "open-an-imap-session");
+        assert_eq!(
+            slug("the valid logout token: 200, Cache-Control: no-store"),
+            "the-valid-logout-token-200-cache-control-no-store"
+        );
     }
 
     #[test]
