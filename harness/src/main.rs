@@ -169,9 +169,15 @@ struct RevokeTarget {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `check` prints its own table: the suites' log lines would repeat every failure.
+    let default_filter = if matches!(cli.command, Command::Check(_)) {
+        "error"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
