@@ -423,7 +423,7 @@ async fn logout_latency(stack: &Stack) -> anyhow::Result<LogoutLatency> {
             sessions.push(live::imap_idle(&target, &user.mail, &token).await?);
         }
         for _ in 0..LOGOUT_WEBSOCKETS {
-            sessions.push(live::websocket(&target, &target.jmap_session, &token).await?);
+            sessions.push(live::websocket_direct(&target, &token).await?);
         }
         let started = Instant::now();
         let waits = sessions.into_iter().map(|mut s| {

@@ -40,6 +40,16 @@ fn openssl(args: &[&str], input: &str) -> anyhow::Result<String> {
 }
 
 impl RsaKeyPair {
+    /// The pair of an existing private key (PKCS#1 or PKCS#8 PEM).
+    pub fn from_private_pem(pem: &str) -> anyhow::Result<Self> {
+        let private_pem = openssl(&["rsa", "-traditional"], pem)?;
+        Ok(Self {
+            pkcs8_pem: openssl(&["pkcs8", "-topk8", "-nocrypt"], &private_pem)?,
+            public_pem: openssl(&["rsa", "-pubout"], &private_pem)?,
+            private_pem,
+        })
+    }
+
     /// A fresh 2048-bit key.
     pub fn generate() -> anyhow::Result<Self> {
         let private_pem = openssl(&["genrsa", "-traditional", "2048"], "")?;

@@ -2,6 +2,7 @@
 //! server as local processes, and drives them with small protocol clients.
 
 pub mod bench;
+pub mod check;
 pub mod clients;
 pub mod compose;
 pub mod cookies;

@@ -7,6 +7,7 @@
 //!   without a password it is single sign-on from that cookie.
 //! - `mail-oidc logout --cookie-jar F`: logs out at the IdP as a browser would (single log-out).
 //! - `mail-oidc revoke (--user U | --sub S | --sid S) [--iss I]`: the server's admin revocation.
+//! - `mail-oidc check --imaps H:P ... --ca F`: the conformance checks against any mail server.
 //!
 //! Every command but `up` and `bench` reads the environment written by `up`: `--env-file F`,
 //! else environment variables, else the state file.
@@ -115,6 +116,11 @@ enum Command {
         #[arg(long)]
         env_file: Option<PathBuf>,
     },
+    /// Run the OIDC conformance checks against a mail server given by its endpoints (any
+    /// server: ours, Dovecot, James, ...). The IdP is the `up` environment's, or --issuer
+    /// --client-id --client-secret. Exit 0: every MUST passes; 1: a MUST fails; 2: the target
+    /// cannot be reached or the arguments are wrong.
+    Check(Box<mail_oidc_harness::check::CheckArgs>),
 }
 
 #[derive(Args)]
@@ -163,9 +169,15 @@ struct RevokeTarget {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `check` prints its own table: the suites' log lines would repeat every failure.
+    let default_filter = if matches!(cli.command, Command::Check(_)) {
+        "error"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -206,6 +218,8 @@ async fn main() -> ExitCode {
             iss,
             env_file,
         } => revoke(&target, iss.as_deref(), env_file.as_deref()).await,
+        // Its own exit codes (1: a MUST fails, 2: unreachable or bad arguments).
+        Command::Check(args) => return ExitCode::from(check(&args).await),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -214,6 +228,24 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `check`: the IdP and the user from the `up` environment unless given; its own exit codes.
+async fn check(args: &mail_oidc_harness::check::CheckArgs) -> u8 {
+    // An outside IdP with its user needs no environment at all.
+    let env = if args.issuer.is_some() && args.user.is_some() {
+        None
+    } else {
+        match UpEnv::load(args.env_file.as_deref()) {
+            Ok(env) => Some(env),
+            Err(e) => {
+                eprintln!("mail-oidc check: bad arguments: {e:#}");
+                return 2;
+            }
+        }
+    };
+    let lookup = |key: &str| env.as_ref().and_then(|e| e.opt(key));
+    mail_oidc_harness::check::command(args, &lookup, &mut std::io::stderr()).await
 }
 
 /// `bench --imap`: user, token and CA from the options, else from the env file (`--env-file`,
@@ -452,13 +484,17 @@ async fn up(env_file: Option<PathBuf>, idp: Idp) -> anyhow::Result<()> {
     }
     print_slo_walkthrough(&stack, &demo.mail, &demo.password);
 
-    let env = envfile::render(&envfile::entries(
-        &stack,
-        &settings,
-        &demo.mail,
-        &demo.password,
-        &access_token,
-    ));
+    let mut entries =
+        envfile::entries(&stack, &settings, &demo.mail, &demo.password, &access_token);
+    // The IdP's signing key, for `check`'s validly signed hostile tokens: owner-only, in the
+    // stack's own directory (gone with the stack).
+    let forge = stack.forge();
+    let key_path = stack.dir().join("idp-signing-key.pem");
+    private::write_atomically(&key_path, forge.private_pem.as_bytes())
+        .with_context(|| format!("writing {}", key_path.display()))?;
+    entries.push(("MAIL_OIDC_SIGNING_KEY", key_path.display().to_string()));
+    entries.push(("MAIL_OIDC_SIGNING_KID", forge.kid));
+    let env = envfile::render(&entries);
     for path in &env_paths {
         write_env_file(path, path == &env_paths[0], &env)?;
     }

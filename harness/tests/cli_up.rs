@@ -166,6 +166,23 @@ async fn up_writes_env_file_and_token_logs_in() {
         );
     }
     assert_eq!(env["MAIL_OIDC_WEB_CLIENT_ID"], "webmail", "{text}");
+    // The IdP's signing key for `check`: a private key, owner-only, and the kid it is under.
+    let key_path = std::path::Path::new(&env["MAIL_OIDC_SIGNING_KEY"]);
+    let key = std::fs::read_to_string(key_path).expect("signing key file");
+    assert!(key.contains("PRIVATE KEY-----"), "not a private key PEM");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(key_path)
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the signing key is open to others: {mode:o}"
+        );
+    }
+    assert!(!env["MAIL_OIDC_SIGNING_KID"].is_empty(), "{text}");
     assert_eq!(
         env["MAIL_OIDC_ADMIN_USER"], "mailadmin@example.com",
         "{text}"

@@ -626,7 +626,7 @@ pub async fn hold(plan: &LoginRatePlan, n: usize) -> anyhow::Result<HoldReport> 
 }
 
 /// `--insecure-skip-tls-verify`: a verifier that accepts every certificate.
-mod insecure {
+pub(crate) mod insecure {
     use std::sync::Arc;
 
     use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};

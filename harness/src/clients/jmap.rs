@@ -261,10 +261,13 @@ impl JmapClient {
     pub fn with_ca(mut self, ca_pem: &str) -> JmapResult<Self> {
         let config = super::tls::client_config(ca_pem)
             .map_err(|e| JmapError::Protocol(format!("CA: {e}")))?;
-        let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes())?;
-        self.http = reqwest::Client::builder()
-            .no_proxy()
-            .tls_certs_only([ca])
+        let builder = reqwest::Client::builder().no_proxy();
+        let builder = if ca_pem == super::tls::INSECURE_SKIP_TLS_VERIFY {
+            builder.danger_accept_invalid_certs(true)
+        } else {
+            builder.tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes())?])
+        };
+        self.http = builder
             .connect_timeout(DEFAULT_TIMEOUT)
             .timeout(DEFAULT_TIMEOUT)
             .build()?;

@@ -18,9 +18,17 @@ pub fn tls_connector(ca_pem: &str) -> ClientResult<TlsConnector> {
     Ok(TlsConnector::from(client_config(ca_pem)?))
 }
 
-/// A client configuration that trusts only the CA(s) in `ca_pem`.
+/// Given as `ca_pem`, turns certificate checking off: what `check --insecure-skip-tls-verify`
+/// passes to the suites (it is no PEM, so no real CA file can be mistaken for it).
+pub const INSECURE_SKIP_TLS_VERIFY: &str = "<insecure-skip-tls-verify: certificates not checked>";
+
+/// A client configuration that trusts only the CA(s) in `ca_pem` (or nothing is checked, for
+/// [`INSECURE_SKIP_TLS_VERIFY`]).
 pub fn client_config(ca_pem: &str) -> ClientResult<Arc<rustls::ClientConfig>> {
     mail_oidc_server::tls::install_crypto_provider();
+    if ca_pem == INSECURE_SKIP_TLS_VERIFY {
+        return Ok(crate::bench::login_rate::insecure::config());
+    }
     let mut roots = rustls::RootCertStore::empty();
     let mut count = 0;
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {

@@ -58,17 +58,15 @@ impl ServerHandle {
 
     /// This server as a suite target (no gateway in front of it).
     pub fn mail_target(&self, ca_pem: &str) -> crate::suites::MailTarget {
-        let unbound = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
         crate::suites::MailTarget {
-            imaps: self.addrs.imap_tls.unwrap_or(unbound),
-            submissions: self.addrs.submission_tls.unwrap_or(unbound),
+            imaps: self.addrs.imap_tls,
+            submissions: self.addrs.submission_tls,
             pop3s: self.addrs.pop3_tls,
             sieve: self.addrs.sieve,
             jmap_session: self
                 .addrs
                 .http
-                .map(|a| format!("http://{a}/.well-known/jmap"))
-                .unwrap_or_default(),
+                .map(|a| format!("http://{a}/.well-known/jmap")),
             gateway_jmap_session: None,
             ca_pem: ca_pem.to_string(),
         }

@@ -49,13 +49,15 @@ impl Path {
             Path::JmapGateway => target.gateway_jmap_session.is_some(),
             Path::Pop3 => target.pop3s.is_some(),
             Path::ManageSieve => target.sieve.is_some(),
-            _ => true,
+            Path::Imap => target.imaps.is_some(),
+            Path::Submission => target.submissions.is_some(),
+            Path::JmapDirect => target.jmap_session.is_some(),
         }
     }
 
     fn session_url<'a>(&self, target: &'a MailTarget) -> anyhow::Result<&'a str> {
         match self {
-            Path::JmapDirect => Ok(&target.jmap_session),
+            Path::JmapDirect => target.jmap_url(),
             Path::JmapGateway => target
                 .gateway_jmap_session
                 .as_deref()
@@ -71,7 +73,7 @@ async fn imap_attempt(
     user: &str,
     token: &str,
 ) -> anyhow::Result<OAuthOutcome<ImapReply>> {
-    let mut imap = ImapClient::connect_tls(target.imaps, &target.ca_pem).await?;
+    let mut imap = ImapClient::connect_tls(target.imaps_addr()?, &target.ca_pem).await?;
     Ok(imap.oauthbearer(user, token, true).await?)
 }
 
@@ -81,7 +83,7 @@ async fn smtp_attempt(
     user: &str,
     token: &str,
 ) -> anyhow::Result<OAuthOutcome<SmtpReply>> {
-    let mut smtp = SmtpClient::connect_tls(target.submissions, &target.ca_pem).await?;
+    let mut smtp = SmtpClient::connect_tls(target.submissions_addr()?, &target.ca_pem).await?;
     smtp.ehlo("suite.test").await?;
     Ok(smtp.oauthbearer(user, token, true).await?)
 }

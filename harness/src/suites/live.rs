@@ -199,7 +199,7 @@ pub async fn imap_login(
     user: &str,
     token: &str,
 ) -> anyhow::Result<ImapClient> {
-    let mut imap = ImapClient::connect_tls(target.imaps, &target.ca_pem).await?;
+    let mut imap = ImapClient::connect_tls(target.imaps_addr()?, &target.ca_pem).await?;
     let outcome = imap.oauthbearer(user, token, true).await?;
     if !outcome.reply.is_ok() {
         bail!("IMAP OAUTHBEARER refused: {:?}", outcome.reply);
@@ -249,7 +249,7 @@ pub async fn smtp_login(
     user: &str,
     token: &str,
 ) -> anyhow::Result<SmtpClient> {
-    let mut smtp = SmtpClient::connect_tls(target.submissions, &target.ca_pem).await?;
+    let mut smtp = SmtpClient::connect_tls(target.submissions_addr()?, &target.ca_pem).await?;
     smtp.ehlo("suite.test").await?;
     let outcome = smtp.oauthbearer(user, token, true).await?;
     if outcome.reply.code != 235 {
@@ -361,6 +361,16 @@ pub async fn websocket(
         bail!("Core/echo over the WebSocket answered {echo}");
     }
     Ok(LiveSession::WebSocket(Box::new(ws)))
+}
+
+/// A JMAP WebSocket on the server's own JMAP session (no gateway).
+pub async fn websocket_direct(target: &MailTarget, token: &str) -> anyhow::Result<LiveSession> {
+    websocket(target, target.jmap_url()?, token).await
+}
+
+/// A JMAP EventSource on the server's own JMAP session (no gateway).
+pub async fn event_source_direct(target: &MailTarget, token: &str) -> anyhow::Result<LiveSession> {
+    event_source(target, target.jmap_url()?, token).await
 }
 
 /// A JMAP EventSource at `session_url`'s `eventSourceUrl`.

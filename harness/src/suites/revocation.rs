@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::access::{self, Path};
 use super::live::{self, LiveSession};
 use super::sso::sign_on;
-use super::{Account, END_DEADLINE, IdpTarget, MailTarget, Report};
+use super::{Account, END_DEADLINE, IdpTarget, Level, MailTarget, Report, Spec};
 use crate::clients::jmap::{Auth, JmapClient};
 use crate::idp::IdpClient;
 use crate::tokens::{HostileLogout, TokenForge, decode_unverified};
@@ -96,7 +96,22 @@ pub async fn hostile_logout_tokens(
             victim.still_alive().await.context("the session was ended")
         }
         .await;
-        report.check(
+        // Replays and age limits are optional in the spec (§2.6 "MAY"/"optionally").
+        let level = match kind {
+            HostileLogout::TooOld => Level::Should,
+            _ => Level::Must,
+        };
+        report.check_spec(
+            Spec::new(
+                format!(
+                    "backchannel.hostile-logout-token.{}",
+                    super::sasl::kebab(&format!("{kind:?}"))
+                ),
+                format!("a logout token ({kind:?}) gets 400 and ends nothing"),
+                "backchannel",
+                "OpenID Connect Back-Channel Logout 1.0 §2.6",
+                level,
+            ),
             format!(
                 "{kind:?}: 400 naming {:?}, nothing ended",
                 kind.expected_reason()
@@ -110,7 +125,13 @@ pub async fn hostile_logout_tokens(
     ) else {
         return report;
     };
-    report.check(
+    report.check_spec(
+        Spec::must(
+            "backchannel.valid-logout-token.accepted",
+            "a valid logout token gets 200 with Cache-Control: no-store",
+            "backchannel",
+            "OpenID Connect Back-Channel Logout 1.0 §2.8",
+        ),
         "the valid logout token: 200, Cache-Control: no-store",
         async {
             let (status, cache, body) = post_logout_token(backchannel_url, &valid).await?;
@@ -124,11 +145,23 @@ pub async fn hostile_logout_tokens(
         }
         .await,
     );
-    report.check(
+    report.check_spec(
+        Spec::must(
+            "backchannel.valid-logout-token.ends-session",
+            "a valid logout token ends the session it names",
+            "backchannel",
+            "OpenID Connect Back-Channel Logout 1.0 §2.7",
+        ),
         "the session ended",
         victim.ended(END_DEADLINE).await.map(|_| ()),
     );
-    report.check(
+    report.check_spec(
+        Spec::should(
+            "backchannel.replayed-jti",
+            "the same logout token again gets 400",
+            "backchannel",
+            "OpenID Connect Back-Channel Logout 1.0 §2.6",
+        ),
         "the same logout token again: 400 (replayed jti)",
         async {
             let (status, _, body) = post_logout_token(backchannel_url, &valid).await?;
@@ -160,7 +193,7 @@ pub async fn logout_reaches_every_instance(
             ),
             (
                 "JMAP WebSocket",
-                live::websocket(target, &target.jmap_session, &token).await,
+                live::websocket_direct(target, &token).await,
             ),
         ] {
             if let Some(s) = report.step(format!("open {kind} on instance {}", i + 1), session) {
@@ -247,7 +280,7 @@ pub async fn admin_revocation(
         ),
         (
             "JMAP WebSocket",
-            live::websocket(target, &target.jmap_session, victim_token).await,
+            live::websocket_direct(target, victim_token).await,
         ),
     ] {
         if let Some(s) = report.step(format!("open {name}"), session) {
@@ -288,7 +321,7 @@ pub async fn admin_revocation(
 /// IMAPS + LOGIN with the password, INBOX selected.
 async fn imap_password(target: &MailTarget, account: &Account) -> anyhow::Result<LiveSession> {
     let mut imap =
-        crate::clients::imap::ImapClient::connect_tls(target.imaps, &target.ca_pem).await?;
+        crate::clients::imap::ImapClient::connect_tls(target.imaps_addr()?, &target.ca_pem).await?;
     let login = imap.login(&account.mail, &account.password).await?;
     if !login.is_ok() {
         bail!("LOGIN refused: {login:?}");
@@ -357,7 +390,7 @@ where
         ),
         (
             "JMAP WebSocket",
-            live::websocket(target, &target.jmap_session, token).await,
+            live::websocket_direct(target, token).await,
         ),
     ] {
         if let Some(s) = report.step(format!("open {name}"), session) {

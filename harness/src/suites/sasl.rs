@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use anyhow::{Context, bail, ensure};
 use async_trait::async_trait;
 
-use super::{Account, Report};
+use super::{Account, Report, Spec};
 use crate::clients::imap::ImapClient;
 use crate::clients::pop3::Pop3Client;
 use crate::clients::sasl::{AuthTurn, AuthVerdict, SaslClient};
@@ -48,63 +48,254 @@ pub struct SaslCredentials {
     pub failure_limit: Option<u32>,
 }
 
+/// One check of the matrix, before it runs.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub spec: Spec,
+    pub name: String,
+    kind: Kind,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Offered,
+    BearerLogin { mech: &'static str, ir: bool },
+    Hostile { mech: &'static str, index: usize },
+    AnotherIdentity,
+    Plain { ir: bool },
+    WrongPassword,
+    Login,
+    PlaintextBeforeTls,
+    Abort,
+    BadBase64,
+    FailureLimit { limit: u32 },
+}
+
+/// `login.initial-response` or `login.continuation`.
+fn ir_word(ir: bool) -> &'static str {
+    if ir {
+        "initial-response"
+    } else {
+        "continuation"
+    }
+}
+
+/// The SASL-IR section of each protocol.
+fn sasl_ir_section(p: &str) -> &'static str {
+    match p {
+        "imap" => "RFC 4959 §3",
+        "smtp" => "RFC 4954 §4",
+        "pop3" => "RFC 5034 §4",
+        _ => "RFC 5804 §2.1",
+    }
+}
+
+/// `Expired` -> `expired`, `BadSignature` -> `bad-signature`: the id segment of a token name.
+pub fn kebab(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('-');
+        }
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out
+}
+
+/// The spec of "a hostile token is answered with the error challenge, then refused".
+pub fn hostile_spec(p: &str, mech: &str, token_name: &str) -> Spec {
+    let section = if mech == "OAUTHBEARER" {
+        "RFC 7628 §3.2.2, §3.2.3; RFC 8725 §3.1"
+    } else {
+        "Google XOAUTH2 protocol (error response); RFC 8725 §3.1"
+    };
+    Spec::must(
+        format!(
+            "sasl.{p}.{}.hostile-token.{}",
+            mech.to_ascii_lowercase(),
+            kebab(token_name)
+        ),
+        format!("{mech}: a hostile token ({token_name}) gets the error challenge, then is refused"),
+        p,
+        section,
+    )
+}
+
+/// The matrix's checks for protocol `p`, in the order they run.
+pub fn plan(p: &str, hostile: &[String], failure_limit: Option<u32>) -> Vec<Planned> {
+    let mut out = Vec::new();
+    let mut add = |spec: Spec, name: String, kind: Kind| out.push(Planned { spec, name, kind });
+    add(
+        Spec::should(
+            format!("sasl.{p}.mechanisms-offered"),
+            "OAUTHBEARER, XOAUTH2 and PLAIN offered under TLS",
+            p,
+            "RFC 7628 §3",
+        ),
+        format!("{p}: bearer and password mechanisms offered under TLS"),
+        Kind::Offered,
+    );
+    for mech in ["OAUTHBEARER", "XOAUTH2"] {
+        let m = mech.to_ascii_lowercase();
+        for ir in [true, false] {
+            let section = if mech == "OAUTHBEARER" {
+                format!("RFC 7628 §3.1; {}", sasl_ir_section(p))
+            } else {
+                format!("Google XOAUTH2 protocol; {}", sasl_ir_section(p))
+            };
+            let title = format!("{mech} logs in with a real token ({})", ir_word(ir));
+            let spec = if mech == "OAUTHBEARER" {
+                Spec::must(
+                    format!("sasl.{p}.{m}.login.{}", ir_word(ir)),
+                    title,
+                    p,
+                    section,
+                )
+            } else {
+                Spec::should(
+                    format!("sasl.{p}.{m}.login.{}", ir_word(ir)),
+                    title,
+                    p,
+                    section,
+                )
+            };
+            add(
+                spec,
+                format!("{p}: {mech} (initial response: {ir}) logs in with a real token"),
+                Kind::BearerLogin { mech, ir },
+            );
+        }
+        for (index, name) in hostile.iter().enumerate() {
+            add(
+                hostile_spec(p, mech, name),
+                format!("{p}: {mech} with a hostile token ({name}): error challenge, then refused"),
+                Kind::Hostile { mech, index },
+            );
+        }
+    }
+    add(
+        Spec::must(
+            format!("sasl.{p}.oauthbearer.authzid-other-user"),
+            "OAUTHBEARER with another user's authzid is refused",
+            p,
+            "RFC 7628 §3.1; RFC 4422 §3.4.1",
+        ),
+        format!("{p}: OAUTHBEARER asking for another user's identity is refused"),
+        Kind::AnotherIdentity,
+    );
+    for ir in [true, false] {
+        add(
+            Spec::should(
+                format!("sasl.{p}.plain.login.{}", ir_word(ir)),
+                format!("PLAIN logs in against the directory ({})", ir_word(ir)),
+                p,
+                format!("RFC 4616 §2; {}", sasl_ir_section(p)),
+            ),
+            format!("{p}: PLAIN (initial response: {ir}) against the directory"),
+            Kind::Plain { ir },
+        );
+    }
+    add(
+        Spec::must(
+            format!("sasl.{p}.plain.wrong-password"),
+            "a wrong password is refused and the session stays usable",
+            p,
+            "RFC 4616 §2; RFC 4422 §3.6",
+        ),
+        format!("{p}: a wrong password is refused and the session stays usable"),
+        Kind::WrongPassword,
+    );
+    add(
+        Spec::should(
+            format!("sasl.{p}.login-mechanism"),
+            "LOGIN against the directory, where offered",
+            p,
+            "draft-murchison-sasl-login-00",
+        ),
+        format!("{p}: LOGIN against the directory, where offered"),
+        Kind::Login,
+    );
+    add(
+        Spec::should(
+            format!("sasl.{p}.no-plaintext-before-tls"),
+            "plaintext mechanisms refused before TLS",
+            p,
+            "RFC 4616 §4; RFC 8314 §3",
+        ),
+        format!("{p}: plaintext mechanisms refused before TLS"),
+        Kind::PlaintextBeforeTls,
+    );
+    add(
+        Spec::must(
+            format!("sasl.{p}.abort"),
+            "'*' aborts the exchange and the session stays usable",
+            p,
+            "RFC 4422 §3.5",
+        ),
+        format!("{p}: '*' aborts the exchange and the session stays usable"),
+        Kind::Abort,
+    );
+    add(
+        Spec::must(
+            format!("sasl.{p}.bad-base64"),
+            "a response that is not base64 is refused",
+            p,
+            "RFC 4422 §4 (3)",
+        ),
+        format!("{p}: a response that is not base64 is refused"),
+        Kind::BadBase64,
+    );
+    if let Some(limit) = failure_limit {
+        add(
+            Spec::should(
+                format!("sasl.{p}.failure-limit"),
+                format!("{limit} failed logins close the connection"),
+                p,
+                "RFC 4422 §3.8; RFC 4954 §4",
+            ),
+            format!("{p}: {limit} failed logins close the connection"),
+            Kind::FailureLimit { limit },
+        );
+    }
+    out
+}
+
+/// Every check of the matrix for protocol `p`, skipped with `reason` (the endpoint was not
+/// given).
+pub fn skipped(p: &str, hostile: &[String], failure_limit: Option<u32>, reason: &str) -> Report {
+    let mut report = Report::new("sasl");
+    for planned in plan(p, hostile, failure_limit) {
+        report.skip(planned.spec, planned.name, reason);
+    }
+    report
+}
+
 /// Runs the whole matrix against one protocol.
 pub async fn matrix<E: SaslEndpoint>(endpoint: &E, creds: &SaslCredentials) -> Report {
     let mut report = Report::new("sasl");
-    let p = endpoint.protocol();
-    report.check(
-        format!("{p}: bearer and password mechanisms offered under TLS"),
-        offered(endpoint).await,
-    );
-    for mech in ["OAUTHBEARER", "XOAUTH2"] {
-        for ir in [true, false] {
-            report.check(
-                format!("{p}: {mech} (initial response: {ir}) logs in with a real token"),
-                bearer_login(endpoint, creds, mech, ir).await,
-            );
-        }
-        for (name, token) in &creds.hostile {
-            report.check(
-                format!("{p}: {mech} with a hostile token ({name}): error challenge, then refused"),
-                hostile(endpoint, creds, mech, token).await,
-            );
-        }
-    }
-    report.check(
-        format!("{p}: OAUTHBEARER asking for another user's identity is refused"),
-        another_identity(endpoint, creds).await,
-    );
-    for ir in [true, false] {
-        report.check(
-            format!("{p}: PLAIN (initial response: {ir}) against the directory"),
-            plain(endpoint, &creds.account, ir).await,
-        );
-    }
-    report.check(
-        format!("{p}: a wrong password is refused and the session stays usable"),
-        wrong_password(endpoint, &creds.account).await,
-    );
-    report.check(
-        format!("{p}: LOGIN against the directory, where offered"),
-        login(endpoint, &creds.account).await,
-    );
-    report.check(
-        format!("{p}: plaintext mechanisms refused before TLS"),
-        plaintext_before_tls(endpoint, &creds.account).await,
-    );
-    report.check(
-        format!("{p}: '*' aborts the exchange and the session stays usable"),
-        abort(endpoint).await,
-    );
-    report.check(
-        format!("{p}: a response that is not base64 is refused"),
-        bad_base64(endpoint).await,
-    );
-    if let Some(limit) = creds.failure_limit {
-        report.check(
-            format!("{p}: {limit} failed logins close the connection"),
-            failure_limit(endpoint, &creds.account, limit).await,
-        );
+    let names: Vec<String> = creds.hostile.iter().map(|(n, _)| n.clone()).collect();
+    for planned in plan(endpoint.protocol(), &names, creds.failure_limit) {
+        let result = match planned.kind {
+            Kind::Offered => offered(endpoint).await,
+            Kind::BearerLogin { mech, ir } => bearer_login(endpoint, creds, mech, ir).await,
+            Kind::Hostile { mech, index } => match creds.hostile.get(index) {
+                Some((_, token)) => hostile(endpoint, creds, mech, token).await,
+                None => Err(anyhow::anyhow!("no hostile token {index}")),
+            },
+            Kind::AnotherIdentity => another_identity(endpoint, creds).await,
+            Kind::Plain { ir } => plain(endpoint, &creds.account, ir).await,
+            Kind::WrongPassword => wrong_password(endpoint, &creds.account).await,
+            Kind::Login => login(endpoint, &creds.account).await,
+            Kind::PlaintextBeforeTls => plaintext_before_tls(endpoint, &creds.account).await,
+            Kind::Abort => abort(endpoint).await,
+            Kind::BadBase64 => bad_base64(endpoint).await,
+            Kind::FailureLimit { limit } => failure_limit(endpoint, &creds.account, limit).await,
+        };
+        report.check_spec(planned.spec, planned.name, result);
     }
     report
 }

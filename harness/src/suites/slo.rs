@@ -91,7 +91,7 @@ where
     }
     opened.push((
         "JMAP WebSocket direct",
-        live::websocket(target, &target.jmap_session, &web).await,
+        live::websocket_direct(target, &web).await,
     ));
     if let Some(gw) = &target.gateway_jmap_session {
         opened.push((
@@ -101,7 +101,7 @@ where
     }
     opened.push((
         "JMAP EventSource",
-        live::event_source(target, &target.jmap_session, &web).await,
+        live::event_source_direct(target, &web).await,
     ));
     for (name, session) in opened {
         if let Some(s) = report.step(format!("open {name}"), session) {
@@ -117,7 +117,7 @@ where
         ),
         (
             "bystander JMAP WebSocket",
-            live::websocket(target, &target.jmap_session, by_conf).await,
+            live::websocket_direct(target, by_conf).await,
         ),
     ]
     .into_iter()
