@@ -60,13 +60,16 @@ pub struct Request {
 /// Body bytes -> Request: `notJSON` if not JSON, the `limit` error if its parsed tree would be
 /// over `maxValuesInRequest` / `maxDepthInRequest`, `notRequest` if not the right shape.
 pub fn parse_request(body: &[u8], limits: &Limits) -> Result<Request, RequestError> {
-    parse_value(body, limits).and_then(request_from_value)
+    budget::measure(body, limits)?;
+    parse_measured(body)
 }
 
-/// Body bytes -> JSON, measured first so an oversized tree is never built.
-pub fn parse_value(body: &[u8], limits: &Limits) -> Result<Value, RequestError> {
-    budget::measure(body, limits)?;
-    serde_json::from_slice(body).map_err(|e| RequestError::NotJson(e.to_string()))
+/// Body bytes that [`budget::measure`] (or [`reserve_parsed`]) already accepted -> Request,
+/// without walking them a second time.
+pub fn parse_measured(body: &[u8]) -> Result<Request, RequestError> {
+    serde_json::from_slice(body)
+        .map_err(|e| RequestError::NotJson(e.to_string()))
+        .and_then(request_from_value)
 }
 
 /// Reserves, against the server-wide in-flight budget, what parsing `body` will build (on top

@@ -111,8 +111,9 @@ async fn api_request(
     let admission = api::admit(ctx, caller)?;
     let mut reservation = ctx.inflight.empty();
     let bytes = read_body(ctx, &mut reservation, body).await?;
+    // The walk that reserves the parsed size also checks the limits: parse once, unmeasured.
     api::reserve_parsed(ctx, &mut reservation, &bytes)?;
-    let request = api::parse_request(&bytes, &ctx.limits)?;
+    let request = api::parse_measured(&bytes)?;
     drop(bytes);
     api::execute_admitted(ctx, caller, &admission, request).await
 }
